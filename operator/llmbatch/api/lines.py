@@ -1,0 +1,226 @@
+"""OpenAI Batch file formats: the input line, the output line and the error line, and the
+rules every input file must follow.
+
+The validator works line by line over raw bytes, so the runner, the gateway and the CLI share
+one set of rules and each reports the same line number and reason for the same bad line.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class Endpoint(StrEnum):
+    CHAT_COMPLETIONS = "/v1/chat/completions"
+    COMPLETIONS = "/v1/completions"
+    EMBEDDINGS = "/v1/embeddings"
+
+
+class ErrorCode(StrEnum):
+    """``error.code`` of a line in errors.jsonl."""
+
+    INVALID_REQUEST = "invalid_request"  # the line breaks a file rule (see LineRule)
+    MODEL_NOT_FOUND = "model_not_found"  # body.model is not the served model
+    ENGINE_ERROR = "engine_error"  # vLLM rejected or failed the request (status_code 400/500)
+    BATCH_EXPIRED = "batch_expired"  # the deadline passed before the request ran
+    BATCH_CANCELLED = "batch_cancelled"  # the batch was cancelled before the request ran
+
+
+class LineRule(StrEnum):
+    """Why a line was rejected; named in the error message so users can grep for it."""
+
+    INVALID_JSON = "invalid_json"
+    INVALID_UTF8 = "invalid_utf8"
+    NOT_AN_OBJECT = "not_an_object"
+    MISSING_CUSTOM_ID = "missing_custom_id"
+    DUPLICATE_CUSTOM_ID = "duplicate_custom_id"
+    INVALID_METHOD = "invalid_method"
+    INVALID_URL = "invalid_url"
+    MIXED_URL = "mixed_url"
+    MISSING_MODEL = "missing_model"
+    INVALID_BODY = "invalid_body"
+    LINE_TOO_LONG = "line_too_long"
+    TOO_MANY_LINES = "too_many_lines"
+    FILE_TOO_LARGE = "file_too_large"
+
+
+MAX_CUSTOM_ID_LENGTH = 512
+DEFAULT_MAX_LINES = 50_000
+DEFAULT_MAX_BYTES = 200 * 1024 * 1024
+
+
+class InputLine(BaseModel):
+    """One request: ``{"custom_id", "method": "POST", "url", "body": {"model", ...}}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    custom_id: str = Field(min_length=1, max_length=MAX_CUSTOM_ID_LENGTH)
+    method: Literal["POST"]
+    url: Endpoint
+    body: dict[str, Any]
+
+
+class LineErrorBody(BaseModel):
+    code: str
+    message: str
+    line: int | None = None
+
+
+class ResponseBody(BaseModel):
+    status_code: int
+    request_id: str
+    body: dict[str, Any]
+
+
+class OutputLine(BaseModel):
+    """A line of output.jsonl (``error`` null) or errors.jsonl (``response`` null, or a
+    non-200 response for a request the engine rejected)."""
+
+    id: str
+    custom_id: str | None
+    response: ResponseBody | None = None
+    error: LineErrorBody | None = None
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_lines: int = DEFAULT_MAX_LINES
+    max_bytes: int = DEFAULT_MAX_BYTES
+    # A single line larger than this is rejected without parsing it.
+    max_line_bytes: int = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class LineError:
+    """A rejected input line: 1-based line number, the rule it broke and a readable reason."""
+
+    line: int
+    rule: LineRule
+    message: str
+    custom_id: str | None = None
+    code: ErrorCode = ErrorCode.INVALID_REQUEST
+
+    def as_error_body(self) -> LineErrorBody:
+        return LineErrorBody(code=self.code.value, message=f"{self.rule.value}: {self.message}",
+                             line=self.line)
+
+
+@dataclass(frozen=True)
+class ValidLine:
+    line: int
+    request: InputLine
+    raw_size: int
+
+
+@dataclass
+class FileValidator:
+    """Checks an input file's lines one at a time, keeping only what the rules need: the
+    custom_ids seen (duplicates) and the file's url (one endpoint a file).
+
+    ``endpoint`` fixes the url every line must use; when None the first valid line fixes it.
+    Blank lines are skipped, as OpenAI does, and counted in neither output.
+    """
+
+    endpoint: Endpoint | None = None
+    limits: Limits = field(default_factory=Limits)
+    check_duplicates: bool = True
+    seen_ids: set[str] = field(default_factory=set)
+    lines: int = 0
+    bytes_read: int = 0
+
+    def check(self, lineno: int, raw: bytes) -> ValidLine | LineError | None:
+        """Validate one raw line (newline optional). None for a blank line."""
+        self.bytes_read += len(raw)
+        stripped = raw.strip()
+        if not stripped:
+            return None
+        self.lines += 1
+        if self.lines > self.limits.max_lines:
+            return LineError(lineno, LineRule.TOO_MANY_LINES,
+                             f"the file has more than {self.limits.max_lines} requests")
+        if self.bytes_read > self.limits.max_bytes:
+            return LineError(lineno, LineRule.FILE_TOO_LARGE,
+                             f"the file is larger than {self.limits.max_bytes} bytes")
+        if len(stripped) > self.limits.max_line_bytes:
+            return LineError(lineno, LineRule.LINE_TOO_LONG,
+                             f"the line is {len(stripped)} bytes; the limit is {self.limits.max_line_bytes}")
+        try:
+            text = stripped.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return LineError(lineno, LineRule.INVALID_UTF8, f"not valid UTF-8 at byte {exc.start}")
+        try:
+            data = json.loads(text)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+            return LineError(lineno, LineRule.INVALID_JSON, f"not valid JSON: {reason}")
+        return self.check_object(lineno, data, len(stripped))
+
+    def check_object(self, lineno: int, data: Any, size: int = 0) -> ValidLine | LineError:
+        if not isinstance(data, dict):
+            return LineError(lineno, LineRule.NOT_AN_OBJECT, "each line must be a JSON object")
+        custom_id = data.get("custom_id")
+        if not isinstance(custom_id, str) or not custom_id:
+            return LineError(lineno, LineRule.MISSING_CUSTOM_ID,
+                             "custom_id is missing or not a non-empty string")
+        if len(custom_id) > MAX_CUSTOM_ID_LENGTH:
+            return LineError(lineno, LineRule.MISSING_CUSTOM_ID,
+                             f"custom_id is longer than {MAX_CUSTOM_ID_LENGTH} characters")
+        if self.check_duplicates and custom_id in self.seen_ids:
+            return LineError(lineno, LineRule.DUPLICATE_CUSTOM_ID,
+                             f"custom_id {custom_id!r} appears earlier in the file", custom_id)
+        error = self._check_fields(lineno, data, custom_id)
+        if error is not None:
+            return error
+        try:
+            request = InputLine.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "line"
+            return LineError(lineno, LineRule.INVALID_BODY, f"{where}: {first['msg']}", custom_id)
+        if self.check_duplicates:
+            self.seen_ids.add(custom_id)
+        return ValidLine(lineno, request, size)
+
+    def _check_fields(self, lineno: int, data: dict[str, Any], custom_id: str) -> LineError | None:
+        method = data.get("method")
+        if method != "POST":
+            return LineError(lineno, LineRule.INVALID_METHOD,
+                             f"method must be POST, got {method!r}", custom_id)
+        url = data.get("url")
+        try:
+            endpoint = Endpoint(url)
+        except ValueError:
+            allowed = ", ".join(e.value for e in Endpoint)
+            return LineError(lineno, LineRule.INVALID_URL,
+                             f"url {url!r} is not supported; use one of {allowed}", custom_id)
+        if self.endpoint is None:
+            self.endpoint = endpoint
+        elif endpoint != self.endpoint:
+            return LineError(lineno, LineRule.MIXED_URL,
+                             f"url {url} differs from the file's endpoint {self.endpoint.value}",
+                             custom_id)
+        body = data.get("body")
+        if not isinstance(body, dict):
+            return LineError(lineno, LineRule.INVALID_BODY, "body must be a JSON object", custom_id)
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            return LineError(lineno, LineRule.MISSING_MODEL,
+                             "body.model is missing or not a non-empty string", custom_id)
+        return None
+
+
+def iter_validated(
+    raw_lines: Iterable[bytes], validator: FileValidator | None = None
+) -> Iterator[ValidLine | LineError]:
+    """Validate raw lines in order (line numbers start at 1), skipping blank lines."""
+    checker = validator or FileValidator()
+    for lineno, raw in enumerate(raw_lines, start=1):
+        result = checker.check(lineno, raw)
+        if result is not None:
+            yield result
