@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
 
 from llmbatch.api.conditions import ConditionType
 from llmbatch.api.durations import DURATION_PATTERN, parse_duration
@@ -19,7 +20,7 @@ from llmbatch.api.lines import Endpoint
 from llmbatch.api.phases import Phase
 
 # Marks a field whose contents the API server must keep as given (engine args, affinity, ...).
-PRESERVE = {"x-kubernetes-preserve-unknown-fields": True}
+PRESERVE: JsonDict = {"x-kubernetes-preserve-unknown-fields": True}
 
 # s3://bucket/key, file:///abs/path, or an absolute path (a PVC mount in the pod).
 URI_PATTERN = r"^(s3://[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9](/.*)?|file:///.*|/.*)$"
@@ -34,7 +35,10 @@ def immutable(field: str) -> dict[str, Any]:
     """A CEL transition rule that makes a spec field immutable once accepted."""
     return {
         "x-kubernetes-validations": [
-            {"rule": "self == oldSelf", "message": f"spec.{field} is immutable; create a new BatchJob"}
+            {
+                "rule": "self == oldSelf",
+                "message": f"spec.{field} is immutable; create a new BatchJob",
+            }
         ]
     }
 
@@ -51,80 +55,152 @@ class CamelModel(BaseModel):
 
 class ModelSpec(CamelModel):
     name: str = Field(
-        min_length=1, max_length=256, pattern=MODEL_NAME_PATTERN,
+        min_length=1,
+        max_length=256,
+        pattern=MODEL_NAME_PATTERN,
         description="Served model name; each input line's body.model must equal it.",
     )
     source: str = Field(
-        min_length=1, max_length=1024, pattern=MODEL_SOURCE_PATTERN,
-        description="Where the weights come from: hf://org/name, s3://bucket/prefix, or a local path (e.g. a PVC mount).",
+        min_length=1,
+        max_length=1024,
+        pattern=MODEL_SOURCE_PATTERN,
+        description=(
+            "Where the weights come from: hf://org/name, s3://bucket/prefix,"
+            " or a local path (e.g. a PVC mount)."
+        ),
     )
     engine_args: dict[str, Any] = Field(
-        default_factory=dict, json_schema_extra=PRESERVE,
-        description="vLLM engine arguments (max_model_len, tensor_parallel_size, enable_prefix_caching, ...).",
+        default_factory=dict,
+        json_schema_extra=PRESERVE,
+        description=(
+            "vLLM engine arguments (max_model_len, tensor_parallel_size,"
+            " enable_prefix_caching, ...)."
+        ),
     )
     chat_template: str | None = Field(
-        default=None, max_length=65536,
+        default=None,
+        max_length=65536,
         description="Jinja chat template overriding the tokenizer's own.",
     )
 
 
 class SecretRef(CamelModel):
-    name: str = Field(min_length=1, max_length=253, pattern=K8S_NAME_PATTERN,
-                      description="Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.")
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=K8S_NAME_PATTERN,
+        description="Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.",
+    )
 
 
 class StorageSpec(CamelModel):
-    endpoint: str | None = Field(default=None, pattern=r"^https?://.+$",
-                                 description="S3 endpoint URL (MinIO, moto); AWS when unset.")
+    endpoint: str | None = Field(
+        default=None,
+        pattern=r"^https?://.+$",
+        description="S3 endpoint URL (MinIO, moto); AWS when unset.",
+    )
     region: str | None = Field(default=None, max_length=64, description="S3 region.")
     secret_ref: SecretRef | None = Field(default=None, description="Credentials for the bucket.")
 
 
 class ResourcesSpec(CamelModel):
     gpu: int = Field(default=1, ge=0, le=64, description="GPUs per shard.")
-    gpu_resource_name: str = Field(default="nvidia.com/gpu", min_length=1, max_length=253,
-                                   description="Extended resource name of the GPU.")
-    cpu: str | None = Field(default=None, pattern=r"^[0-9]+(\.[0-9]+)?m?$",
-                            description="CPU request and limit per shard, e.g. 4 or 500m.")
-    memory: str | None = Field(default=None, pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$",
-                               description="Memory request and limit per shard, e.g. 32Gi.")
+    gpu_resource_name: str = Field(
+        default="nvidia.com/gpu",
+        min_length=1,
+        max_length=253,
+        description="Extended resource name of the GPU.",
+    )
+    cpu: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]+(\.[0-9]+)?m?$",
+        description="CPU request and limit per shard, e.g. 4 or 500m.",
+    )
+    memory: str | None = Field(
+        default=None,
+        pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$",
+        description="Memory request and limit per shard, e.g. 32Gi.",
+    )
 
 
 class BatchJobSpec(CamelModel):
-    model: ModelSpec = Field(json_schema_extra=immutable("model"), description="The model to serve.")
-    input: str = Field(min_length=1, max_length=2048, pattern=URI_PATTERN,
-                       json_schema_extra=immutable("input"),
-                       description="URI of the OpenAI batch JSONL input (s3://bucket/key, file:///path).")
-    output: str = Field(min_length=1, max_length=2048, pattern=URI_PATTERN,
-                        json_schema_extra=immutable("output"),
-                        description="URI prefix that receives output.jsonl, errors.jsonl and manifest.json.")
-    endpoint: Endpoint = Field(default=Endpoint.CHAT_COMPLETIONS, json_schema_extra=immutable("endpoint"),
-                               description="The OpenAI endpoint every input line targets.")
-    completion_window: str = Field(default="24h", pattern=DURATION_PATTERN,
-                                   description="How long after creation the batch may run, e.g. 24h or 90m.")
-    parallelism: int = Field(default=1, ge=1, le=1000, json_schema_extra=immutable("parallelism"),
-                             description="Number of shards (Indexed Job completions).")
-    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Per-shard resources.")
-    node_selector: dict[str, str] = Field(default_factory=dict, description="Node selector for shard pods.")
+    model: ModelSpec = Field(
+        json_schema_extra=immutable("model"), description="The model to serve."
+    )
+    input: str = Field(
+        min_length=1,
+        max_length=2048,
+        pattern=URI_PATTERN,
+        json_schema_extra=immutable("input"),
+        description="URI of the OpenAI batch JSONL input (s3://bucket/key, file:///path).",
+    )
+    output: str = Field(
+        min_length=1,
+        max_length=2048,
+        pattern=URI_PATTERN,
+        json_schema_extra=immutable("output"),
+        description="URI prefix that receives output.jsonl, errors.jsonl and manifest.json.",
+    )
+    endpoint: Endpoint = Field(
+        default=Endpoint.CHAT_COMPLETIONS,
+        json_schema_extra=immutable("endpoint"),
+        description="The OpenAI endpoint every input line targets.",
+    )
+    completion_window: str = Field(
+        default="24h",
+        pattern=DURATION_PATTERN,
+        description="How long after creation the batch may run, e.g. 24h or 90m.",
+    )
+    parallelism: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        json_schema_extra=immutable("parallelism"),
+        description="Number of shards (Indexed Job completions).",
+    )
+    resources: ResourcesSpec = Field(
+        default_factory=ResourcesSpec, description="Per-shard resources."
+    )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node selector for shard pods."
+    )
     tolerations: list[dict[str, Any]] = Field(
-        default_factory=list, json_schema_extra={"items": {"type": "object", **PRESERVE}},
-        description="Tolerations for shard pods.")
-    affinity: dict[str, Any] = Field(default_factory=dict, json_schema_extra=PRESERVE,
-                                     description="Affinity for shard pods.")
-    priority_class_name: str | None = Field(default=None, max_length=253, pattern=K8S_NAME_PATTERN,
-                                            description="PriorityClass of shard pods.")
-    queue_name: str | None = Field(default=None, max_length=63,
-                                   pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
-                                   description="Kueue LocalQueue; set as kueue.x-k8s.io/queue-name on the Job.")
+        default_factory=list,
+        json_schema_extra={"items": {"type": "object", **PRESERVE}},
+        description="Tolerations for shard pods.",
+    )
+    affinity: dict[str, Any] = Field(
+        default_factory=dict, json_schema_extra=PRESERVE, description="Affinity for shard pods."
+    )
+    priority_class_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=K8S_NAME_PATTERN,
+        description="PriorityClass of shard pods.",
+    )
+    queue_name: str | None = Field(
+        default=None,
+        max_length=63,
+        pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
+        description="Kueue LocalQueue; set as kueue.x-k8s.io/queue-name on the Job.",
+    )
     suspend: bool = Field(default=False, description="Pause the batch; clear to resume.")
     cancel: bool = Field(default=False, description="Stop the batch, keeping partial results.")
-    max_retries: int = Field(default=3, ge=0, le=100, description="Retries per shard (backoffLimitPerIndex).")
-    storage: StorageSpec = Field(default_factory=StorageSpec, description="S3 settings for input, output and model.")
-    runner_image: str | None = Field(default=None, max_length=1024, description="Overrides the chart's runner image.")
-    ttl_seconds_after_finished: int | None = Field(default=None, ge=0,
-                                                   description="Delete the Jobs this long after the batch finishes.")
-    metadata: dict[str, str] = Field(default_factory=dict, max_length=16,
-                                     description="OpenAI batch metadata: up to 16 pairs.")
+    max_retries: int = Field(
+        default=3, ge=0, le=100, description="Retries per shard (backoffLimitPerIndex)."
+    )
+    storage: StorageSpec = Field(
+        default_factory=StorageSpec, description="S3 settings for input, output and model."
+    )
+    runner_image: str | None = Field(
+        default=None, max_length=1024, description="Overrides the chart's runner image."
+    )
+    ttl_seconds_after_finished: int | None = Field(
+        default=None, ge=0, description="Delete the Jobs this long after the batch finishes."
+    )
+    metadata: dict[str, str] = Field(
+        default_factory=dict, max_length=16, description="OpenAI batch metadata: up to 16 pairs."
+    )
 
     @field_validator("completion_window")
     @classmethod
@@ -190,10 +266,14 @@ class BatchError(CamelModel):
 
 class BatchJobStatus(CamelModel):
     phase: Phase | None = None
-    reason: str | None = Field(default=None, description="Why the batch is in its phase (see conditions).")
+    reason: str | None = Field(
+        default=None, description="Why the batch is in its phase (see conditions)."
+    )
     message: str | None = None
-    conditions: list[Condition] = Field(default_factory=list, json_schema_extra={
-        "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]})
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
     observed_generation: int | None = None
     request_counts: RequestCounts | None = None
     usage: Usage | None = None
@@ -211,8 +291,11 @@ class BatchJobStatus(CamelModel):
     error_file: str | None = None
     manifest: str | None = None
     input_sha256: str | None = None
-    errors: list[BatchError] = Field(default_factory=list, max_length=100,
-                                           description="Batch-level errors, e.g. spec checks that failed.")
+    errors: list[BatchError] = Field(
+        default_factory=list,
+        max_length=100,
+        description="Batch-level errors, e.g. spec checks that failed.",
+    )
 
 
 class BatchJob(CamelModel):
@@ -228,6 +311,17 @@ class BatchJob(CamelModel):
 
 
 __all__ = [
-    "BatchJob", "BatchJobSpec", "BatchJobStatus", "Condition", "ConditionType", "ModelSpec",
-    "RequestCounts", "ResourcesSpec", "SecretRef", "ShardStatus", "StorageSpec", "Timestamps", "Usage",
+    "BatchJob",
+    "BatchJobSpec",
+    "BatchJobStatus",
+    "Condition",
+    "ConditionType",
+    "ModelSpec",
+    "RequestCounts",
+    "ResourcesSpec",
+    "SecretRef",
+    "ShardStatus",
+    "StorageSpec",
+    "Timestamps",
+    "Usage",
 ]

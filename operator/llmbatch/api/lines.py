@@ -107,8 +107,9 @@ class LineError:
     code: ErrorCode = ErrorCode.INVALID_REQUEST
 
     def as_error_body(self) -> LineErrorBody:
-        return LineErrorBody(code=self.code.value, message=f"{self.rule.value}: {self.message}",
-                             line=self.line)
+        return LineErrorBody(
+            code=self.code.value, message=f"{self.rule.value}: {self.message}", line=self.line
+        )
 
 
 @dataclass(frozen=True)
@@ -142,14 +143,23 @@ class FileValidator:
             return None
         self.lines += 1
         if self.lines > self.limits.max_lines:
-            return LineError(lineno, LineRule.TOO_MANY_LINES,
-                             f"the file has more than {self.limits.max_lines} requests")
+            return LineError(
+                lineno,
+                LineRule.TOO_MANY_LINES,
+                f"the file has more than {self.limits.max_lines} requests",
+            )
         if self.bytes_read > self.limits.max_bytes:
-            return LineError(lineno, LineRule.FILE_TOO_LARGE,
-                             f"the file is larger than {self.limits.max_bytes} bytes")
+            return LineError(
+                lineno,
+                LineRule.FILE_TOO_LARGE,
+                f"the file is larger than {self.limits.max_bytes} bytes",
+            )
         if len(stripped) > self.limits.max_line_bytes:
-            return LineError(lineno, LineRule.LINE_TOO_LONG,
-                             f"the line is {len(stripped)} bytes; the limit is {self.limits.max_line_bytes}")
+            return LineError(
+                lineno,
+                LineRule.LINE_TOO_LONG,
+                f"the line is {len(stripped)} bytes; the limit is {self.limits.max_line_bytes}",
+            )
         try:
             text = stripped.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -166,14 +176,22 @@ class FileValidator:
             return LineError(lineno, LineRule.NOT_AN_OBJECT, "each line must be a JSON object")
         custom_id = data.get("custom_id")
         if not isinstance(custom_id, str) or not custom_id:
-            return LineError(lineno, LineRule.MISSING_CUSTOM_ID,
-                             "custom_id is missing or not a non-empty string")
+            return LineError(
+                lineno, LineRule.MISSING_CUSTOM_ID, "custom_id is missing or not a non-empty string"
+            )
         if len(custom_id) > MAX_CUSTOM_ID_LENGTH:
-            return LineError(lineno, LineRule.MISSING_CUSTOM_ID,
-                             f"custom_id is longer than {MAX_CUSTOM_ID_LENGTH} characters")
+            return LineError(
+                lineno,
+                LineRule.MISSING_CUSTOM_ID,
+                f"custom_id is longer than {MAX_CUSTOM_ID_LENGTH} characters",
+            )
         if self.check_duplicates and custom_id in self.seen_ids:
-            return LineError(lineno, LineRule.DUPLICATE_CUSTOM_ID,
-                             f"custom_id {custom_id!r} appears earlier in the file", custom_id)
+            return LineError(
+                lineno,
+                LineRule.DUPLICATE_CUSTOM_ID,
+                f"custom_id {custom_id!r} appears earlier in the file",
+                custom_id,
+            )
         error = self._check_fields(lineno, data, custom_id)
         if error is not None:
             return error
@@ -190,28 +208,40 @@ class FileValidator:
     def _check_fields(self, lineno: int, data: dict[str, Any], custom_id: str) -> LineError | None:
         method = data.get("method")
         if method != "POST":
-            return LineError(lineno, LineRule.INVALID_METHOD,
-                             f"method must be POST, got {method!r}", custom_id)
+            return LineError(
+                lineno, LineRule.INVALID_METHOD, f"method must be POST, got {method!r}", custom_id
+            )
         url = data.get("url")
         try:
-            endpoint = Endpoint(url)
+            endpoint = Endpoint(url if isinstance(url, str) else "")
         except ValueError:
             allowed = ", ".join(e.value for e in Endpoint)
-            return LineError(lineno, LineRule.INVALID_URL,
-                             f"url {url!r} is not supported; use one of {allowed}", custom_id)
+            return LineError(
+                lineno,
+                LineRule.INVALID_URL,
+                f"url {url!r} is not supported; use one of {allowed}",
+                custom_id,
+            )
         if self.endpoint is None:
             self.endpoint = endpoint
         elif endpoint != self.endpoint:
-            return LineError(lineno, LineRule.MIXED_URL,
-                             f"url {url} differs from the file's endpoint {self.endpoint.value}",
-                             custom_id)
+            return LineError(
+                lineno,
+                LineRule.MIXED_URL,
+                f"url {url} differs from the file's endpoint {self.endpoint.value}",
+                custom_id,
+            )
         body = data.get("body")
         if not isinstance(body, dict):
             return LineError(lineno, LineRule.INVALID_BODY, "body must be a JSON object", custom_id)
         model = body.get("model")
         if not isinstance(model, str) or not model:
-            return LineError(lineno, LineRule.MISSING_MODEL,
-                             "body.model is missing or not a non-empty string", custom_id)
+            return LineError(
+                lineno,
+                LineRule.MISSING_MODEL,
+                "body.model is missing or not a non-empty string",
+                custom_id,
+            )
         return None
 
 
