@@ -1,0 +1,31 @@
+"""URI-addressed object I/O (s3://, file:// and plain paths): streaming, multipart, retries.
+
+store = get_store("s3://bucket/in.jsonl", StorageSettings.from_env())
+for line in store.read_lines("s3://bucket/in.jsonl"): ...
+"""
+
+from llmbatch.storage.base import ObjectInfo, ObjectStore
+from llmbatch.storage.errors import (
+    AccessDenied,
+    BucketNotFound,
+    ObjectNotFound,
+    PreconditionFailed,
+    StorageError,
+)
+from llmbatch.storage.factory import get_store
+from llmbatch.storage.settings import StorageSettings
+from llmbatch.storage.uri import join_uri, parse_uri
+
+__all__ = [
+    "AccessDenied",
+    "BucketNotFound",
+    "ObjectInfo",
+    "ObjectNotFound",
+    "ObjectStore",
+    "PreconditionFailed",
+    "StorageError",
+    "StorageSettings",
+    "get_store",
+    "join_uri",
+    "parse_uri",
+]

@@ -1,0 +1,27 @@
+"""Storage errors. Each message names the URI, so a log line alone says what failed where."""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """Any storage failure that retries could not fix (or that retrying cannot fix)."""
+
+    def __init__(self, message: str, uri: str | None = None) -> None:
+        super().__init__(message)
+        self.uri = uri
+
+
+class ObjectNotFound(StorageError):
+    """The object (S3 key or local file) does not exist."""
+
+
+class BucketNotFound(StorageError):
+    """The S3 bucket does not exist (a configuration error, never transient)."""
+
+
+class AccessDenied(StorageError):
+    """The credentials may not perform the operation (S3 403, or a local permission error)."""
+
+
+class PreconditionFailed(StorageError):
+    """The object changed while it was being read, so a resumed read would mix two versions."""
