@@ -94,16 +94,17 @@ def test_reason_used_when_there_is_no_message() -> None:
 
 
 def test_sla_at_risk_is_called_out() -> None:
-    status = {
-        "phase": "Running",
-        "conditions": [
-            {"type": "Running", "status": "True"},
-            {"type": "SLAAtRisk", "status": "True", "reason": "EtaPastDeadline"},
-        ],
-    }
-    assert "SLA at risk" in health(batchjob(status))["message"]
-    status["conditions"][1]["status"] = "False"
-    assert "SLA at risk" not in health(batchjob(status))["message"]
+    def status(at_risk: str) -> dict[str, Any]:
+        return {
+            "phase": "Running",
+            "conditions": [
+                {"type": "Running", "status": "True"},
+                {"type": "SLAAtRisk", "status": at_risk, "reason": "EtaPastDeadline"},
+            ],
+        }
+
+    assert "SLA at risk" in health(batchjob(status("True")))["message"]
+    assert "SLA at risk" not in health(batchjob(status("False")))["message"]
 
 
 def test_stale_status_is_progressing() -> None:
