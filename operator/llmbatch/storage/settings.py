@@ -38,8 +38,10 @@ class StorageSettings:
     # Multipart part size for open_write, upload_file and download_file (>= 5 MiB on real S3;
     # tests lower it against moto, which does not enforce the minimum).
     part_size: int = 8 * MiB
-    # Parallel parts in flight for transfers and streaming writes.
+    # Parallel parts in flight for upload_file/download_file/copy.
     max_concurrency: int = 4
+    # Parts in flight per open_write stream (memory ~ (this + 1) * part_size per stream).
+    write_concurrency: int = 2
     # Block size of streaming reads; a line longer than this still works (it is assembled).
     read_chunk_size: int = 1 * MiB
     # Used when endpoint_url is set (MinIO, moto): path-style addressing needs no DNS per bucket.
