@@ -12,7 +12,7 @@ from llmbatch.storage.errors import (
     PreconditionFailed,
     StorageError,
 )
-from llmbatch.storage.factory import get_store
+from llmbatch.storage.factory import copy_object, get_store
 from llmbatch.storage.settings import StorageSettings
 from llmbatch.storage.uri import join_uri, parse_uri
 
@@ -25,6 +25,7 @@ __all__ = [
     "PreconditionFailed",
     "StorageError",
     "StorageSettings",
+    "copy_object",
     "get_store",
     "join_uri",
     "parse_uri",

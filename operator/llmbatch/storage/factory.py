@@ -32,3 +32,13 @@ def _s3_store(settings: StorageSettings) -> ObjectStore:
     from llmbatch.storage.s3 import S3Store
 
     return S3Store(settings)
+
+
+def copy_object(src_uri: str, dst_uri: str, settings: StorageSettings | None = None) -> None:
+    """Copy between any two URIs (S3 to S3 server-side; across backends streamed)."""
+    source = parse_uri(src_uri)
+    destination = parse_uri(dst_uri)
+    if source.scheme == "file" and destination.scheme == "s3":
+        get_store(dst_uri, settings).upload_file(source.path, dst_uri)
+        return
+    get_store(src_uri, settings).copy(src_uri, dst_uri)
