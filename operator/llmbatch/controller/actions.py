@@ -1,0 +1,38 @@
+"""What a reconcile asks the I/O layer to do after the status write succeeded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from llmbatch.controller.build_jobs import FinalizeReason
+
+
+@dataclass(frozen=True)
+class CreateRunJob:
+    """Create the Indexed Job (409 AlreadyExists counts as done)."""
+
+
+@dataclass(frozen=True)
+class SetRunJobSuspended:
+    suspend: bool
+
+
+@dataclass(frozen=True)
+class CreateFinalizeJob:
+    reason: FinalizeReason
+
+
+@dataclass(frozen=True)
+class DeleteJobs:
+    """ttlSecondsAfterFinished passed: delete the Jobs (and so their pods); results stay."""
+
+
+Action = CreateRunJob | SetRunJobSuspended | CreateFinalizeJob | DeleteJobs
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str

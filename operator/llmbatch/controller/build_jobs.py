@@ -1,0 +1,268 @@
+"""Pure builders of the run Job (one Indexed Job, a pod per shard) and the finalize Job.
+
+No API calls here: the same BatchJob, config and time give the same manifest, which is what
+makes creation idempotent (a deterministic name, and 409 on a second create is success).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal
+
+from llmbatch.api.batchjob import BatchJobSpec
+from llmbatch.api.durations import parse_duration
+from llmbatch.controller.config import GROUP, KIND, VERSION, OperatorConfig
+from llmbatch.controller.jobview import RUNNER_CONTAINER
+from llmbatch.controller.names import (
+    BATCHJOB_LABEL,
+    MANAGED_BY,
+    MANAGED_BY_LABEL,
+    ROLE_LABEL,
+    finalize_job_name,
+    label_value,
+    run_job_name,
+)
+from llmbatch.controller.timefmt import format_time, parse_time
+from llmbatch.runner.exitcodes import ExitCode
+
+FinalizeReason = Literal["none", "expired", "cancelled"]
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+
+
+def deadline_of(batchjob: Mapping[str, Any]) -> datetime:
+    """creationTimestamp + spec.completionWindow."""
+    spec = batchjob.get("spec") or {}
+    created = parse_time((batchjob.get("metadata") or {}).get("creationTimestamp"))
+    if created is None:
+        raise ValueError("the BatchJob has no creationTimestamp")
+    return created + parse_duration(spec.get("completionWindow") or "24h")
+
+
+def owner_reference(batchjob: Mapping[str, Any]) -> dict[str, Any]:
+    meta = batchjob["metadata"]
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": KIND,
+        "name": meta["name"],
+        "uid": meta["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _labels(owner: str, role: str) -> dict[str, str]:
+    return {
+        BATCHJOB_LABEL: label_value(owner),
+        ROLE_LABEL: role,
+        MANAGED_BY_LABEL: MANAGED_BY,
+    }
+
+
+def storage_env(spec: BatchJobSpec, config: OperatorConfig) -> list[dict[str, Any]]:
+    """S3 settings for a pod. Credentials are references to the Secret, never values."""
+    env: list[dict[str, Any]] = []
+    endpoint = spec.storage.endpoint or config.default_s3_endpoint
+    region = spec.storage.region or config.default_s3_region
+    if endpoint:
+        env.append({"name": "AWS_ENDPOINT_URL", "value": endpoint})
+    if region:
+        env.append({"name": "AWS_REGION", "value": region})
+        env.append({"name": "AWS_DEFAULT_REGION", "value": region})
+    if spec.storage.secret_ref is not None:
+        for key in SECRET_KEYS:
+            env.append(
+                {
+                    "name": key,
+                    "valueFrom": {
+                        "secretKeyRef": {"name": spec.storage.secret_ref.name, "key": key}
+                    },
+                }
+            )
+    env.extend({"name": name, "value": value} for name, value in config.runner_env)
+    return env
+
+
+def _resources(spec: BatchJobSpec) -> dict[str, Any]:
+    amounts: dict[str, str] = {}
+    if spec.resources.cpu:
+        amounts["cpu"] = spec.resources.cpu
+    if spec.resources.memory:
+        amounts["memory"] = spec.resources.memory
+    limits = dict(amounts)
+    if spec.resources.gpu > 0:
+        # Extended resources are set as limits; Kubernetes copies them to requests.
+        limits[spec.resources.gpu_resource_name] = str(spec.resources.gpu)
+    resources: dict[str, Any] = {}
+    if amounts:
+        resources["requests"] = amounts
+    if limits:
+        resources["limits"] = limits
+    return resources
+
+
+def active_deadline_seconds(deadline: datetime, now: datetime, grace: int) -> int:
+    return max(1, math.ceil((deadline - now).total_seconds())) + grace
+
+
+def build_runner_job(
+    batchjob: Mapping[str, Any], config: OperatorConfig, now: datetime
+) -> dict[str, Any]:
+    """The Indexed Job: completions = parallelism = spec.parallelism, one shard per index."""
+    meta = batchjob["metadata"]
+    spec = BatchJobSpec.model_validate(batchjob.get("spec") or {})
+    owner = meta["name"]
+    deadline = deadline_of(batchjob)
+    command = [
+        "llmbatch-runner",
+        "run",
+        "--input",
+        spec.input,
+        "--output",
+        spec.output,
+        "--model",
+        spec.model.source,
+        "--served-model-name",
+        spec.model.name,
+        "--endpoint",
+        spec.endpoint.value,
+        "--engine-args",
+        json.dumps(spec.model.engine_args, sort_keys=True, separators=(",", ":")),
+        "--deadline",
+        format_time(deadline),
+    ]
+    env = [
+        {"name": "LLMBATCH_SHARD_COUNT", "value": str(spec.parallelism)},
+        {"name": "LLMBATCH_BATCHJOB", "value": owner},
+        *storage_env(spec, config),
+    ]
+    if spec.model.chat_template:
+        env.append({"name": "LLMBATCH_CHAT_TEMPLATE", "value": spec.model.chat_template})
+    container: dict[str, Any] = {
+        "name": RUNNER_CONTAINER,
+        "image": spec.runner_image or config.runner_image,
+        "command": command,
+        "env": env,
+    }
+    resources = _resources(spec)
+    if resources:
+        container["resources"] = resources
+    pod_spec: dict[str, Any] = {
+        # podFailurePolicy requires Never: a failed shard becomes a new pod, counted per index.
+        "restartPolicy": "Never",
+        "terminationGracePeriodSeconds": config.termination_grace_seconds,
+        "enableServiceLinks": False,
+        "containers": [container],
+    }
+    if spec.node_selector:
+        pod_spec["nodeSelector"] = dict(spec.node_selector)
+    if spec.tolerations:
+        pod_spec["tolerations"] = list(spec.tolerations)
+    if spec.affinity:
+        pod_spec["affinity"] = dict(spec.affinity)
+    if spec.priority_class_name:
+        pod_spec["priorityClassName"] = spec.priority_class_name
+    labels = _labels(owner, "run")
+    job_labels = dict(labels)
+    if spec.queue_name:
+        job_labels[KUEUE_QUEUE_LABEL] = spec.queue_name
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": run_job_name(owner),
+            "namespace": meta.get("namespace"),
+            "labels": job_labels,
+            "ownerReferences": [owner_reference(batchjob)],
+        },
+        "spec": {
+            "completionMode": "Indexed",
+            "completions": spec.parallelism,
+            "parallelism": spec.parallelism,
+            "backoffLimitPerIndex": spec.max_retries,
+            # One shard that cannot finish fails the batch: stop the others instead of
+            # spending GPU hours on a result that will be Failed anyway.
+            "maxFailedIndexes": 0,
+            "podFailurePolicy": {
+                "rules": [
+                    # Preemption, node drain, eviction: not the shard's fault, not a retry.
+                    {
+                        "action": "Ignore",
+                        "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+                    },
+                    # Permanent error and deadline: retrying cannot help. Exit 44 (SIGTERM)
+                    # is not listed: a deleted pod is retried, and cancel suspends the Job,
+                    # whose pod deletions Kubernetes does not count as failures.
+                    {
+                        "action": "FailIndex",
+                        "onExitCodes": {
+                            "containerName": RUNNER_CONTAINER,
+                            "operator": "In",
+                            "values": [int(ExitCode.PERMANENT), int(ExitCode.EXPIRED)],
+                        },
+                    },
+                ]
+            },
+            "activeDeadlineSeconds": active_deadline_seconds(
+                deadline, now, config.deadline_grace_seconds
+            ),
+            # Kueue admits a Job by unsuspending it, so a queued Job starts suspended.
+            "suspend": bool(spec.suspend or spec.queue_name),
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+
+
+def build_finalize_job(
+    batchjob: Mapping[str, Any], config: OperatorConfig, reason: FinalizeReason
+) -> dict[str, Any]:
+    """One CPU pod that merges the parts into output.jsonl, errors.jsonl and manifest.json."""
+    meta = batchjob["metadata"]
+    spec = BatchJobSpec.model_validate(batchjob.get("spec") or {})
+    owner = meta["name"]
+    command = [
+        "llmbatch-runner",
+        "finalize",
+        "--input",
+        spec.input,
+        "--output",
+        spec.output,
+        "--shard-count",
+        str(spec.parallelism),
+        "--reason",
+        reason,
+    ]
+    container: dict[str, Any] = {
+        "name": RUNNER_CONTAINER,
+        "image": spec.runner_image or config.runner_image,
+        "command": command,
+        "env": [{"name": "LLMBATCH_BATCHJOB", "value": owner}, *storage_env(spec, config)],
+    }
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "enableServiceLinks": False,
+        "containers": [container],
+    }
+    if spec.priority_class_name:
+        pod_spec["priorityClassName"] = spec.priority_class_name
+    labels = _labels(owner, "finalize")
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": finalize_job_name(owner),
+            "namespace": meta.get("namespace"),
+            "labels": dict(labels),
+            "annotations": {"llmbatch.io/finalize-reason": reason},
+            "ownerReferences": [owner_reference(batchjob)],
+        },
+        "spec": {
+            "completions": 1,
+            "parallelism": 1,
+            "backoffLimit": config.finalize_backoff_limit,
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }

@@ -1,0 +1,105 @@
+"""Operator configuration: flags of ``llmbatch operator`` and environment variables.
+
+Everything a builder needs is in ``OperatorConfig`` so the builders stay pure: the same config
+and BatchJob always give the same child manifests.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+
+DEFAULT_RUNNER_IMAGE = "ghcr.io/llmbatch/runner:0.1.0"
+DEFAULT_METRICS_PORT = 9090
+DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
+# Kopf bookkeeping (progress, diffbase, finalizer) goes under this prefix, never into status.
+ANNOTATION_PREFIX = "llmbatch.io"
+FINALIZER = "llmbatch.io/kopf-finalizer"
+
+GROUP = "llmbatch.io"
+VERSION = "v1alpha1"
+PLURAL = "batchjobs"
+KIND = "BatchJob"
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    return int(value) if value else default
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    return float(value) if value else default
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    runner_image: str = DEFAULT_RUNNER_IMAGE
+    # Used for BatchJobs that leave spec.storage.endpoint/region unset (MinIO in-cluster, the
+    # sandbox's S3 whose port is chosen at start).
+    default_s3_endpoint: str | None = None
+    default_s3_region: str | None = None
+    metrics_port: int = DEFAULT_METRICS_PORT
+    liveness_endpoint: str | None = DEFAULT_LIVENESS
+    # activeDeadlineSeconds = time to the deadline + this margin: the runner stops by itself at
+    # the deadline (exit 43) and this is only the backstop for a runner that hangs.
+    deadline_grace_seconds: int = 120
+    # SIGTERM to SIGKILL for a shard: time to commit the part in flight and its checkpoint.
+    termination_grace_seconds: int = 60
+    finalize_backoff_limit: int = 2
+    # Polling intervals of the per-BatchJob daemon; Job watch events wake it earlier.
+    active_interval: float = 2.5
+    idle_interval: float = 30.0
+    # Progress-only status changes are written at most this often per BatchJob.
+    progress_write_interval: float = 5.0
+    max_input_bytes: int = 200 * 1024 * 1024
+    namespaces: tuple[str, ...] = field(default_factory=tuple)
+    # Extra environment for runner pods, e.g. VLLM_CPU_KVCACHE_SPACE on CPU clusters.
+    runner_env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_env(cls) -> OperatorConfig:
+        base = cls()
+        extra = tuple(
+            sorted(
+                (key[len("LLMBATCH_RUNNER_ENV_") :], value)
+                for key, value in os.environ.items()
+                if key.startswith("LLMBATCH_RUNNER_ENV_") and len(key) > len("LLMBATCH_RUNNER_ENV_")
+            )
+        )
+        namespaces = tuple(
+            ns.strip() for ns in os.environ.get("LLMBATCH_NAMESPACES", "").split(",") if ns.strip()
+        )
+        return replace(
+            base,
+            runner_image=os.environ.get("LLMBATCH_RUNNER_IMAGE") or base.runner_image,
+            default_s3_endpoint=os.environ.get("LLMBATCH_DEFAULT_S3_ENDPOINT") or None,
+            default_s3_region=os.environ.get("LLMBATCH_DEFAULT_S3_REGION") or None,
+            metrics_port=_env_int("LLMBATCH_METRICS_PORT", base.metrics_port),
+            liveness_endpoint=os.environ.get("LLMBATCH_LIVENESS") or base.liveness_endpoint,
+            deadline_grace_seconds=_env_int("LLMBATCH_DEADLINE_GRACE", base.deadline_grace_seconds),
+            active_interval=_env_float("LLMBATCH_ACTIVE_INTERVAL", base.active_interval),
+            idle_interval=_env_float("LLMBATCH_IDLE_INTERVAL", base.idle_interval),
+            progress_write_interval=_env_float(
+                "LLMBATCH_PROGRESS_INTERVAL", base.progress_write_interval
+            ),
+            max_input_bytes=_env_int("LLMBATCH_MAX_INPUT_BYTES", base.max_input_bytes),
+            namespaces=namespaces,
+            runner_env=extra,
+        )
+
+
+_active: OperatorConfig | None = None
+
+
+def set_active(config: OperatorConfig) -> None:
+    """Called by ``llmbatch operator`` before kopf starts; ``kopf run`` falls back to env."""
+    global _active
+    _active = config
+
+
+def active() -> OperatorConfig:
+    global _active
+    if _active is None:
+        _active = OperatorConfig.from_env()
+    return _active

@@ -1,0 +1,144 @@
+"""What a batch/v1 Job and its pods say, read the way the Job controller writes them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from llmbatch.runner.exitcodes import ExitCode
+
+RUNNER_CONTAINER = "runner"
+
+
+def parse_indexes(text: str | None) -> set[int]:
+    """``"0,2-4"`` (status.completedIndexes / failedIndexes) as a set of ints."""
+    result: set[int] = set()
+    for part in (text or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "-" in part:
+            low, high = part.split("-", 1)
+            result.update(range(int(low), int(high) + 1))
+        else:
+            result.add(int(part))
+    return result
+
+
+def _condition(job: Mapping[str, Any], ctype: str) -> Mapping[str, Any] | None:
+    for condition in (job.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == ctype and condition.get("status") == "True":
+            return condition  # type: ignore[no-any-return]
+    return None
+
+
+def pod_index(pod: Mapping[str, Any]) -> int | None:
+    meta = pod.get("metadata") or {}
+    raw = (meta.get("labels") or {}).get("batch.kubernetes.io/job-completion-index") or (
+        meta.get("annotations") or {}
+    ).get("batch.kubernetes.io/job-completion-index")
+    try:
+        return int(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def pod_exit_code(pod: Mapping[str, Any]) -> int | None:
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    for status in statuses:
+        if len(statuses) > 1 and status.get("name") != RUNNER_CONTAINER:
+            continue
+        terminated = (status.get("state") or {}).get("terminated")
+        if terminated and terminated.get("exitCode") is not None:
+            return int(terminated["exitCode"])
+    return None
+
+
+def pod_is_live(pod: Mapping[str, Any]) -> bool:
+    """Pending or Running, terminating included: it may still be writing its part."""
+    return (pod.get("status") or {}).get("phase") in ("Pending", "Running", None, "Unknown")
+
+
+def pod_is_running(pod: Mapping[str, Any]) -> bool:
+    return (pod.get("status") or {}).get("phase") == "Running" and not (
+        pod.get("metadata") or {}
+    ).get("deletionTimestamp")
+
+
+@dataclass(frozen=True)
+class JobView:
+    exists: bool = False
+    suspended: bool = False
+    complete: bool = False
+    failed: bool = False
+    failed_reason: str = ""
+    failed_message: str = ""
+    active: int = 0
+    live_pods: int = 0
+    running_pods: int = 0
+    completed_indexes: frozenset[int] = frozenset()
+    failed_indexes: frozenset[int] = frozenset()
+    exit_codes: frozenset[int] = frozenset()
+    # index -> failed pod count (retries spent)
+    restarts: Mapping[int, int] = field(default_factory=dict)
+    running_indexes: frozenset[int] = frozenset()
+
+    @property
+    def finished(self) -> bool:
+        return self.complete or self.failed
+
+    @property
+    def has_live_pods(self) -> bool:
+        return self.active > 0 or self.live_pods > 0
+
+    @property
+    def permanent_error(self) -> bool:
+        return int(ExitCode.PERMANENT) in self.exit_codes
+
+    @property
+    def expired_signal(self) -> bool:
+        return int(ExitCode.EXPIRED) in self.exit_codes or self.failed_reason == "DeadlineExceeded"
+
+
+def view_job(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]] = ()) -> JobView:
+    if not job:
+        return JobView()
+    spec = job.get("spec") or {}
+    status = job.get("status") or {}
+    failed = _condition(job, "Failed")
+    exit_codes: set[int] = set()
+    restarts: dict[int, int] = {}
+    running: set[int] = set()
+    live = 0
+    running_pods = 0
+    for pod in pods:
+        index = pod_index(pod)
+        if pod_is_live(pod):
+            live += 1
+        if pod_is_running(pod):
+            running_pods += 1
+            if index is not None:
+                running.add(index)
+        if (pod.get("status") or {}).get("phase") == "Failed":
+            code = pod_exit_code(pod)
+            if code is not None:
+                exit_codes.add(code)
+            if index is not None:
+                restarts[index] = restarts.get(index, 0) + 1
+    return JobView(
+        exists=True,
+        suspended=bool(spec.get("suspend")),
+        complete=_condition(job, "Complete") is not None,
+        failed=failed is not None,
+        failed_reason=str((failed or {}).get("reason") or ""),
+        failed_message=str((failed or {}).get("message") or ""),
+        active=int(status.get("active") or 0),
+        live_pods=live,
+        running_pods=running_pods,
+        completed_indexes=frozenset(parse_indexes(status.get("completedIndexes"))),
+        failed_indexes=frozenset(parse_indexes(status.get("failedIndexes"))),
+        exit_codes=frozenset(exit_codes),
+        restarts=restarts,
+        running_indexes=frozenset(running),
+    )

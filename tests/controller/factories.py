@@ -1,0 +1,146 @@
+"""Small builders of the objects compute_status reads: a BatchJob, Jobs, pods, progress."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from llmbatch.controller.timefmt import format_time
+
+CREATED = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def batchjob(
+    status: dict[str, Any] | None = None, *, name: str = "demo", generation: int = 1, **spec: Any
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": {"name": "tiny-qwen", "source": "/models/tiny"},
+        "input": "s3://llmbatch/in/demo.jsonl",
+        "output": "s3://llmbatch/out/demo/",
+        "completionWindow": "1h",
+        "parallelism": 2,
+        "storage": {"secretRef": {"name": "llmbatch-s3"}},
+    }
+    body.update(spec)
+    return {
+        "apiVersion": "llmbatch.io/v1alpha1",
+        "kind": "BatchJob",
+        "metadata": {
+            "name": name,
+            "namespace": "default",
+            "uid": "uid-1",
+            "generation": generation,
+            "creationTimestamp": format_time(CREATED),
+        },
+        "spec": body,
+        "status": status or {},
+    }
+
+
+def at(minutes: float) -> datetime:
+    return CREATED + timedelta(minutes=minutes)
+
+
+def job(
+    *,
+    suspend: bool = False,
+    active: int = 0,
+    complete: bool = False,
+    failed_reason: str | None = None,
+    completed_indexes: str = "",
+    failed_indexes: str | None = None,
+) -> dict[str, Any]:
+    conditions = []
+    if complete:
+        conditions.append({"type": "Complete", "status": "True"})
+    if failed_reason:
+        conditions.append(
+            {"type": "Failed", "status": "True", "reason": failed_reason, "message": "failed"}
+        )
+    status: dict[str, Any] = {
+        "active": active,
+        "completedIndexes": completed_indexes,
+        "conditions": conditions,
+    }
+    if failed_indexes is not None:
+        status["failedIndexes"] = failed_indexes
+    return {"metadata": {"name": "demo-run"}, "spec": {"suspend": suspend}, "status": status}
+
+
+def pod(
+    index: int, phase: str = "Running", exit_code: int | None = None, terminating: bool = False
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": f"demo-run-{index}-x",
+        "labels": {"batch.kubernetes.io/job-completion-index": str(index)},
+    }
+    if terminating:
+        meta["deletionTimestamp"] = format_time(CREATED)
+    status: dict[str, Any] = {"phase": phase}
+    if exit_code is not None:
+        status["containerStatuses"] = [
+            {"name": "runner", "state": {"terminated": {"exitCode": exit_code}}}
+        ]
+    return {"metadata": meta, "status": status}
+
+
+def progress(
+    shard: int,
+    *,
+    total: int | None = 10,
+    completed: int = 0,
+    failed: int = 0,
+    state: str = "running",
+    started: float = 1.0,
+    updated: float = 2.0,
+    throughput: float = 5.0,
+) -> dict[str, Any]:
+    return {
+        "shard": shard,
+        "shardCount": 2,
+        "state": state,
+        "total": total,
+        "completed": completed,
+        "failed": failed,
+        "promptTokens": completed * 10,
+        "completionTokens": completed * 8,
+        "throughput": throughput,
+        "startedAt": format_time(at(started)),
+        "updatedAt": format_time(at(updated)),
+        "attempt": 1,
+    }
+
+
+def validated(phase: str, **extra: Any) -> dict[str, Any]:
+    status = {
+        "phase": phase,
+        "jobName": "demo-run",
+        "finalizeJobName": "demo-finalize",
+        "conditions": [
+            {
+                "type": "Validated",
+                "status": "True",
+                "reason": "ValidationPassed",
+                "message": "",
+                "lastTransitionTime": format_time(CREATED),
+            }
+        ],
+    }
+    status.update(extra)
+    return status
+
+
+def finalize_job(*, complete: bool = False, failed: bool = False) -> dict[str, Any]:
+    conditions = []
+    if complete:
+        conditions.append({"type": "Complete", "status": "True"})
+    if failed:
+        conditions.append({"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"})
+    return {"metadata": {"name": "demo-finalize"}, "spec": {}, "status": {"conditions": conditions}}
+
+
+MANIFEST = {
+    "requestCounts": {"total": 20, "completed": 18, "failed": 2},
+    "usage": {"promptTokens": 200, "completionTokens": 144},
+    "sha256": {"input": "ab" * 32, "output": "cd" * 32, "errors": "ef" * 32},
+}
