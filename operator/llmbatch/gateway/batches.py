@@ -1,0 +1,215 @@
+"""Batches as BatchJobs: building the BatchJob for a new batch, and rendering a BatchJob as
+OpenAI's Batch object. Pure functions, no I/O.
+
+A batch ``batch_<suffix>`` is the BatchJob ``batch-<suffix>`` in the gateway's namespace,
+labelled with its tenant and batch id; the input file id and the cancel request time are
+annotations. The output prefix is per tenant and batch, next to the tenant's uploads.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from llmbatch.api.batchjob import BatchJobSpec, SecretRef, StorageSpec
+from llmbatch.api.durations import parse_duration
+from llmbatch.api.phases import Phase
+from llmbatch.gateway import ids
+from llmbatch.gateway.config import GatewayConfig, ModelEntry
+
+TENANT_LABEL = "llmbatch.io/tenant"
+BATCH_ID_LABEL = "llmbatch.io/batch-id"
+MANAGED_LABEL = "app.kubernetes.io/managed-by"
+INPUT_FILE_ANNOTATION = "llmbatch.io/input-file-id"
+CANCEL_AT_ANNOTATION = "llmbatch.io/cancel-requested-at"
+
+_STATUS_TIMESTAMPS = (
+    "in_progress_at",
+    "finalizing_at",
+    "completed_at",
+    "failed_at",
+    "expired_at",
+    "cancelling_at",
+    "cancelled_at",
+)
+
+
+def tenant_selector(tenant: str) -> str:
+    return f"{TENANT_LABEL}={tenant},{MANAGED_LABEL}=llmbatch-gateway"
+
+
+def build_batchjob(
+    config: GatewayConfig,
+    *,
+    batch_id: str,
+    tenant: str,
+    input_file_id: str,
+    input_uri: str,
+    output_uri: str,
+    model_name: str,
+    model: ModelEntry,
+    endpoint: str,
+    completion_window: str,
+    metadata: dict[str, str],
+) -> dict[str, Any]:
+    """The BatchJob manifest; validated against the same models as the CRD."""
+    storage = config.storage
+    spec = BatchJobSpec.model_validate(
+        {
+            "model": model.model_spec(model_name),
+            "input": input_uri,
+            "output": output_uri,
+            "endpoint": endpoint,
+            "completion_window": completion_window,
+            "parallelism": model.parallelism,
+            "resources": model.resources,
+            "node_selector": model.node_selector,
+            "tolerations": model.tolerations,
+            "priority_class_name": model.priority_class_name,
+            "queue_name": model.queue_name,
+            "runner_image": model.runner_image,
+            "storage": StorageSpec(
+                endpoint=storage.endpoint,
+                region=storage.region,
+                secret_ref=SecretRef(name=storage.secret_ref) if storage.secret_ref else None,
+            ),
+            "metadata": metadata,
+            **({"max_retries": model.max_retries} if model.max_retries is not None else {}),
+        }
+    )
+    return {
+        "apiVersion": "llmbatch.io/v1alpha1",
+        "kind": "BatchJob",
+        "metadata": {
+            "name": ids.batch_name(batch_id),
+            "labels": {
+                TENANT_LABEL: tenant,
+                BATCH_ID_LABEL: batch_id,
+                MANAGED_LABEL: "llmbatch-gateway",
+            },
+            "annotations": {INPUT_FILE_ANNOTATION: input_file_id},
+        },
+        "spec": spec.to_k8s(),
+    }
+
+
+def _unix(value: Any) -> int | None:
+    if not value:
+        return None
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp())
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def phase_of(job: dict[str, Any]) -> Phase | None:
+    """The BatchJob's phase, or None before the operator first wrote one."""
+    name = (job.get("status") or {}).get("phase")
+    try:
+        return Phase(str(name)) if name else None
+    except ValueError:
+        return None
+
+
+def openai_status(job: dict[str, Any]) -> str:
+    spec = job.get("spec", {})
+    phase = phase_of(job)
+    if spec.get("cancel") and (phase is None or not phase.is_terminal()):
+        # The cancel is recorded; the operator's phase catches up on its next pass.
+        return "cancelling"
+    return phase.openai_status() if phase is not None else "validating"
+
+
+def to_openai(job: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's Batch object for a BatchJob (every field present, null when unknown)."""
+    meta = job.get("metadata", {})
+    spec = job.get("spec", {})
+    status = job.get("status") or {}
+    labels = meta.get("labels") or {}
+    annotations = meta.get("annotations") or {}
+    batch_id = labels.get(BATCH_ID_LABEL, "")
+    window = spec.get("completionWindow", "24h")
+    stamps = status.get("timestamps") or {}
+    created_at = _unix(stamps.get("createdAt")) or _unix(meta.get("creationTimestamp")) or 0
+    expires_at = _unix(status.get("deadline"))
+    if expires_at is None and created_at:
+        expires_at = created_at + int(parse_duration(window).total_seconds())
+
+    times = {name: _unix(stamps.get(_camel(name))) for name in _STATUS_TIMESTAMPS}
+    state = openai_status(job)
+    if state == "cancelling" and times["cancelling_at"] is None:
+        times["cancelling_at"] = _unix(annotations.get(CANCEL_AT_ANNOTATION))
+
+    counts = status.get("requestCounts") or {}
+    usage = status.get("usage") or {}
+    prompt = int(usage.get("promptTokens", 0))
+    completion = int(usage.get("completionTokens", 0))
+    errors = [
+        {"code": e.get("code"), "message": e.get("message"), "param": None, "line": e.get("line")}
+        for e in status.get("errors") or []
+    ]
+    output_file_id = error_file_id = None
+    if batch_id and status.get("outputFile"):
+        output_file_id = ids.output_file_id(batch_id, "output")
+    if batch_id and status.get("errorFile") and int(counts.get("failed", 0)) > 0:
+        error_file_id = ids.output_file_id(batch_id, "errors")
+    return {
+        "id": batch_id,
+        "object": "batch",
+        "endpoint": spec.get("endpoint", "/v1/chat/completions"),
+        "model": (spec.get("model") or {}).get("name"),
+        "errors": {"object": "list", "data": errors} if errors else None,
+        "input_file_id": annotations.get(INPUT_FILE_ANNOTATION, ""),
+        "completion_window": window,
+        "status": state,
+        "output_file_id": output_file_id,
+        "error_file_id": error_file_id,
+        "created_at": created_at,
+        **times,
+        "expires_at": expires_at,
+        "request_counts": {
+            "total": int(counts.get("total", 0)),
+            "completed": int(counts.get("completed", 0)),
+            "failed": int(counts.get("failed", 0)),
+        },
+        "usage": {
+            "input_tokens": prompt,
+            "output_tokens": completion,
+            "total_tokens": prompt + completion,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": 0},
+        },
+        "metadata": spec.get("metadata") or None,
+    }
+
+
+def check_completion_window(value: str, maximum: str) -> timedelta:
+    """Parse ``24h``-style windows; longer than ``maximum`` is refused."""
+    window = parse_duration(value)
+    if window > parse_duration(maximum):
+        raise ValueError(f"completion_window {value!r} is longer than the maximum {maximum}")
+    return window
+
+
+def check_metadata(metadata: dict[str, Any] | None) -> dict[str, str]:
+    """OpenAI's limits: at most 16 pairs, keys up to 64 and values up to 512 characters."""
+    if metadata is None:
+        return {}
+    if len(metadata) > 16:
+        raise ValueError("metadata may hold at most 16 key-value pairs")
+    for key, value in metadata.items():
+        if not isinstance(value, str):
+            raise ValueError(f"metadata value for {key!r} must be a string")
+        if len(key) > 64:
+            raise ValueError(f"metadata key {key[:20]!r}... is longer than 64 characters")
+        if len(value) > 512:
+            raise ValueError(f"metadata value for {key!r} is longer than 512 characters")
+    return dict(metadata)

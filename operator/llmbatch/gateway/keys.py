@@ -1,0 +1,200 @@
+"""API keys: ``sk-lb-<key id>-<secret>``, stored only as a SHA-256 digest in the Secret
+``llmbatch-gateway-keys`` (one data entry per key id, holding JSON: digest, tenant, tier,
+creation time).
+
+A key carries 256 random bits, so a plain SHA-256 is enough (no slow KDF: there is nothing to
+brute-force) and the digest alone cannot be replayed. The key id in the key makes lookup a
+dict access; the digest comparison is constant-time. Every replica reads the Secret, cached for
+``auth.cacheSeconds`` at most, so a revocation is seen by all replicas within that time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from llmbatch.gateway.kube import Conflict, KubeClient, NotFound
+
+KEY_PREFIX = "sk-lb-"
+_KEY = re.compile(r"^sk-lb-([0-9a-f]{12})-([A-Za-z0-9_\-]{32,})$")
+TENANT_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+TIER_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$"
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    key_id: str
+    digest: str
+    tenant: str
+    tier: str
+    created_at: str
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "sha256": self.digest,
+                "tenant": self.tenant,
+                "tier": self.tier,
+                "createdAt": self.created_at,
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, key_id: str, text: str) -> KeyRecord:
+        data = json.loads(text)
+        return cls(
+            key_id=key_id,
+            digest=str(data["sha256"]),
+            tenant=str(data["tenant"]),
+            tier=str(data["tier"]),
+            created_at=str(data.get("createdAt", "")),
+        )
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the tenant owns objects, the tier sets the rate limit."""
+
+    key_id: str
+    tenant: str
+    tier: str
+
+
+def digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key() -> tuple[str, str]:
+    """(key id, full key)."""
+    key_id = secrets.token_hex(6)
+    return key_id, f"{KEY_PREFIX}{key_id}-{secrets.token_urlsafe(32)}"
+
+
+def parse_key_id(key: str) -> str | None:
+    match = _KEY.match(key)
+    return match.group(1) if match else None
+
+
+def _decode(secret: dict[str, Any]) -> dict[str, KeyRecord]:
+    records: dict[str, KeyRecord] = {}
+    for key_id, value in (secret.get("data") or {}).items():
+        try:
+            records[key_id] = KeyRecord.from_json(key_id, base64.b64decode(value).decode())
+        except (ValueError, KeyError):
+            continue  # a hand-edited entry that does not parse grants nothing
+    return records
+
+
+class KeyStore:
+    def __init__(self, kube: KubeClient, secret_name: str, cache_seconds: float = 1.0) -> None:
+        self.kube = kube
+        self.secret_name = secret_name
+        self.cache_seconds = cache_seconds
+        self._records: dict[str, KeyRecord] = {}
+        self._read_at = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def _load(self) -> dict[str, KeyRecord]:
+        try:
+            secret = await self.kube.get("secrets", self.secret_name)
+        except NotFound:
+            return {}
+        return _decode(secret)
+
+    async def records(self) -> dict[str, KeyRecord]:
+        if time.monotonic() - self._read_at < self.cache_seconds:
+            return self._records
+        # One read refreshes the cache for every request waiting on it.
+        async with self._lock:
+            if time.monotonic() - self._read_at >= self.cache_seconds:
+                self._records = await self._load()
+                self._read_at = time.monotonic()
+        return self._records
+
+    async def authenticate(self, key: str) -> Principal | None:
+        key_id = parse_key_id(key)
+        if key_id is None:
+            return None
+        record = (await self.records()).get(key_id)
+        if record is None or not hmac.compare_digest(record.digest, digest(key)):
+            return None
+        return Principal(key_id=record.key_id, tenant=record.tenant, tier=record.tier)
+
+    # --- administration (the `llmbatch keys` CLI) ---------------------------------------------
+    async def create(self, tenant: str, tier: str) -> tuple[KeyRecord, str]:
+        if not re.match(TENANT_PATTERN, tenant):
+            raise ValueError(f"tenant {tenant!r} must be a DNS label (lowercase, digits, '-')")
+        if not re.match(TIER_PATTERN, tier):
+            raise ValueError(f"tier {tier!r} must be lowercase letters, digits and '-'")
+        key_id, key = new_key()
+        record = KeyRecord(
+            key_id=key_id,
+            digest=digest(key),
+            tenant=tenant,
+            tier=tier,
+            created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
+        encoded = base64.b64encode(record.to_json().encode()).decode()
+
+        def add(data: dict[str, str]) -> dict[str, str]:
+            return {**data, key_id: encoded}
+
+        await self._update(add)
+        return record, key
+
+    async def revoke(self, key_id: str) -> bool:
+        found = False
+
+        def remove(data: dict[str, str]) -> dict[str, str]:
+            nonlocal found
+            found = key_id in data
+            return {k: v for k, v in data.items() if k != key_id}
+
+        await self._update(remove)
+        self._read_at = float("-inf")
+        return found
+
+    async def list(self) -> list[KeyRecord]:
+        return sorted((await self._load()).values(), key=lambda r: (r.tenant, r.created_at))
+
+    async def _update(self, change: Any) -> None:
+        """Read-modify-write with the resourceVersion as precondition, retried on 409."""
+        for _ in range(20):
+            try:
+                secret = await self.kube.get("secrets", self.secret_name)
+            except NotFound:
+                body = {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "type": "Opaque",
+                    "metadata": {
+                        "name": self.secret_name,
+                        "labels": {
+                            "app.kubernetes.io/part-of": "llmbatch",
+                            "app.kubernetes.io/component": "gateway",
+                        },
+                    },
+                    "data": change({}),
+                }
+                try:
+                    await self.kube.create("secrets", body)
+                    return
+                except Conflict:
+                    continue
+            secret["data"] = change(dict(secret.get("data") or {}))
+            try:
+                await self.kube.replace("secrets", self.secret_name, secret)
+                return
+            except Conflict:
+                continue
+        raise RuntimeError(f"could not update Secret {self.secret_name}: too many conflicts")
