@@ -225,6 +225,7 @@ def test_missing_spec(validator: jsonschema.Draft202012Validator) -> None:
         ({"storage": {"endpoint": "minio:9000"}}, "$.spec.storage.endpoint", "does not match"),
         ({"storage": {"secretRef": {"name": "Bad_Name"}}}, "$.spec.storage.secretRef.name", ""),
         ({"metadata": {f"k{i}": "v" for i in range(17)}}, "$.spec.metadata", "too many"),
+        ({"metadata": {"k": "v" * 513}}, "$.spec.metadata.k", "is too long"),
         ({"paralelism": 2}, "$.spec", "'paralelism' was unexpected"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
@@ -294,13 +295,25 @@ def cel_rules(schema: dict[str, Any]) -> dict[str, list[dict[str, str]]]:
 
 def test_immutable_fields_carry_a_transition_rule() -> None:
     rules = cel_rules(openapi_schema())
-    assert set(rules) == {f".spec.{field}" for field in IMMUTABLE}
-    for path, [rule] in rules.items():
+    transition = {path: r for path, r in rules.items() if any("oldSelf" in x["rule"] for x in r)}
+    assert set(transition) == {f".spec.{field}" for field in IMMUTABLE}
+    for path, [rule] in transition.items():
         assert rule["rule"] == "self == oldSelf"
         assert path.removeprefix(".") in rule["message"]
     spec = openapi_schema()["properties"]["spec"]["properties"]
     assert "x-kubernetes-validations" not in spec["suspend"]
     assert "x-kubernetes-validations" not in spec["cancel"]
+
+
+def test_metadata_key_length_rule() -> None:
+    [rule] = openapi_schema()["properties"]["spec"]["properties"]["metadata"][
+        "x-kubernetes-validations"
+    ]
+    env = celpy.Environment()
+    program = env.program(env.compile(rule["rule"]))
+    assert program.evaluate({"self": celpy.json_to_cel({"k" * 64: "v", "a": "b"})})
+    assert not program.evaluate({"self": celpy.json_to_cel({"k" * 65: "v"})})
+    assert "spec.metadata" in rule["message"]
 
 
 def evaluate_transition(rule: str, old: Any, new: Any) -> bool:

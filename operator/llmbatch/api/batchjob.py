@@ -8,7 +8,7 @@ API server rejects a bad BatchJob at apply time with a message naming the field.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
@@ -198,8 +198,19 @@ class BatchJobSpec(CamelModel):
     ttl_seconds_after_finished: int | None = Field(
         default=None, ge=0, description="Delete the Jobs this long after the batch finishes."
     )
-    metadata: dict[str, str] = Field(
-        default_factory=dict, max_length=16, description="OpenAI batch metadata: up to 16 pairs."
+    metadata: dict[str, Annotated[str, Field(max_length=512)]] = Field(
+        default_factory=dict,
+        max_length=16,
+        # OpenAI's limits; the schema has no keyword for key lengths, so CEL checks them.
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.all(k, size(k) <= 64)",
+                    "message": "spec.metadata keys are at most 64 characters",
+                }
+            ]
+        },
+        description="OpenAI batch metadata: up to 16 pairs (keys up to 64, values 512 characters).",
     )
 
     @field_validator("completion_window")
