@@ -1,0 +1,200 @@
+"""``llmbatch-runner``: the entrypoint of the runner image (``run`` a shard, ``finalize``).
+
+Flags fall back to the environment the operator sets on the Job's pods: JOB_COMPLETION_INDEX
+(the shard), LLMBATCH_SHARD_COUNT, the AWS_* variables for S3, and LLMBATCH_* tuning knobs.
+Exit codes are the contract in llmbatch.runner.exitcodes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from llmbatch.api.lines import Endpoint
+from llmbatch.runner.errors import PermanentError
+from llmbatch.runner.exitcodes import ExitCode
+from llmbatch.runner.logs import configure_json_logging
+
+log = logging.getLogger("llmbatch.runner")
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value not in (None, "") else default
+
+
+def parse_deadline(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.strip().replace("z", "Z"))
+    except ValueError as exc:
+        raise PermanentError(f"--deadline {text!r} is not an RFC 3339 time") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parse_engine_args(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise PermanentError(f"--engine-args is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise PermanentError("--engine-args must be a JSON object")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="llmbatch-runner", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run one shard of a batch through vLLM")
+    run.add_argument("--input", required=True, help="input JSONL URI (s3://, file://, path)")
+    run.add_argument("--output", required=True, help="output URI prefix")
+    run.add_argument("--model", required=True, help="hf://org/name, s3://bucket/prefix or path")
+    run.add_argument("--served-model-name", required=True, help="name lines must use as model")
+    run.add_argument(
+        "--endpoint", default=Endpoint.CHAT_COMPLETIONS.value, choices=[e.value for e in Endpoint]
+    )
+    run.add_argument(
+        "--engine-args",
+        default=os.environ.get("LLMBATCH_ENGINE_ARGS"),
+        help="vLLM engine arguments as a JSON object",
+    )
+    run.add_argument("--shard-index", type=int, default=_env_int("JOB_COMPLETION_INDEX", 0))
+    run.add_argument("--shard-count", type=int, default=_env_int("LLMBATCH_SHARD_COUNT", 1))
+    run.add_argument(
+        "--deadline",
+        default=os.environ.get("LLMBATCH_DEADLINE"),
+        help="RFC 3339 time after which no request starts",
+    )
+    run.add_argument(
+        "--checkpoint-seconds", type=float, default=_env_float("LLMBATCH_CHECKPOINT_SECONDS", 30.0)
+    )
+    run.add_argument(
+        "--checkpoint-requests", type=int, default=_env_int("LLMBATCH_CHECKPOINT_REQUESTS", 1000)
+    )
+    run.add_argument(
+        "--progress-seconds", type=float, default=_env_float("LLMBATCH_PROGRESS_SECONDS", 10.0)
+    )
+    run.add_argument(
+        "--grace-period",
+        type=float,
+        default=_env_float("LLMBATCH_GRACE_SECONDS", 20.0),
+        help="seconds from SIGTERM/deadline to exit",
+    )
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=_env_int("LLMBATCH_RUNNER_METRICS_PORT", 9400),
+        help="Prometheus port (0 disables)",
+    )
+    run.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=_env_int("LLMBATCH_MAX_IN_FLIGHT", 0),
+        help="requests kept in the engine (0: twice max_num_seqs)",
+    )
+    run.add_argument("--batch-name", default=os.environ.get("LLMBATCH_BATCH_NAME", ""))
+    run.add_argument("--spool-dir", type=Path, default=None)
+    run.add_argument("--model-cache-dir", type=Path, default=None)
+
+    fin = sub.add_parser("finalize", help="merge the shards' parts into the batch's output")
+    fin.add_argument("--input", required=True)
+    fin.add_argument("--output", required=True)
+    fin.add_argument("--shard-count", type=int, default=_env_int("LLMBATCH_SHARD_COUNT", 0))
+    fin.add_argument(
+        "--reason",
+        choices=["none", "expired", "cancelled"],
+        default="none",
+        help="what lines no shard finished become",
+    )
+    fin.add_argument("--batch-name", default=os.environ.get("LLMBATCH_BATCH_NAME", ""))
+    return parser
+
+
+def _run(args: argparse.Namespace) -> ExitCode:
+    from llmbatch.runner.run import RunConfig, StopSignal, run_shard
+    from llmbatch.storage import StorageSettings
+
+    config = RunConfig(
+        input_uri=args.input,
+        output_uri=args.output,
+        model_source=args.model,
+        served_model_name=args.served_model_name,
+        endpoint=Endpoint(args.endpoint),
+        engine_args=parse_engine_args(args.engine_args),
+        shard_index=args.shard_index,
+        shard_count=args.shard_count,
+        deadline=parse_deadline(args.deadline) if args.deadline else None,
+        checkpoint_seconds=args.checkpoint_seconds,
+        checkpoint_requests=args.checkpoint_requests,
+        progress_seconds=args.progress_seconds,
+        grace_seconds=args.grace_period,
+        metrics_port=args.metrics_port,
+        batch_name=args.batch_name,
+        max_in_flight=args.max_in_flight,
+        spool_dir=args.spool_dir,
+        model_cache_dir=args.model_cache_dir,
+        settings=StorageSettings.from_env(),
+    )
+    stop = StopSignal()
+    with stop.on_sigterm():
+        result = run_shard(config, stop=stop)
+    log.info(
+        "shard finished: %d completed, %d failed, exit %s",
+        result.tally.completed,
+        result.tally.failed,
+        result.exit_code.name,
+    )
+    return result.exit_code
+
+
+def _finalize(args: argparse.Namespace) -> ExitCode:
+    from llmbatch.runner.finalize import FinalizeConfig, finalize
+    from llmbatch.storage import StorageSettings
+
+    manifest = finalize(
+        FinalizeConfig(
+            input_uri=args.input,
+            output_uri=args.output,
+            shard_count=args.shard_count or None,
+            reason=args.reason,
+            batch_name=args.batch_name,
+            settings=StorageSettings.from_env(),
+        )
+    )
+    print(json.dumps(manifest["requestCounts"]))
+    return ExitCode.OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    shard = getattr(args, "shard_index", None) if args.command == "run" else None
+    configure_json_logging(args.batch_name or args.output, shard)
+    try:
+        code = _run(args) if args.command == "run" else _finalize(args)
+    except PermanentError as exc:
+        log.error("permanent failure: %s", exc)
+        print(f"llmbatch-runner: {exc}", file=sys.stderr)
+        return ExitCode.PERMANENT
+    except KeyboardInterrupt:
+        return ExitCode.CANCELLED
+    except Exception as exc:
+        log.exception("runner failed; the Job will retry: %s", exc)
+        return ExitCode.RETRYABLE
+    return int(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
