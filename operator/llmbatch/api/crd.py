@@ -26,11 +26,12 @@ SHORT_NAMES = ["bj"]
 CRD_NAME = f"{PLURAL}.{GROUP}"
 API_VERSION = f"{GROUP}/{VERSION}"
 
-# `kubectl get batchjobs`; priority 1 columns appear with `-o wide`.
+# `kubectl get batchjobs`; priority 1 columns appear with `-o wide`. Deadline and ETA lie in
+# the future, and kubectl prints a future "date" column as <invalid>: they are plain strings.
 PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
     {"name": "Progress", "type": "string", "jsonPath": ".status.progress"},
-    {"name": "Deadline", "type": "date", "jsonPath": ".status.deadline"},
+    {"name": "Deadline", "type": "string", "jsonPath": ".status.deadline"},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
     {"name": "Model", "type": "string", "jsonPath": ".spec.model.name", "priority": 1},
     {
@@ -40,7 +41,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "description": "Tokens per second over all shards.",
         "priority": 1,
     },
-    {"name": "ETA", "type": "date", "jsonPath": ".status.eta", "priority": 1},
+    {"name": "ETA", "type": "string", "jsonPath": ".status.eta", "priority": 1},
 ]
 
 
