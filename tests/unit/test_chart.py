@@ -151,6 +151,7 @@ def test_chart_ships_the_generated_crd() -> None:
         ({"storage": {"endpoint": "minio:9000"}}, "/storage/endpoint"),
         ({"gateway": {"config": {"tiers": {"free": "many"}}}}, "/gateway/config/tiers/free"),
         ({"imagez": {}}, "imagez"),
+        ({"runner": {"env": {"BAD-NAME": "1"}}}, "BAD-NAME"),
     ],
 )
 def test_values_schema_rejects_bad_values(values: dict[str, Any], where: str) -> None:
@@ -232,17 +233,35 @@ def test_operator_deployment(rendered: dict[str, list[dict[str, Any]]]) -> None:
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["LLMBATCH_RUNNER_IMAGE"] == "llmbatch/runner:0.1.0"
     assert env["LLMBATCH_NAMESPACES"] == ""
-    assert "AWS_ENDPOINT_URL" not in env
+    assert "LLMBATCH_DEFAULT_S3_ENDPOINT" not in env
     assert container["resources"]["limits"]["memory"] == "512Mi"
     assert pod["serviceAccountName"] == FULL
 
 
-def test_image_tags_can_be_pinned() -> None:
-    objects = render({"image": {"tag": "dev"}, "runner": {"image": {"tag": "cpu-1"}}})
+def test_image_tags_storage_and_runner_env_reach_the_operator() -> None:
+    objects = render(
+        {
+            "image": {"tag": "dev"},
+            "runner": {"image": {"tag": "cpu-1"}, "env": {"VLLM_CPU_KVCACHE_SPACE": "4"}},
+            "storage": {"endpoint": "http://minio.storage:9000", "region": "eu-west-1"},
+        }
+    )
     [container] = one(objects, "Deployment", FULL)["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert container["image"] == "llmbatch/operator:dev"
     assert env["LLMBATCH_RUNNER_IMAGE"] == "llmbatch/runner:cpu-1"
+    assert env["LLMBATCH_RUNNER_ENV_VLLM_CPU_KVCACHE_SPACE"] == "4"
+    assert env["LLMBATCH_DEFAULT_S3_ENDPOINT"] == "http://minio.storage:9000"
+    assert env["LLMBATCH_DEFAULT_S3_REGION"] == "eu-west-1"
+
+
+def test_metrics_off_tells_the_operator() -> None:
+    [container] = one(render({"metrics": {"enabled": False}}), "Deployment", FULL)["spec"][
+        "template"
+    ]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["LLMBATCH_METRICS_PORT"] == "0"
+    assert [p["name"] for p in container["ports"]] == ["healthz"]
 
 
 def test_all_chart_workloads_are_hardened(rendered: dict[str, list[dict[str, Any]]]) -> None:
@@ -391,7 +410,7 @@ def test_minio(rendered: dict[str, list[dict[str, Any]]]) -> None:
     url = f"http://{name}.{NAMESPACE}.svc:9000"
     # The operator defaults BatchJobs' S3 endpoint to the chart's MinIO.
     [operator] = one(objects, "Deployment", FULL)["spec"]["template"]["spec"]["containers"]
-    assert {"name": "AWS_ENDPOINT_URL", "value": url} in operator["env"]
+    assert {"name": "LLMBATCH_DEFAULT_S3_ENDPOINT", "value": url} in operator["env"]
     job = one(objects, "Job", f"{name}-bucket")
     assert "post-install" in job["metadata"]["annotations"]["helm.sh/hook"]
     [mc] = job["spec"]["template"]["spec"]["containers"]
