@@ -48,5 +48,6 @@ def sandbox(
     from llmbatch.sandbox.main import SandboxConfig, serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines
     config = SandboxConfig(port=port, kubeconfig=kubeconfig, gpu_slots=gpu_slots, operator=operator)
     raise typer.Exit(asyncio.run(serve(config)))

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from llmbatch.sandbox.kubeapi import ApiError, KubeApi
+from llmbatch.sandbox.kubelet.kubelet import NODE_NAME
 from llmbatch.sandbox.s3 import S3Credentials
 
 S3_SECRET = "llmbatch-s3"
@@ -67,8 +68,39 @@ def s3_secret(credentials: S3Credentials) -> dict[str, Any]:
     }
 
 
+def sandbox_node(gpu_slots: int) -> dict[str, Any]:
+    """The one node the kubelet runs pods on (``kubectl get nodes`` shows it)."""
+    import os
+
+    capacity = {
+        "cpu": str(os.cpu_count() or 1),
+        "memory": "16Gi",
+        "pods": "110",
+        "nvidia.com/gpu": str(gpu_slots),
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": NODE_NAME,
+            "labels": {"kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux"},
+        },
+        "status": {
+            "capacity": capacity,
+            "allocatable": capacity,
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+            "nodeInfo": {"kubeletVersion": "sandbox", "operatingSystem": "linux"},
+        },
+    }
+
+
 async def bootstrap(
-    api: KubeApi, credentials: S3Credentials, crd: dict[str, Any], within: float = 5.0
+    api: KubeApi,
+    credentials: S3Credentials,
+    crd: dict[str, Any],
+    gpu_slots: int = 2,
+    within: float = 5.0,
 ) -> None:
     for namespace in NAMESPACES:
         await create_if_missing(
@@ -76,6 +108,7 @@ async def bootstrap(
             "/api/v1/namespaces",
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
         )
+    await create_if_missing(api, "/api/v1/nodes", sandbox_node(gpu_slots))
     await create_if_missing(api, CRD_PATH, crd)
     await create_if_missing(api, "/api/v1/namespaces/default/secrets", s3_secret(credentials))
     await wait_served(api, crd, within)

@@ -61,7 +61,7 @@ class Sandbox:
         self.api_url = await self.apiserver.start()
         await s3_started
         api = self._api = KubeApi(self.api_url)
-        await bootstrap(api, self.s3.credentials, crd)
+        await bootstrap(api, self.s3.credentials, crd, gpu_slots=self.config.gpu_slots)
         self.kubelet = Kubelet(
             KubeApi(self.api_url), self._append_log, gpu_slots=self.config.gpu_slots
         )
@@ -74,7 +74,7 @@ class Sandbox:
             await self._start_operator()
 
     def _append_log(self, namespace: str, pod: str, container: str, data: bytes) -> None:
-        self.apiserver.append_pod_log(namespace, pod, container, data)
+        self.apiserver.append_pod_log(namespace, pod, data, container=container)
 
     async def _start_operator(self) -> None:
         env = dict(os.environ, KUBECONFIG=str(self.kubeconfig))
