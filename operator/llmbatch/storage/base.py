@@ -13,7 +13,7 @@ from typing import BinaryIO
 from llmbatch.storage.errors import StorageError
 from llmbatch.storage.lines import iter_lines
 
-DEFAULT_CHUNK = 1024 * 1024
+DEFAULT_CHUNK = 256 * 1024
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from llmbatch.storage.retry import Backoff, is_transient, map_error
 from llmbatch.storage.s3client import S3Api, StreamingBody
 
 log = logging.getLogger(__name__)
+_READALL_BLOCK = 1024 * 1024
 
 
 class ResumableReader(io.RawIOBase):
@@ -75,6 +76,19 @@ class ResumableReader(io.RawIOBase):
             view[:count] = data
             self._position += count
             return count
+
+    def readall(self) -> bytes:
+        # The size is known: fill one buffer instead of RawIOBase's 8 KiB appends.
+        result = bytearray(self._total - self._position)
+        view = memoryview(result)
+        filled = 0
+        while filled < len(result):
+            count = self.readinto(view[filled : filled + _READALL_BLOCK])
+            if count == 0:
+                break
+            filled += count
+        del view
+        return bytes(result[:filled])
 
     def _reopen(self) -> None:
         start = self._position

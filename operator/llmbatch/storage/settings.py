@@ -43,7 +43,7 @@ class StorageSettings:
     # Parts in flight per open_write stream (memory ~ (this + 1) * part_size per stream).
     write_concurrency: int = 2
     # Block size of streaming reads; a line longer than this still works (it is assembled).
-    read_chunk_size: int = 1 * MiB
+    read_chunk_size: int = 256 * 1024
     # Used when endpoint_url is set (MinIO, moto): path-style addressing needs no DNS per bucket.
     addressing_style: Literal["auto", "path", "virtual"] | None = None
 

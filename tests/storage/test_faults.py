@@ -1,0 +1,123 @@
+"""Faults between the store and S3 (through the fault proxy): retried, nothing lost or changed."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+
+import pytest
+
+from llmbatch.sandbox.s3faults import KINDS, FaultConfig, FaultRates, ProxyThread, running_proxy
+from llmbatch.storage.s3 import S3Store
+from llmbatch.storage.settings import MIN_PART_SIZE
+from tests.fixtures.s3 import S3Server
+
+
+def _through(proxy: ProxyThread, server: S3Server, **overrides: object) -> S3Store:
+    """A store whose endpoint is the proxy (fast backoff: faults here are dense)."""
+    via = S3Server(proxy.url, server.access_key_id, server.secret_access_key, server.region)
+    options: dict[str, object] = {
+        "backoff_base": 0.01,
+        "backoff_cap": 0.2,
+        "part_size": MIN_PART_SIZE,
+        "read_chunk_size": 128 * 1024,
+    }
+    options.update(overrides)
+    return S3Store(via.settings(**options))
+
+
+@pytest.fixture
+def faulty(s3_server: S3Server) -> Iterator[ProxyThread]:
+    # 15% of all requests fail, every kind of fault on every verb, on a fixed seed.
+    with running_proxy(s3_server.endpoint_url, FaultConfig.uniform(0.15, seed=20261122)) as proxy:
+        yield proxy
+
+
+def test_round_trip_through_faults_loses_and_corrupts_nothing(
+    faulty: ProxyThread, s3_server: S3Server, s3_bucket: str
+) -> None:
+    store = _through(faulty, s3_server)
+    uri = f"s3://{s3_bucket}/out/output.jsonl"
+    written = hashlib.sha256()
+    count = 0
+    with store.open_write(uri) as handle:
+        for i in range(120_000):
+            line = b'{"custom_id": "req-%06d", "body": "%s"}\n' % (i, b"t" * (i % 113))
+            handle.write(line)
+            written.update(line)
+            count += 1
+    info = store.head(uri)
+    assert info is not None and info.size > 2 * MIN_PART_SIZE
+    read = hashlib.sha256()
+    seen = 0
+    for line in store.read_lines(uri):
+        read.update(line + b"\n")
+        seen += 1
+    assert seen == count
+    assert read.hexdigest() == written.hexdigest()
+    for i in range(40):
+        small = f"s3://{s3_bucket}/progress/shard-{i}.json"
+        store.write_bytes(small, b'{"shard": %d}' % i)
+        assert store.read_bytes(small) == b'{"shard": %d}' % i
+    assert len(list(store.list(f"s3://{s3_bucket}/progress/"))) == 40
+    # The test must be able to fail: faults of several kinds were really injected.
+    assert faulty.proxy.injected >= 10
+    assert sum(1 for kind in KINDS if faulty.counts[kind]) >= 4
+
+
+def test_body_cut_mid_stream_resumes_exactly(s3_server: S3Server, s3_bucket: str) -> None:
+    config = FaultConfig(rates={"GET": FaultRates(reset_mid_body=0.9)}, seed=1)
+    with running_proxy(s3_server.endpoint_url, config) as proxy:
+        store = _through(proxy, s3_server, read_chunk_size=16 * 1024)
+        uri = f"s3://{s3_bucket}/in.jsonl"
+        lines = [b"%d:%s" % (i, b"q" * (i % 50)) for i in range(60_000)]
+        store.write_bytes(uri, b"\n".join(lines))
+        for _ in range(4):
+            assert list(store.read_lines(uri)) == lines
+        assert proxy.counts["GET reset_mid_body"] >= 4
+
+
+def test_lost_answers_to_conditional_put_and_complete(s3_server: S3Server, s3_bucket: str) -> None:
+    # Every other PUT/POST is carried out but its answer is lost: the retry must recognise
+    # its own earlier success instead of failing or writing twice.
+    lost = FaultRates(reset_after=1.0)
+    config = FaultConfig(rates={"PUT": lost, "POST": lost}, max_consecutive=1)
+    with running_proxy(s3_server.endpoint_url, config) as proxy:
+        store = _through(proxy, s3_server)
+        manifest = f"s3://{s3_bucket}/out/manifest.json"
+        assert store.write_bytes_if_absent(manifest, b'{"ok": true}')
+        assert not store.write_bytes_if_absent(manifest, b'{"ok": false}')
+        assert store.read_bytes(manifest) == b'{"ok": true}'
+        data = bytes(range(256)) * (2 * MIN_PART_SIZE // 256 + 99)
+        uri = f"s3://{s3_bucket}/out/big.bin"
+        with store.open_write(uri) as handle:
+            handle.write(data)
+        assert hashlib.sha256(store.read_bytes(uri)).digest() == hashlib.sha256(data).digest()
+        assert proxy.counts["PUT reset_after"] >= 2
+        assert proxy.counts["POST reset_after"] >= 2
+
+
+def test_stalled_answer_times_out_and_is_retried(s3_server: S3Server, s3_bucket: str) -> None:
+    config = FaultConfig(
+        rates={"GET": FaultRates(slow=1.0)}, slow_delay=(1.5, 1.5), max_consecutive=1
+    )
+    with running_proxy(s3_server.endpoint_url, config) as proxy:
+        store = _through(proxy, s3_server, read_timeout=0.4)
+        uri = f"s3://{s3_bucket}/stall.txt"
+        store.write_bytes(uri, b"patience")
+        assert store.read_bytes(uri) == b"patience"
+        assert proxy.counts["GET slow"] == 1
+
+
+def test_faults_stop_when_attempts_run_out(s3_server: S3Server, s3_bucket: str) -> None:
+    # A dead endpoint (every request fails, no pause) surfaces as a StorageError naming the
+    # URI after the configured attempts, instead of hanging.
+    from llmbatch.storage import StorageError
+
+    config = FaultConfig(rates={"*": FaultRates(slow_down=1.0)}, max_consecutive=10_000)
+    with running_proxy(s3_server.endpoint_url, config) as proxy:
+        store = _through(proxy, s3_server, max_attempts=2, stream_attempts=2)
+        uri = f"s3://{s3_bucket}/never.txt"
+        with pytest.raises(StorageError, match=uri):
+            store.write_bytes(uri, b"x")
+        assert proxy.counts["PUT slow_down"] == 4
