@@ -1,10 +1,72 @@
-"""`llmbatch run` (owned by the run work; replaced by the real command)."""
+"""``llmbatch run``: a whole batch locally (run + finalize), no cluster needed."""
 
 from __future__ import annotations
+
+import json
+from typing import Annotated
 
 import typer
 
 
-def run() -> None:
-    """Not built yet."""
-    raise typer.Exit(2)
+def run(
+    input_uri: Annotated[
+        str, typer.Argument(metavar="INPUT", help="Batch JSONL: s3://, file:// or a path.")
+    ],
+    output: Annotated[str, typer.Option("--output", "-o", help="Output URI prefix.")],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="hf://org/name, s3://bucket/prefix or a path.")
+    ],
+    served_model_name: Annotated[
+        str | None,
+        typer.Option(
+            help="Name the lines use as body.model (default: the model's last path part)."
+        ),
+    ] = None,
+    endpoint: Annotated[
+        str, typer.Option(help="/v1/chat/completions, /v1/completions or /v1/embeddings.")
+    ] = "/v1/chat/completions",
+    engine_args: Annotated[str | None, typer.Option(help="vLLM engine arguments as JSON.")] = None,
+    checkpoint_seconds: Annotated[float, typer.Option(help="Seconds between checkpoints.")] = 30.0,
+) -> None:
+    """Run a batch on this machine with vLLM and write output.jsonl, errors.jsonl, manifest.json."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from llmbatch.api.lines import Endpoint
+    from llmbatch.runner.cli import parse_engine_args
+    from llmbatch.runner.errors import PermanentError
+    from llmbatch.runner.exitcodes import ExitCode
+    from llmbatch.runner.local import run_local
+    from llmbatch.storage import StorageSettings
+
+    console = Console(stderr=True)
+    try:
+        manifest = run_local(
+            input_uri,
+            output,
+            model,
+            served_model_name,
+            Endpoint(endpoint),
+            parse_engine_args(engine_args),
+            StorageSettings.from_env(),
+            checkpoint_seconds=checkpoint_seconds,
+        )
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(int(ExitCode.PERMANENT)) from exc
+    except PermanentError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(int(ExitCode.PERMANENT)) from exc
+    counts = manifest["requestCounts"]
+    usage = manifest["usage"]
+    table = Table(title="llmbatch run", show_header=False)
+    table.add_row("requests", str(counts["total"]))
+    table.add_row("completed", str(counts["completed"]))
+    table.add_row("failed", str(counts["failed"]))
+    table.add_row("prompt tokens", str(usage["promptTokens"]))
+    table.add_row("completion tokens", str(usage["completionTokens"]))
+    table.add_row("output", str(manifest["outputFile"]))
+    table.add_row("errors", str(manifest["errorFile"]))
+    console.print(table)
+    typer.echo(json.dumps({"requestCounts": counts, "usage": usage}))
+    raise typer.Exit(int(manifest.get("exitCode", 0)))

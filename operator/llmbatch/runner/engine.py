@@ -9,6 +9,7 @@ Embeddings have no decode loop, so they run in small groups through ``LLM.embed`
 from __future__ import annotations
 
 import logging
+import os
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -66,6 +67,9 @@ def engine_defaults(endpoint: Endpoint) -> dict[str, Any]:
 
     defaults: dict[str, Any] = {}
     if current_platform.is_cpu():
+        # Without an explicit KV cache size the CPU backend claims most of the node's memory
+        # and refuses to start when other processes hold some; a pod sets its own size.
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
         # CUDA graphs and torch.compile do not pay off on the CPU backend and slow the start.
         defaults.update(enforce_eager=True, dtype="float32")
     if endpoint == Endpoint.EMBEDDINGS:

@@ -1,0 +1,69 @@
+"""A whole batch on this machine, no cluster: one shard run then finalize (``llmbatch run``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from llmbatch.api.lines import Endpoint
+from llmbatch.runner.exitcodes import ExitCode
+from llmbatch.runner.finalize import FinalizeConfig, Reason, finalize
+from llmbatch.runner.run import RunConfig, StopSignal, run_shard
+from llmbatch.storage import StorageSettings
+
+
+def default_served_name(model_source: str) -> str:
+    """hf://org/name serves as org/name; a path or s3:// prefix as its last component."""
+    if model_source.startswith("hf://"):
+        return model_source[len("hf://") :]
+    return model_source.rstrip("/").rsplit("/", 1)[-1]
+
+
+def run_local(
+    input_uri: str,
+    output_uri: str,
+    model_source: str,
+    served_model_name: str | None = None,
+    endpoint: Endpoint | str = Endpoint.CHAT_COMPLETIONS,
+    engine_args: Mapping[str, Any] | None = None,
+    settings: StorageSettings | None = None,
+    *,
+    engine: Any | None = None,
+    metrics_port: int = 0,
+    **run_options: Any,
+) -> dict[str, Any]:
+    """Run and finalize a batch; return its manifest (with ``exitCode`` of the run added).
+
+    ``engine`` reuses an already loaded engine; ``run_options`` go to RunConfig
+    (checkpoint_seconds, deadline, ...). Raises PermanentError like the runner does.
+    """
+    config = RunConfig(
+        input_uri=input_uri,
+        output_uri=output_uri,
+        model_source=model_source,
+        served_model_name=served_model_name or default_served_name(model_source),
+        endpoint=Endpoint(endpoint),
+        engine_args=dict(engine_args or {}),
+        settings=settings,
+        metrics_port=metrics_port,
+        **run_options,
+    )
+    stop = StopSignal()
+    with stop.on_sigterm():
+        result = run_shard(config, engine=engine, stop=stop)
+    reasons: dict[ExitCode, Reason] = {
+        ExitCode.EXPIRED: "expired",
+        ExitCode.CANCELLED: "cancelled",
+    }
+    reason: Reason = reasons.get(result.exit_code, "none")
+    manifest = finalize(
+        FinalizeConfig(
+            input_uri=input_uri,
+            output_uri=output_uri,
+            shard_count=1,
+            reason=reason,
+            batch_name=config.batch_name,
+            settings=settings,
+        )
+    )
+    return {**manifest, "exitCode": int(result.exit_code)}
