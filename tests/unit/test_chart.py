@@ -366,29 +366,65 @@ def test_gateway(rendered: dict[str, list[dict[str, Any]]]) -> None:
     name = f"{FULL}-gateway"
     config = yaml.safe_load(one(objects, "ConfigMap", name)["data"]["gateway.yaml"])
     assert config["namespace"] == NAMESPACE
-    assert set(config) >= {"namespace", "storage", "models", "prices", "tiers"}
     assert config["tiers"] == {"free": 100, "basic": 500, "premium": 2000, "enterprise": 10000}
-    assert config["storage"]["bucket"] == "llmbatch"
+    assert config["storage"] == {"bucket": "llmbatch", "prefix": "gateway"}
+    assert config["auth"] == {"keysSecret": f"{name}-keys"}
     [container] = one(objects, "Deployment", name)["spec"]["template"]["spec"]["containers"]
     assert container["command"][:2] == ["llmbatch", "gateway"]
     assert "--config=/etc/llmbatch/gateway.yaml" in container["command"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
     service = one(objects, "Service", name)
     assert service["spec"]["ports"][0]["targetPort"] == "http"
     keys = one(objects, "Secret", f"{name}-keys")
     assert keys["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert "data" not in keys
-    roles = {r["metadata"]["name"]: r for r in of_kind(objects, "Role")}
-    assert verbs(roles[name]["rules"], "llmbatch.io", "batchjobs") == {
+    [role] = of_kind(objects, "Role")
+    assert verbs(role["rules"], "llmbatch.io", "batchjobs") == {
         "create",
         "get",
         "list",
         "watch",
         "patch",
     }
-    [secret_rule] = roles[f"{name}-keys"]["rules"]
-    assert secret_rule["resourceNames"] == [f"{name}-keys"]
-    assert set(secret_rule["verbs"]) == {"get", "update", "patch"}
+    secret_rules = [r for r in role["rules"] if "secrets" in r["resources"]]
+    # Without a storage Secret only the keys Secret is reachable, and only by name.
+    assert secret_rules == [
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": [f"{name}-keys"],
+            "verbs": ["get", "update", "patch"],
+        }
+    ]
     assert one(objects, "ServiceAccount", name)
+
+
+def test_gateway_config_is_accepted_by_the_gateway() -> None:
+    config_module = pytest.importorskip(
+        "llmbatch.gateway.config", reason="the gateway package is not installed"
+    )
+    for values in (TOGGLES["gateway"], TOGGLES["everything"]):
+        objects = render(values)
+        data = one(objects, "ConfigMap", f"{FULL}-gateway")["data"]["gateway.yaml"]
+        config_module.GatewayConfig.model_validate(yaml.safe_load(data))
+
+
+def test_gateway_with_minio_reads_the_minio_secret(
+    rendered: dict[str, list[dict[str, Any]]],
+) -> None:
+    objects = rendered["everything"]
+    name = f"{FULL}-gateway"
+    config = yaml.safe_load(one(objects, "ConfigMap", name)["data"]["gateway.yaml"])
+    assert config["storage"]["secretRef"] == "llmbatch-s3"
+    assert config["storage"]["endpoint"] == f"http://{FULL}-minio.{NAMESPACE}.svc:9000"
+    assert config["storage"]["region"] == "eu-west-1"
+    role = one(objects, "Role", name)
+    assert {
+        "apiGroups": [""],
+        "resources": ["secrets"],
+        "resourceNames": ["llmbatch-s3"],
+        "verbs": ["get"],
+    } in role["rules"]
 
 
 def test_gateway_creates_batchjobs_in_its_configured_namespace(
@@ -397,6 +433,8 @@ def test_gateway_creates_batchjobs_in_its_configured_namespace(
     objects = rendered["everything"]
     role = one(objects, "Role", f"{FULL}-gateway")
     assert role["metadata"]["namespace"] == "batches"
+    keys = one(objects, "Secret", f"{FULL}-gateway-keys")
+    assert keys["metadata"]["namespace"] == "batches"
 
 
 def test_minio(rendered: dict[str, list[dict[str, Any]]]) -> None:
