@@ -178,8 +178,8 @@ async def estimate_cost(
         output_cost = scan.max_output_tokens * price.output / 1e6
         answer.update(
             prices_per_million_tokens={"input": price.input, "output": price.output},
-            input_cost=round(input_cost, 6),
-            max_output_cost=round(output_cost, 6),
-            max_total_cost=round(input_cost + output_cost, 6),
+            input_cost=round(input_cost, 9),
+            max_output_cost=round(output_cost, 9),
+            max_total_cost=round(input_cost + output_cost, 9),
         )
     return answer
