@@ -1,0 +1,45 @@
+"""A Kubernetes API emulator for the sandbox: kopf, the ``kubernetes`` client and ``kubectl``
+use it as they would a cluster. Plain HTTP on one port, no authentication.
+
+Usage::
+
+    server = ApiServer()            # host="127.0.0.1", port=0 (a free port)
+    url = await server.start()      # also server.url
+    ...
+    await server.stop()
+
+Standalone: ``python -m llmbatch.sandbox.apiserver --port 0 --kubeconfig PATH``; in tests,
+``ThreadedApiServer`` runs one on its own loop in a background thread.
+
+Served: namespaces, customresourcedefinitions and the custom resources they define (served as
+soon as the CRD exists, removed with it), batch/v1 jobs, pods (+status, +log), core/v1 and
+events.k8s.io/v1 events (one storage), secrets, configmaps, services, serviceaccounts, nodes,
+coordination.k8s.io/v1 leases. Semantics follow Kubernetes: discovery, list/watch with a
+global resourceVersion (410 when a watch resumes from compacted history), label and field
+selectors, limit/continue, bookmarks, generateName, optimistic concurrency, merge/JSON/
+strategic patches, status subresources, generation, CRD schema pruning/defaulting/validation
+and CEL rules, finalizers, ownerReference garbage collection, namespace cleanup, Table output.
+
+For the kubelet (same process and loop, or any thread):
+
+* ``server.append_pod_log(namespace, pod, data: bytes, container=None)`` appends output that
+  ``GET .../pods/<pod>/log`` serves (``follow=true`` streams until the pod is Succeeded,
+  Failed or deleted). From another process: ``POST /sandbox/logs/<ns>/<pod>/<container>``.
+* Deleting a pod that has ``spec.nodeName`` and is not Succeeded/Failed is graceful, as in
+  Kubernetes: the pod gets ``deletionTimestamp`` and stays until the kubelet, after stopping
+  the process, deletes it again with ``gracePeriodSeconds=0``.
+* Deleting a batch/v1 Job without a propagationPolicy orphans its pods (Kubernetes' default
+  for that API); pass ``propagationPolicy=Background`` (kubectl does) to delete them.
+
+For the chaos tests: ``server.faults.inject(code, times=1, verb=None, resource=None,
+namespace=None, name=None, retry_after=None)`` fails the next matching requests (a 410 on a
+watch is an in-stream ERROR event); ``server.close_watches(resource=None)`` ends open watches;
+``server.expire_history()`` makes every resumed watch get 410. Over HTTP:
+``POST /sandbox/faults`` (JSON with the same keys), ``DELETE /sandbox/faults``,
+``POST /sandbox/close-watches``, ``POST /sandbox/expire-history``.
+"""
+
+from llmbatch.sandbox.apiserver.server import ApiServer, kubeconfig_yaml, write_kubeconfig
+from llmbatch.sandbox.apiserver.threaded import ThreadedApiServer
+
+__all__ = ["ApiServer", "ThreadedApiServer", "kubeconfig_yaml", "write_kubeconfig"]
