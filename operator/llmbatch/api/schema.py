@@ -94,10 +94,9 @@ def _resolve(schema: Schema, defs: dict[str, Schema], path: str) -> Schema:
     variants = node.pop("anyOf", None)
     if variants is not None:
         node = {**_collapse(variants, defs, path), **node}
-    for keyword in ("oneOf", "allOf", "not", "$defs"):
-        if keyword == "$defs":
-            node.pop(keyword, None)
-        elif keyword in node:
+    node.pop("$defs", None)
+    for keyword in ("oneOf", "allOf", "not"):
+        if keyword in node:
             raise SchemaError(f"{path or '<root>'}: {keyword} is not supported in a CRD schema")
     return node
 
