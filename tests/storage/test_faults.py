@@ -116,7 +116,7 @@ def test_faults_stop_when_attempts_run_out(s3_server: S3Server, s3_bucket: str) 
 
     config = FaultConfig(rates={"*": FaultRates(slow_down=1.0)}, max_consecutive=10_000)
     with running_proxy(s3_server.endpoint_url, config) as proxy:
-        store = _through(proxy, s3_server, max_attempts=2, stream_attempts=2)
+        store = _through(proxy, s3_server, max_attempts=2, request_attempts=2)
         uri = f"s3://{s3_bucket}/never.txt"
         with pytest.raises(StorageError, match=uri):
             store.write_bytes(uri, b"x")

@@ -55,7 +55,7 @@ def test_s3_streaming_read_memory_is_bounded(s3_server: S3Server, s3_bucket: str
     with store.open_write(uri) as handle:
         lines, size = _write(handle)
     try:
-        result = subprocess.run(  # noqa: S603 - our own interpreter and script
+        result = subprocess.run(
             [sys.executable, "-c", _CLIENT, uri],
             env={**s3_server.env(), "PATH": "/usr/bin:/bin"},
             capture_output=True,

@@ -80,7 +80,9 @@ class ObjectStore(abc.ABC):
         """
 
     @abc.abstractmethod
-    def open_write(self, uri: str) -> contextlib.AbstractContextManager[BinaryIO]:
+    def open_write(
+        self, uri: str, content_type: str = "application/octet-stream"
+    ) -> contextlib.AbstractContextManager[BinaryIO]:
         """A streaming writer; the object appears on a clean exit only (abort on exception)."""
 
     @abc.abstractmethod

@@ -105,7 +105,9 @@ class LocalStore(ObjectStore):
         return True
 
     @contextlib.contextmanager
-    def open_write(self, uri: str) -> Iterator[BinaryIO]:
+    def open_write(
+        self, uri: str, content_type: str = "application/octet-stream"
+    ) -> Iterator[BinaryIO]:
         path = _path(uri)
         with _mapped(uri):
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,8 +115,10 @@ class LocalStore(ObjectStore):
         try:
             with os.fdopen(fd, "wb") as handle:
                 yield handle
-                handle.flush()
-                os.fsync(handle.fileno())
+                if not handle.closed:
+                    # Durable before it becomes visible under its name.
+                    handle.flush()
+                    os.fsync(handle.fileno())
             with _mapped(uri):
                 os.replace(tmp_name, path)
         except BaseException:

@@ -18,7 +18,7 @@ from llmbatch.storage.errors import (
     PreconditionFailed,
     StorageError,
 )
-from llmbatch.storage.retry import Backoff, client_error_code
+from llmbatch.storage.retry import Backoff, client_error_code, is_transient
 from llmbatch.storage.s3client import HeadResult, S3Api
 from llmbatch.storage.s3reader import ResumableReader
 from llmbatch.storage.s3writer import MultipartSink
@@ -35,9 +35,16 @@ class S3Store(ObjectStore):
         self.api = api if api is not None else S3Api(settings)
         self.read_chunk_size = settings.read_chunk_size
 
-    def backoff(self) -> Backoff:
+    def backoff(self, attempts: int | None = None) -> Backoff:
         settings = self.settings
-        return Backoff(settings.stream_attempts, settings.backoff_base, settings.backoff_cap)
+        return Backoff(
+            settings.request_attempts if attempts is None else attempts,
+            settings.backoff_base,
+            settings.backoff_cap,
+        )
+
+    def stream_backoff(self) -> Backoff:
+        return self.backoff(self.settings.stream_attempts)
 
     # Reading -------------------------------------------------------------------------------
 
@@ -45,7 +52,9 @@ class S3Store(ObjectStore):
         target = _s3(uri)
         raw = self._call(
             uri,
-            lambda: ResumableReader(self.api, target.bucket, target.key, uri, self.backoff()),
+            lambda: ResumableReader(
+                self.api, target.bucket, target.key, uri, self.stream_backoff(), self.backoff()
+            ),
         )
         return io.BufferedReader(raw, buffer_size=self.read_chunk_size)
 
@@ -171,6 +180,11 @@ class S3Store(ObjectStore):
         except (BucketNotFound, AccessDenied, PreconditionFailed):
             raise
         except StorageError as exc:
+            cause = exc.__cause__
+            if cause is not None and is_transient(cause):
+                # The endpoint is unwell, not the bucket gone; do not add another round of
+                # retries to find out.
+                raise
             bucket = parse_uri(uri).bucket
             if self._bucket_missing(bucket):
                 raise BucketNotFound(

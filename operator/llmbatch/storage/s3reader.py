@@ -20,15 +20,25 @@ _READALL_BLOCK = 1024 * 1024
 
 
 class ResumableReader(io.RawIOBase):
-    def __init__(self, api: S3Api, bucket: str, key: str, uri: str, backoff: Backoff) -> None:
+    def __init__(
+        self,
+        api: S3Api,
+        bucket: str,
+        key: str,
+        uri: str,
+        backoff: Backoff,
+        request_backoff: Backoff | None = None,
+    ) -> None:
+        """`backoff` paces resumes after a broken stream; `request_backoff` each GET."""
         super().__init__()
         self._api = api
         self._bucket = bucket
         self._key = key
         self._uri = uri
         self._backoff = backoff
+        self._request_backoff = request_backoff or backoff
         # Opened eagerly: a missing object or bucket fails here, not at the first read.
-        first = backoff.call(lambda: api.get_object(bucket, key), uri, "read")
+        first = self._request_backoff.call(lambda: api.get_object(bucket, key), uri, "read")
         self._body: StreamingBody | None = first.body
         self._etag = first.etag
         self._total = first.total
@@ -92,7 +102,7 @@ class ResumableReader(io.RawIOBase):
 
     def _reopen(self) -> None:
         start = self._position
-        result = self._backoff.call(
+        result = self._request_backoff.call(
             lambda: self._api.get_object(self._bucket, self._key, start, if_match=self._etag),
             self._uri,
             "read",

@@ -55,11 +55,14 @@ class MultipartSink(io.RawIOBase):
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._futures: list[concurrent.futures.Future[PartResult]] = []
         self.finished = False
+        self.aborted = False
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: Any) -> int:
+        if self.aborted or self.finished:
+            raise ValueError(f"write to {self._uri} after its upload ended")
         self._raise_part_failure()
         view = memoryview(data).cast("B")
         self._buffer += view
@@ -89,6 +92,7 @@ class MultipartSink(io.RawIOBase):
 
     def abort(self) -> None:
         """Drop the upload so no partial object (and no stored parts) remain."""
+        self.aborted = True
         for future in self._futures:
             future.cancel()
         self._shutdown()

@@ -28,9 +28,11 @@ class StorageSettings:
     # botocore's own retries (per request): "standard" or "adaptive" (client-side rate limiting).
     retry_mode: Literal["standard", "adaptive", "legacy"] = "standard"
     max_attempts: int = 8
-    # Our retries around what botocore does not retry (a stream cut mid-body, a request whose
-    # botocore attempts all failed); exponential backoff with full jitter.
+    # Our retries, exponential backoff with full jitter. A stream cut mid-body (which botocore
+    # cannot retry) is resumed up to stream_attempts times in a row without progress; a whole
+    # request whose botocore attempts all failed is tried request_attempts times.
     stream_attempts: int = 10
+    request_attempts: int = 3
     backoff_base: float = 0.1
     backoff_cap: float = 8.0
     connect_timeout: float = 10.0
