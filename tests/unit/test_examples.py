@@ -3,6 +3,10 @@ full example sets every spec field, and every JSONL line passes the input file r
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -121,3 +125,64 @@ def test_embeddings_example() -> None:
     assert len(results) >= 10
     assert {r.request.url for r in results} == {Endpoint.EMBEDDINGS}
     assert all(isinstance(r.request.body["input"], str) for r in results)
+
+
+# --- the examples against an API server -------------------------------------------------------
+
+
+def kubectl(sandbox: Any, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("kubectl", path=str(Path(sys.executable).parent)) or "kubectl"
+    return subprocess.run(
+        [binary, "--namespace", sandbox.namespace, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=sandbox.env(),
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
+def test_examples_pass_server_side_validation(sandbox: Any, path: Path) -> None:
+    # Server-side dry run: the API server applies the installed CRD's schema, defaults and CEL
+    # rules, and nothing is created.
+    result = kubectl(sandbox, "apply", "--dry-run=server", "-f", str(path))
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.slow
+def test_server_rejects_a_bad_batchjob_naming_each_field(sandbox: Any) -> None:
+    [job] = batchjobs(EXAMPLES / "batchjob.yaml")
+    job["metadata"] = {"name": f"bad-{uuid.uuid4().hex[:8]}"}
+    job["spec"] |= {"parallelism": 0, "endpoint": "/v1/foo", "completionWindow": "24 hours"}
+    result = kubectl(sandbox, "apply", "--dry-run=server", "-f", "-", stdin=yaml.safe_dump(job))
+    assert result.returncode != 0
+    for field in ("spec.parallelism", "spec.endpoint", "spec.completionWindow"):
+        assert field in result.stderr, result.stderr
+
+
+@pytest.mark.slow
+def test_server_enforces_immutability(sandbox: Any) -> None:
+    [job] = batchjobs(EXAMPLES / "batchjob.yaml")
+    name = f"immutable-{uuid.uuid4().hex[:8]}"
+    job["metadata"] = {"name": name}
+    # Suspended: an operator running in the same cluster leaves it alone.
+    job["spec"]["suspend"] = True
+    created = kubectl(sandbox, "create", "-f", "-", stdin=yaml.safe_dump(job))
+    assert created.returncode == 0, created.stderr
+    try:
+        changed = kubectl(
+            sandbox, "patch", "batchjob", name, "--dry-run=server", "--type=merge",
+            "-p", '{"spec": {"parallelism": 3}}',
+        )  # fmt: skip
+        assert changed.returncode != 0
+        assert "spec.parallelism is immutable" in changed.stderr
+        resumed = kubectl(
+            sandbox, "patch", "batchjob", name, "--dry-run=server", "--type=merge",
+            "-p", '{"spec": {"suspend": false, "cancel": true}}',
+        )  # fmt: skip
+        assert resumed.returncode == 0, resumed.stderr
+    finally:
+        kubectl(sandbox, "delete", "batchjob", name, "--wait=false")
