@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import sys
 
@@ -51,18 +52,29 @@ def build_app(config: GatewayConfig) -> FastAPI:
     return create_app(config, kube, store)
 
 
+class JsonFormatter(logging.Formatter):
+    """Every record as one JSON object; access records are JSON already and pass through."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name == "llmbatch.gateway.access":
+            return record.getMessage()
+        entry = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
 def configure_logging() -> None:
-    """Access lines are already JSON; other records are wrapped so the stream stays JSON."""
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(
-        logging.Formatter(
-            '{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","message":%(message)r}'
-        )
-    )
-    access = logging.getLogger("llmbatch.gateway.access")
-    access.handlers[:] = [logging.StreamHandler(sys.stdout)]
-    access.propagate = False
-    access.setLevel(logging.INFO)
+    handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
+    # One line per Kubernetes or S3 call would drown the access log.
+    for noisy in ("httpx", "httpcore", "botocore", "boto3", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
