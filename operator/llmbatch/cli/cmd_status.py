@@ -331,6 +331,8 @@ class ProgressRenderer:
             throughput=f"{snap.throughput:.1f} tok/s" if snap.throughput is not None else "",
             eta=f"ETA {relative(snap.eta, now)}" if snap.eta and not snap.terminal else "",
             deadline=self._deadline(snap, now),
+            # Draw each new state now: the next auto-refresh may come after the batch moved on.
+            refresh=True,
         )
 
     @staticmethod
@@ -345,7 +347,7 @@ def watch(
     name: str = typer.Argument(..., help="BatchJob name."),
     namespace: str | None = NAMESPACE_OPTION,
     kubeconfig: Path | None = KUBECONFIG_OPTION,
-    interval: float = typer.Option(2.0, "--interval", min=0.1, help="Seconds between polls."),
+    interval: float = typer.Option(2.0, "--interval", min=0.01, help="Seconds between polls."),
     timeout: float | None = typer.Option(
         None, "--timeout", min=0, help="Give up after this many seconds (exit 124)."
     ),
