@@ -90,11 +90,15 @@ FULL = f"{RELEASE}-llm-batch-operator"
 # --- render, lint, validate --------------------------------------------------------------------
 
 
+# The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest known.
+KUBE_VERSIONS = ["1.29.0", kubernetes_validate.latest_version()]
+
+
+@pytest.mark.parametrize("version", KUBE_VERSIONS)
 @pytest.mark.parametrize("toggle", TOGGLES)
 def test_every_object_is_valid_kubernetes(
-    rendered: dict[str, list[dict[str, Any]]], toggle: str
+    rendered: dict[str, list[dict[str, Any]]], toggle: str, version: str
 ) -> None:
-    version = kubernetes_validate.latest_version()
     checked = 0
     for obj in rendered[toggle]:
         if (obj["apiVersion"], obj["kind"]) in FOREIGN_KINDS:
@@ -123,6 +127,7 @@ def test_lint_strict(toggle: str) -> None:
 def test_chart_metadata() -> None:
     with helm.Chart.load(CHART) as chart:
         meta = chart.metadata
+    assert meta["kubeVersion"] == f">={KUBE_VERSIONS[0]}-0"
     assert meta["apiVersion"] == "v2"
     assert meta["name"] == "llm-batch-operator"
     assert meta["appVersion"] == "0.1.0"
