@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ from llmbatch.storage import (
     join_uri,
 )
 from llmbatch.storage.s3 import S3Store
-from llmbatch.storage.s3client import PartResult, build_client
+from llmbatch.storage.s3client import PartResult
 from llmbatch.storage.s3writer import multipart_etag
 from llmbatch.storage.settings import MIN_PART_SIZE
 from tests.fixtures.s3 import S3Server
@@ -58,12 +59,15 @@ def test_round_trip_head_list_delete(store: S3Store, s3_bucket: str) -> None:
     assert not store.exists(join_uri(root, "a.txt"))
 
 
-def test_list_pages_past_one_thousand(store: S3Store, s3_bucket: str) -> None:
-    client = build_client(store.settings)
-    for i in range(1005):
+def test_list_follows_pages(s3_server: S3Server, s3_bucket: str, s3_admin_client: Any) -> None:
+    store = S3Store(s3_server.settings(list_page_size=7))
+    client = s3_admin_client
+    for i in range(30):
         client.put_object(Bucket=s3_bucket, Key=f"many/{i:05d}", Body=b"")
+    client.put_object(Bucket=s3_bucket, Key="other", Body=b"")
     listed = [info.uri for info in store.list(f"s3://{s3_bucket}/many/")]
-    assert listed == [f"s3://{s3_bucket}/many/{i:05d}" for i in range(1005)]
+    assert listed == [f"s3://{s3_bucket}/many/{i:05d}" for i in range(30)]
+    assert len(list(store.list(f"s3://{s3_bucket}"))) == 31
 
 
 def test_streaming_lines_with_a_5mb_line(s3_server: S3Server, s3_bucket: str) -> None:
@@ -77,7 +81,9 @@ def test_streaming_lines_with_a_5mb_line(s3_server: S3Server, s3_bucket: str) ->
     assert list(store.read_lines(uri)) == lines
 
 
-def test_open_write_multipart_and_abort(s3_server: S3Server, s3_bucket: str) -> None:
+def test_open_write_multipart_and_abort(
+    s3_server: S3Server, s3_bucket: str, s3_admin_client: Any
+) -> None:
     store = S3Store(s3_server.settings(part_size=MIN_PART_SIZE))
     uri = f"s3://{s3_bucket}/out/output.jsonl"
     digest = hashlib.sha256()
@@ -105,8 +111,17 @@ def test_open_write_multipart_and_abort(s3_server: S3Server, s3_bucket: str) -> 
         handle.write(os.urandom(2 * MIN_PART_SIZE + 10))
         raise RuntimeError("the runner died mid-write")
     assert not store.exists(failed)
-    uploads = build_client(store.settings).list_multipart_uploads(Bucket=s3_bucket)
+    uploads = s3_admin_client.list_multipart_uploads(Bucket=s3_bucket)
     assert uploads.get("Uploads", []) == []
+
+
+def test_write_after_failure_is_refused(store: S3Store, s3_bucket: str) -> None:
+    uri = f"s3://{s3_bucket}/x"
+    with pytest.raises(KeyError), store.open_write(uri) as handle:
+        raise KeyError("boom")
+    with pytest.raises(ValueError):
+        handle.write(b"late")
+    assert not store.exists(uri)
 
 
 def test_open_write_small_and_empty(store: S3Store, s3_bucket: str) -> None:

@@ -179,7 +179,11 @@ class S3Api:
     def list_page(
         self, bucket: str, prefix: str, token: str | None
     ) -> tuple[list[tuple[str, HeadResult]], str | None]:
-        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix}
+        kwargs: dict[str, Any] = {
+            "Bucket": bucket,
+            "Prefix": prefix,
+            "MaxKeys": self.settings.list_page_size,
+        }
         if token:
             kwargs["ContinuationToken"] = token
         response = self._client.list_objects_v2(**kwargs)

@@ -46,6 +46,8 @@ class StorageSettings:
     write_concurrency: int = 2
     # Block size of streaming reads; a line longer than this still works (it is assembled).
     read_chunk_size: int = 256 * 1024
+    # Keys per ListObjectsV2 page (S3's maximum is 1000).
+    list_page_size: int = 1000
     # Used when endpoint_url is set (MinIO, moto): path-style addressing needs no DNS per bucket.
     addressing_style: Literal["auto", "path", "virtual"] | None = None
 
