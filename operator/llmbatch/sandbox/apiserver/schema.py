@@ -122,7 +122,7 @@ def validate(value: Any, schema: JSON | None, path: str = "") -> list[FieldError
                 FieldError(
                     path,
                     "FieldValueInvalid",
-                    f"Invalid value: {go_value(value)}: {where} in body must be of "
+                    f"Invalid value: {go_value(_json_type(value))}: {where} in body must be of "
                     f"type integer,string: {go_value(_json_type(value))}",
                 )
             ]
@@ -131,7 +131,7 @@ def validate(value: Any, schema: JSON | None, path: str = "") -> list[FieldError
             FieldError(
                 path,
                 "FieldValueInvalid",
-                f"Invalid value: {go_value(value)}: {where} in body must be of type "
+                f"Invalid value: {go_value(_json_type(value))}: {where} in body must be of type "
                 f"{stype}: {go_value(_json_type(value))}",
             )
         ]
