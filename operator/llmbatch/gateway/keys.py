@@ -28,6 +28,7 @@ KEY_PREFIX = "sk-lb-"
 _KEY = re.compile(r"^sk-lb-([0-9a-f]{12})-([A-Za-z0-9_\-]{32,})$")
 TENANT_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 TIER_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$"
+MISS_REFRESH_SECONDS = 0.25
 
 
 @dataclass(frozen=True)
@@ -111,12 +112,13 @@ class KeyStore:
             return {}
         return _decode(secret)
 
-    async def records(self) -> dict[str, KeyRecord]:
-        if time.monotonic() - self._read_at < self.cache_seconds:
+    async def records(self, max_age: float | None = None) -> dict[str, KeyRecord]:
+        max_age = self.cache_seconds if max_age is None else max_age
+        if time.monotonic() - self._read_at < max_age:
             return self._records
         # One read refreshes the cache for every request waiting on it.
         async with self._lock:
-            if time.monotonic() - self._read_at >= self.cache_seconds:
+            if time.monotonic() - self._read_at >= max_age:
                 self._records = await self._load()
                 self._read_at = time.monotonic()
         return self._records
@@ -126,6 +128,10 @@ class KeyStore:
         if key_id is None:
             return None
         record = (await self.records()).get(key_id)
+        if record is None and self.cache_seconds > MISS_REFRESH_SECONDS:
+            # A key created since the last read works at once; unknown ids (a client probing
+            # with made-up keys) cause at most one Secret read per MISS_REFRESH_SECONDS.
+            record = (await self.records(MISS_REFRESH_SECONDS)).get(key_id)
         if record is None or not hmac.compare_digest(record.digest, digest(key)):
             return None
         return Principal(key_id=record.key_id, tenant=record.tenant, tier=record.tier)
