@@ -1,0 +1,88 @@
+"""Merge patch, JSON patch (``test`` included) and strategic merge patch (built-in kinds
+only: custom resources answer 415, as in Kubernetes)."""
+
+from __future__ import annotations
+
+from kubernetes import client
+
+from tests.sandbox.apiserver.conftest import TEST_GROUP, Cluster
+
+MERGE = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+STRATEGIC = "application/strategic-merge-patch+json"
+
+
+def _pod(namespace: str, cluster: Cluster) -> str:
+    client.CoreV1Api(cluster.api).create_namespaced_pod(namespace, {
+        "metadata": {"name": "p", "labels": {"a": "1"}, "finalizers": ["x.io/one"]},
+        "spec": {"containers": [
+            {"name": "main", "image": "img:1", "env": [{"name": "A", "value": "1"},
+                                                       {"name": "B", "value": "2"}]},
+            {"name": "side", "image": "side:1"},
+        ]},
+    })
+    return f"/api/v1/namespaces/{namespace}/pods/p"
+
+
+def test_merge_patch(cluster: Cluster, namespace: str) -> None:
+    path = _pod(namespace, cluster)
+    status, pod = cluster.raw("PATCH", path, {"metadata": {"labels": {"a": None, "b": "2"}}}, MERGE)
+    assert status == 200 and pod["metadata"]["labels"] == {"b": "2"}
+    # Merge patch replaces lists whole.
+    status, pod = cluster.raw("PATCH", path, {"metadata": {"finalizers": ["x.io/two"]}}, MERGE)
+    assert pod["metadata"]["finalizers"] == ["x.io/two"]
+    cluster.raw("PATCH", path, {"metadata": {"finalizers": None}}, MERGE)
+
+
+def test_json_patch_and_test_op(cluster: Cluster, namespace: str) -> None:
+    path = _pod(namespace, cluster)
+    ops = [
+        {"op": "test", "path": "/metadata/labels/a", "value": "1"},
+        {"op": "add", "path": "/metadata/labels/c", "value": "3"},
+        {"op": "replace", "path": "/spec/containers/0/image", "value": "img:2"},
+        {"op": "remove", "path": "/metadata/finalizers"},
+    ]
+    status, pod = cluster.raw("PATCH", path, ops, JSON_PATCH)
+    assert status == 200, pod
+    assert pod["metadata"]["labels"] == {"a": "1", "c": "3"}
+    assert pod["spec"]["containers"][0]["image"] == "img:2"
+    status, body = cluster.raw(
+        "PATCH", path, [{"op": "test", "path": "/metadata/labels/a", "value": "nope"},
+                        {"op": "add", "path": "/metadata/labels/d", "value": "4"}], JSON_PATCH)
+    assert status == 422 and body["kind"] == "Status"
+    _, pod = cluster.raw("GET", path)
+    assert "d" not in pod["metadata"]["labels"]
+
+
+def test_strategic_merge_patch_merges_keyed_lists(cluster: Cluster, namespace: str) -> None:
+    path = _pod(namespace, cluster)
+    patch = {
+        "metadata": {"finalizers": ["x.io/two"]},
+        "spec": {"containers": [{"name": "main", "env": [{"name": "B", "value": "20"},
+                                                         {"name": "C", "value": "3"}]}]},
+    }
+    status, pod = cluster.raw("PATCH", path, patch, STRATEGIC)
+    assert status == 200, pod
+    containers = {c["name"]: c for c in pod["spec"]["containers"]}
+    assert set(containers) == {"main", "side"}
+    assert containers["main"]["image"] == "img:1"
+    env = {e["name"]: e["value"] for e in containers["main"]["env"]}
+    assert env == {"A": "1", "B": "20", "C": "3"}
+    assert pod["metadata"]["finalizers"] == ["x.io/one", "x.io/two"]
+    delete = {"spec": {"containers": [{"name": "main", "env": [{"name": "A", "$patch": "delete"}]}]}}
+    _, pod = cluster.raw("PATCH", path, delete, STRATEGIC)
+    main = next(c for c in pod["spec"]["containers"] if c["name"] == "main")
+    assert [e["name"] for e in main["env"]] == ["B", "C"]
+    cluster.raw("PATCH", path, {"metadata": {"finalizers": None}}, MERGE)
+
+
+def test_strategic_patch_on_custom_resource_is_415(
+    cluster: Cluster, namespace: str, widgets: str
+) -> None:
+    base = f"/apis/{TEST_GROUP}/v1/namespaces/{namespace}/widgets"
+    cluster.raw("POST", base, {"apiVersion": f"{TEST_GROUP}/v1", "kind": "Widget",
+                               "metadata": {"name": "w"}, "spec": {"size": 1}})
+    status, body = cluster.raw("PATCH", f"{base}/w", {"spec": {"size": 2}}, STRATEGIC)
+    assert status == 415 and body["reason"] == "UnsupportedMediaType"
+    status, body = cluster.raw("PATCH", f"{base}/w", {"spec": {"size": 2}}, "text/plain")
+    assert status == 415
