@@ -505,3 +505,18 @@ def test_a_refused_transition_keeps_the_phase_and_runs_no_action() -> None:
         manifest=MANIFEST,
     )
     assert decision.phase == Phase.CANCELLED
+
+
+def test_unknown_total_is_shown_as_unknown_not_as_the_crd_default_zero() -> None:
+    status = validated("Running", requestCounts={"total": 0, "completed": 0, "failed": 0})
+    decision = compute_status(
+        batchjob(status),
+        job(active=2),
+        None,
+        [pod(0), pod(1)],
+        [progress(0, total=None, completed=2), progress(1, total=None)],
+        at(2),
+    )
+    assert decision.status["progress"] == "2/?"
+    assert "total" not in decision.status["requestCounts"]
+    assert "eta" not in decision.status

@@ -550,7 +550,9 @@ def _progress_fields(
     old_counts = new.get("requestCounts") or {}
     completed = max(agg.completed, int(old_counts.get("completed", 0)))
     failed = max(agg.failed, int(old_counts.get("failed", 0)))
-    total = agg.total if agg.total is not None else old_counts.get("total")
+    # The CRD defaults an unwritten total to 0: an old total counts only if it is plausible.
+    old_total = int(old_counts.get("total") or 0)
+    total = agg.total if agg.total is not None else (old_total or None)
     counts: dict[str, Any] = {"completed": completed, "failed": failed}
     if total is not None:
         counts["total"] = int(total)

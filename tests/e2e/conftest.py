@@ -1,0 +1,101 @@
+"""Fixtures of the operator's end-to-end tests: one sandbox (the shared session fixture), one
+namespace with the storage Secret, the tiny model in S3, and one operator process that tests
+may kill and restart."""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from llmbatch.storage import ObjectStore, StorageSettings, get_store
+from tests.e2e.cluster import Kubectl, OperatorProcess, requests_jsonl
+from tests.fixtures.sandbox import SandboxInfo
+
+NAMESPACE = "e2e-operator"
+SECRET = "llmbatch-s3"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "batchjob.yaml"
+
+
+@pytest.fixture(scope="session")
+def kubectl(sandbox: SandboxInfo) -> Kubectl:
+    """kubectl in the tests' own namespace (other suites' BatchJobs are not ours)."""
+    ctl = Kubectl(sandbox, NAMESPACE)
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+    assert ctl.apply(namespace).returncode == 0
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": SECRET},
+        "data": {
+            "AWS_ACCESS_KEY_ID": base64.b64encode(sandbox.access_key_id.encode()).decode(),
+            "AWS_SECRET_ACCESS_KEY": base64.b64encode(sandbox.secret_access_key.encode()).decode(),
+        },
+    }
+    result = ctl.apply(secret)
+    assert result.returncode == 0, result.stderr
+    return ctl
+
+
+@pytest.fixture(scope="session")
+def store(sandbox: SandboxInfo) -> ObjectStore:
+    settings = StorageSettings(
+        endpoint_url=sandbox.s3_endpoint,
+        region=sandbox.region,
+        access_key_id=sandbox.access_key_id,
+        secret_access_key=sandbox.secret_access_key,
+    )
+    return get_store(f"s3://{sandbox.bucket}/", settings)
+
+
+@pytest.fixture(scope="session")
+def model_uri(sandbox: SandboxInfo, store: ObjectStore, tiny_model: Path) -> str:
+    """The tiny model in the bucket, so the same spec works on the sandbox and a real cluster."""
+    prefix = f"s3://{sandbox.bucket}/e2e/models/tiny-qwen/"
+    for path in sorted(p for p in tiny_model.rglob("*") if p.is_file()):
+        store.upload_file(path, prefix + path.relative_to(tiny_model).as_posix())
+    return prefix
+
+
+@pytest.fixture(scope="session")
+def operator(
+    sandbox: SandboxInfo, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    proc = OperatorProcess(sandbox, NAMESPACE, tmp_path_factory.mktemp("operator") / "operator.log")
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+BatchJobFactory = Callable[..., dict[str, Any]]
+
+
+@pytest.fixture
+def new_batchjob(
+    sandbox: SandboxInfo, store: ObjectStore, model_uri: str, tiny_served_name: str
+) -> BatchJobFactory:
+    """examples/batchjob.yaml with a fresh name, input and output, and the given overrides."""
+
+    def make(name: str, requests: int = 12, upload: bool = True, **spec: Any) -> dict[str, Any]:
+        body: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+        run = f"{name}-{uuid.uuid4().hex[:6]}"
+        base = f"s3://{sandbox.bucket}/e2e/{run}"
+        body["metadata"] = {"name": run, "namespace": NAMESPACE}
+        body["spec"]["model"]["source"] = model_uri
+        body["spec"]["input"] = f"{base}/input.jsonl"
+        body["spec"]["output"] = f"{base}/out/"
+        body["spec"]["parallelism"] = 2
+        body["spec"].update(spec)
+        if upload:
+            data = requests_jsonl(requests, tiny_served_name, prefix=name)
+            store.write_bytes(body["spec"]["input"], data)
+        return body
+
+    return make

@@ -1,0 +1,237 @@
+"""End to end on the sandbox (or LLMBATCH_E2E_KUBECONFIG): BatchJobs applied with kubectl run
+through the real operator, Job controller, runner and vLLM on the tiny model."""
+
+from __future__ import annotations
+
+import collections
+import json
+import signal
+from typing import Any
+
+import pytest
+
+from llmbatch.storage import ObjectStore
+from tests.e2e.cluster import Kubectl, OperatorProcess, jsonl, wait_for
+from tests.e2e.conftest import BatchJobFactory
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.timeout(400)]
+
+
+def read_results(
+    store: ObjectStore, output: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    prefix = output.rstrip("/")
+    out = list(jsonl(store.read_bytes(f"{prefix}/output.jsonl")))
+    errors = list(jsonl(store.read_bytes(f"{prefix}/errors.jsonl")))
+    manifest = json.loads(store.read_bytes(f"{prefix}/manifest.json"))
+    return out, errors, manifest
+
+
+def assert_exactly_once(
+    store: ObjectStore, body: dict[str, Any], status: dict[str, Any], requests: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every input line in exactly one of output.jsonl and errors.jsonl, and status counts
+    equal to the files."""
+    out, errors, manifest = read_results(store, body["spec"]["output"])
+    ids = collections.Counter(line["custom_id"] for line in out + errors)
+    assert len(ids) == requests, f"{requests - len(ids)} line(s) missing"
+    assert max(ids.values()) == 1, f"duplicates: {[k for k, v in ids.items() if v > 1]}"
+    counts = status["requestCounts"]
+    assert counts == {"total": requests, "completed": len(out), "failed": len(errors)}
+    assert manifest["requestCounts"] == counts
+    assert status["usage"]["completionTokens"] == sum(
+        line["response"]["body"]["usage"]["completion_tokens"] for line in out
+    )
+    return out, errors
+
+
+def progress_done(store: ObjectStore, body: dict[str, Any]) -> int:
+    total = 0
+    for info in store.list(body["spec"]["output"].rstrip("/") + "/progress/"):
+        total += int(json.loads(store.read_bytes(info.uri)).get("completed") or 0)
+    return total
+
+
+def test_example_runs_to_succeeded_and_status_matches_files(
+    operator: OperatorProcess, kubectl: Kubectl, store: ObjectStore, new_batchjob: BatchJobFactory
+) -> None:
+    body = new_batchjob("ok", requests=12)
+    assert kubectl.apply(body).returncode == 0
+    name = body["metadata"]["name"]
+    status = kubectl.wait_phase(name, "Succeeded")
+    out, errors = assert_exactly_once(store, body, status, 12)
+    assert len(out) == 12 and errors == []
+    assert all(line["response"]["status_code"] == 200 for line in out)
+    assert status["progress"] == "12/12"
+    assert status["outputFile"].endswith("/out/output.jsonl")
+    timestamps = status["timestamps"]
+    for key in ("createdAt", "inProgressAt", "finalizingAt", "completedAt"):
+        assert key in timestamps
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Complete"]["status"] == "True"
+    assert conditions["Validated"]["status"] == "True"
+    jobs = kubectl.items("jobs", f"llmbatch.io/batchjob={name}")
+    run = next(j for j in jobs if j["metadata"]["name"] == f"{name}-run")
+    assert run["spec"]["completions"] == 2 and run["spec"]["completionMode"] == "Indexed"
+    env = run["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert all("value" not in e for e in env if e["name"].startswith("AWS_SECRET"))
+    table = kubectl.run("get", "batchjobs", name).stdout
+    header = table.splitlines()[0].split()
+    assert header == ["NAME", "PHASE", "PROGRESS", "DEADLINE", "AGE"]
+    assert "Succeeded" in table and "12/12" in table
+    wide = kubectl.run("get", "batchjobs", name, "-o", "wide").stdout.splitlines()[0].split()
+    assert {"MODEL", "THROUGHPUT", "ETA"} <= set(wide)
+    events = kubectl.run("get", "events", "--field-selector", f"involvedObject.name={name}").stdout
+    assert "ShardsComplete" in events and "Finalized" in events
+    metrics = operator.metrics()
+    assert 'llmbatch_phase_transitions_total{from="Finalizing",to="Succeeded"}' in metrics
+    assert "llmbatch_reconcile_duration_seconds_count" in metrics
+
+
+def test_invalid_spec_is_rejected_by_the_api(
+    kubectl: Kubectl, new_batchjob: BatchJobFactory
+) -> None:
+    body = new_batchjob("bad", upload=False, parallelism=0)
+    result = kubectl.apply(body)
+    assert result.returncode != 0
+    assert "parallelism" in result.stderr
+    body = new_batchjob("bad", upload=False, input="ftp://nowhere/x.jsonl")
+    assert "spec.input" in kubectl.apply(body).stderr
+
+
+def test_missing_input_and_missing_secret_fail_validation(
+    operator: OperatorProcess, kubectl: Kubectl, new_batchjob: BatchJobFactory
+) -> None:
+    missing_input = new_batchjob("noinput", upload=False)
+    missing_secret = new_batchjob("nosecret", storage={"secretRef": {"name": "not-there"}})
+    for body in (missing_input, missing_secret):
+        assert kubectl.apply(body).returncode == 0
+    status = kubectl.wait_phase(missing_input["metadata"]["name"], "Failed", timeout=60)
+    assert status["reason"] == "ValidationFailed"
+    assert "does not exist" in status["message"] and "upload" in status["message"]
+    status = kubectl.wait_phase(missing_secret["metadata"]["name"], "Failed", timeout=60)
+    assert status["reason"] == "ValidationFailed"
+    assert "Secret e2e-operator/not-there does not exist" in status["message"]
+    # Nothing was started for them.
+    assert kubectl.items("jobs", f"llmbatch.io/batchjob={missing_input['metadata']['name']}") == []
+
+
+def test_suspend_then_resume(
+    kubectl: Kubectl, operator: OperatorProcess, store: ObjectStore, new_batchjob: BatchJobFactory
+) -> None:
+    body = new_batchjob("susp", requests=8, suspend=True)
+    name = body["metadata"]["name"]
+    assert kubectl.apply(body).returncode == 0
+    kubectl.wait_phase(name, "Suspended", timeout=60)
+    job = wait_for("the suspended Job", lambda: kubectl.get("job", f"{name}-run"), timeout=30)
+    assert job["spec"]["suspend"] is True
+    assert kubectl.items("pods", f"job-name={name}-run") == []
+    kubectl.patch_spec(name, {"suspend": False})
+    status = kubectl.wait_phase(name, "Succeeded")
+    assert_exactly_once(store, body, status, 8)
+    assert {c["type"]: c["status"] for c in status["conditions"]}["Suspended"] == "False"
+
+
+def test_cancel_mid_run_keeps_partial_results_and_loses_no_line(
+    operator: OperatorProcess, kubectl: Kubectl, store: ObjectStore, new_batchjob: BatchJobFactory
+) -> None:
+    requests = 400
+    body = new_batchjob("cancel", requests=requests, parallelism=1)
+    name = body["metadata"]["name"]
+    assert kubectl.apply(body).returncode == 0
+    wait_for("a first finished request", lambda: progress_done(store, body) > 0, timeout=180)
+    kubectl.patch_spec(name, {"cancel": True})
+    status = kubectl.wait_phase(name, "Cancelled", timeout=180)
+    out, errors = assert_exactly_once(store, body, status, requests)
+    codes = collections.Counter(line["error"]["code"] for line in errors)
+    assert codes["batch_cancelled"] > 0
+    assert len(out) > 0
+    assert "cancellingAt" in status["timestamps"] and "cancelledAt" in status["timestamps"]
+
+
+def test_deadline_expires_with_batch_expired_errors(
+    operator: OperatorProcess, kubectl: Kubectl, store: ObjectStore, new_batchjob: BatchJobFactory
+) -> None:
+    requests = 400
+    body = new_batchjob("expire", requests=requests, parallelism=1, completionWindow="25s")
+    name = body["metadata"]["name"]
+    assert kubectl.apply(body).returncode == 0
+    status = kubectl.wait_phase(name, "Expired", timeout=180)
+    _out, errors = assert_exactly_once(store, body, status, requests)
+    codes = collections.Counter(line["error"]["code"] for line in errors)
+    assert codes["batch_expired"] > 0
+    assert status["reason"] == "DeadlineExceeded"
+    assert "expiredAt" in status["timestamps"]
+
+
+def test_killed_runner_pod_is_retried_with_exactly_once_output(
+    operator: OperatorProcess,
+    kubectl: Kubectl,
+    store: ObjectStore,
+    new_batchjob: BatchJobFactory,
+    sandbox: Any,
+) -> None:
+    requests = 300
+    body = new_batchjob("kill", requests=requests, parallelism=1)
+    name = body["metadata"]["name"]
+    assert kubectl.apply(body).returncode == 0
+    wait_for("a first finished request", lambda: progress_done(store, body) > 0, timeout=180)
+    pods = [
+        p
+        for p in kubectl.items("pods", f"job-name={name}-run")
+        if p["status"].get("phase") == "Running"
+    ]
+    assert pods, "no running shard pod to kill"
+    victim = pods[0]["metadata"]["name"]
+    if sandbox.is_sandbox:
+        kubectl.run("annotate", "pod", victim, "sandbox.llmbatch.io/kill=SIGKILL")
+    else:
+        kubectl.run("delete", "pod", victim, "--grace-period=0", "--force")
+    status = kubectl.wait_phase(name, "Succeeded", timeout=300)
+    _out, errors = assert_exactly_once(store, body, status, requests)
+    assert errors == []
+    shard = status["shards"][0]
+    assert shard["restarts"] >= 1 or sandbox.is_sandbox is False
+
+
+def test_operator_restart_mid_run_continues_without_duplicates(
+    operator: OperatorProcess, kubectl: Kubectl, store: ObjectStore, new_batchjob: BatchJobFactory
+) -> None:
+    requests = 200
+    body = new_batchjob("restart", requests=requests)
+    name = body["metadata"]["name"]
+    assert kubectl.apply(body).returncode == 0
+    kubectl.wait_phase(name, ("Running",), timeout=120)
+    operator.stop(signal.SIGKILL)
+    operator.start()
+    status = kubectl.wait_phase(name, "Succeeded", timeout=300)
+    assert_exactly_once(store, body, status, requests)
+    jobs = kubectl.items("jobs", f"llmbatch.io/batchjob={name}")
+    assert sorted(j["metadata"]["name"] for j in jobs) == [f"{name}-finalize", f"{name}-run"]
+
+
+def test_deleting_a_running_batchjob_removes_jobs_and_pods_but_not_results(
+    operator: OperatorProcess, kubectl: Kubectl, store: ObjectStore, new_batchjob: BatchJobFactory
+) -> None:
+    requests = 300
+    body = new_batchjob("delete", requests=requests, parallelism=1)
+    name = body["metadata"]["name"]
+    assert kubectl.apply(body).returncode == 0
+    wait_for("a first finished request", lambda: progress_done(store, body) > 0, timeout=180)
+    prefix = body["spec"]["output"].rstrip("/")
+    written = {info.uri for info in store.list(prefix + "/")}
+    assert written
+    kubectl.run("delete", "batchjob", name, "--wait=false")
+    wait_for("the BatchJob to go", lambda: kubectl.get("batchjob", name) is None, timeout=60)
+    wait_for(
+        "its Jobs to go",
+        lambda: kubectl.items("jobs", f"llmbatch.io/batchjob={name}") == [],
+        timeout=60,
+    )
+    wait_for(
+        "its pods to go", lambda: kubectl.items("pods", f"job-name={name}-run") == [], timeout=90
+    )
+    remaining = {info.uri for info in store.list(prefix + "/")}
+    assert store.exists(body["spec"]["input"])
+    # Parts and checkpoints already written stay; nothing the batch wrote was deleted.
+    assert {u for u in written if "/parts/" in u or "/checkpoints/" in u} <= remaining
