@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -34,7 +36,7 @@ def faulty(s3_server: S3Server) -> Iterator[ProxyThread]:
 
 
 def test_round_trip_through_faults_loses_and_corrupts_nothing(
-    faulty: ProxyThread, s3_server: S3Server, s3_bucket: str
+    faulty: ProxyThread, s3_server: S3Server, s3_bucket: str, tmp_path: Path
 ) -> None:
     store = _through(faulty, s3_server)
     uri = f"s3://{s3_bucket}/out/output.jsonl"
@@ -60,6 +62,13 @@ def test_round_trip_through_faults_loses_and_corrupts_nothing(
         store.write_bytes(small, b'{"shard": %d}' % i)
         assert store.read_bytes(small) == b'{"shard": %d}' % i
     assert len(list(store.list(f"s3://{s3_bucket}/progress/"))) == 40
+    # The transfer manager's paths (model weights, committed parts) go through the same faults.
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(os.urandom(2 * MIN_PART_SIZE + 4321))
+    remote = f"s3://{s3_bucket}/models/tiny/weights.bin"
+    store.upload_file(weights, remote)
+    store.download_file(remote, tmp_path / "back.bin")
+    assert (tmp_path / "back.bin").read_bytes() == weights.read_bytes()
     # The test must be able to fail: faults of several kinds were really injected.
     assert faulty.proxy.injected >= 10
     assert sum(1 for kind in KINDS if faulty.counts[kind]) >= 4
