@@ -277,6 +277,8 @@ class ShardRun:
         self.metrics.finished(
             record.kind == records.OUTPUT, record.prompt_tokens, record.completion_tokens
         )
+        if self.spool.records >= self.config.checkpoint_requests:
+            self._checkpoint()
 
     def _submit(self, item: _Runnable) -> None:
         from llmbatch.runner.sampling import RequestError
@@ -391,9 +393,7 @@ class ShardRun:
 
     def _maybe_checkpoint(self) -> None:
         now = time.monotonic()
-        if self.spool.records >= self.config.checkpoint_requests or (
-            self.spool.records and now - self.last_checkpoint >= self.config.checkpoint_seconds
-        ):
+        if self.spool.records and now - self.last_checkpoint >= self.config.checkpoint_seconds:
             self._checkpoint()
         elif now - self.last_progress >= self.config.progress_seconds:
             self._progress()
@@ -439,8 +439,6 @@ class ShardRun:
             if time.monotonic() >= hard_stop:
                 log.warning("grace period used up; finalize records the lines not reached")
                 break
-            if self.spool.records >= self.config.checkpoint_requests:
-                self._checkpoint()
         state: State = "expired" if code == ErrorCode.BATCH_EXPIRED.value else "cancelled"
         self._checkpoint(state)
         self.uploader.drain()
@@ -496,8 +494,6 @@ class ShardRun:
                     exhausted = True
                 elif isinstance(item, Record):
                     self._record(item)
-                    if self.spool.records >= self.config.checkpoint_requests:
-                        self._checkpoint()
                     if self._deadline_passed():
                         break
                 else:

@@ -140,5 +140,5 @@ def build_sampling_params(
         raise RequestError("best_of is not supported")
     try:
         return SamplingParams(**args)
-    except (ValueError, TypeError) as exc:
+    except Exception as exc:  # vLLM's validation errors are not all ValueErrors
         raise RequestError(str(exc)) from exc

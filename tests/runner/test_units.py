@@ -1,0 +1,157 @@
+"""Runner pieces without vLLM: sharding, part records, recovery, finalize, CLI parsing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from llmbatch.api.lines import ErrorCode
+from llmbatch.runner import records
+from llmbatch.runner.cli import parse_deadline, parse_engine_args
+from llmbatch.runner.errors import PermanentError
+from llmbatch.runner.finalize import FinalizeConfig, finalize
+from llmbatch.runner.parts import LineSet, Spool, part_uri, recover
+from llmbatch.runner.sharding import route_line, shard_of_custom_id
+from llmbatch.storage import get_store
+from tests.runner.batches import chat_batch, chat_line, read_jsonl, write_lines
+
+
+def test_shard_of_custom_id_is_stable_and_spreads() -> None:
+    # Fixed values: every pod (and every Python process, whatever its hash seed) must agree.
+    assert [shard_of_custom_id(f"req-{i}", 4) for i in range(8)] == [
+        shard_of_custom_id(f"req-{i}", 4) for i in range(8)
+    ]
+    counts = [0, 0, 0, 0]
+    for i in range(4000):
+        counts[shard_of_custom_id(f"req-{i}", 4)] += 1
+    assert min(counts) > 800, counts
+
+
+def test_copies_of_a_custom_id_route_to_one_shard() -> None:
+    first = route_line(1, chat_line("dup", "a"), 5)
+    second = route_line(9, chat_line("dup", "other text"), 5)
+    assert first is not None and second is not None
+    assert first.shard == second.shard
+
+
+def test_unparseable_and_blank_lines_route_by_line_number() -> None:
+    assert route_line(3, b"   ", 2) is None
+    bad = route_line(3, b"{not json", 2)
+    assert bad is not None and not bad.parsed and bad.shard == 0
+    assert route_line(4, b"\xff\xfe", 2) is not None
+
+
+def test_record_round_trip_keeps_the_line_bytes() -> None:
+    rec = records.success_record("b", 7, "cid", {"x": "é"}, 3, 4)
+    back = records.decode_record(rec.encode())
+    assert back == rec
+    line = json.loads(back.line)
+    assert line["id"] == f"batch_req_{records.stable_id('b', 7)}"
+    assert line["response"]["status_code"] == 200 and line["error"] is None
+
+
+def test_lone_surrogate_custom_id_still_serialises() -> None:
+    rec = records.error_record("b", 1, "\udc80", "invalid_request", "m")
+    assert json.loads(rec.line)["custom_id"] == "\udc80"
+
+
+def test_lineset_grows_and_deduplicates() -> None:
+    seen = LineSet()
+    assert seen.add(1) and seen.add(1_000_003) and not seen.add(1)
+    assert 1_000_003 in seen and 2 not in seen and seen.count == 2
+
+
+def _write_part(out: Path, shard: int, number: int, recs: list[records.Record]) -> None:
+    target = Path(part_uri(str(out), shard, number))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(b"".join(r.encode() for r in recs))
+
+
+def test_spool_seals_parts_sorted_by_line(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    for lineno in (5, 2, 9):
+        spool.add(records.error_record("b", lineno, None, "x", "m"))
+    path = spool.seal()
+    assert path is not None
+    assert [records.decode_record(r).lineno for r in path.read_bytes().splitlines()] == [2, 5, 9]
+    assert spool.seal() is None
+
+
+def test_recover_adopts_parts_without_a_checkpoint_record(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    # A part uploaded by a pod killed before it wrote checkpoints/shard-0.json.
+    _write_part(out, 0, 0, [records.error_record("b", n, None, "x", "m") for n in (1, 2)])
+    _write_part(out, 0, 3, [records.success_record("b", 4, "c", {}, 5, 6)])
+    state = recover(get_store(str(out)), str(out), 0)
+    assert state.done.count == 3 and 4 in state.done
+    assert state.next_part == 4
+    assert (state.tally.completed, state.tally.failed) == (1, 2)
+    assert state.tally.prompt_tokens == 5
+
+
+def test_finalize_merges_dedups_and_is_idempotent(tmp_path: Path) -> None:
+    source = write_lines(tmp_path / "in.jsonl", chat_batch(4))
+    out = tmp_path / "out"
+    _write_part(out, 0, 0, [records.success_record("b", 1, "req-0", {"n": 1}, 2, 3)])
+    _write_part(
+        out, 1, 0, [records.success_record("b", n, f"req-{n - 1}", {}, 1, 1) for n in (2, 3)]
+    )
+    # Line 3 answered twice (a recomputed request next to an adopted part): kept once.
+    _write_part(
+        out,
+        1,
+        1,
+        [
+            records.success_record("b", 3, "req-2", {}, 1, 1),
+            records.error_record("b", 4, "req-3", "invalid_request", "m"),
+        ],
+    )
+    config = FinalizeConfig(str(source), str(out))
+    manifest = finalize(config)
+    assert manifest["requestCounts"] == {"total": 4, "completed": 3, "failed": 1}
+    assert manifest["usage"] == {"promptTokens": 4, "completionTokens": 5}
+    output = read_jsonl((out / "output.jsonl").read_bytes())
+    assert sorted(r["custom_id"] for r in output) == ["req-0", "req-1", "req-2"]
+    first = (out / "output.jsonl").read_bytes(), (out / "manifest.json").read_bytes()
+    assert finalize(config) == manifest
+    assert ((out / "output.jsonl").read_bytes(), (out / "manifest.json").read_bytes()) == first
+
+
+def test_finalize_without_a_reason_refuses_missing_lines(tmp_path: Path) -> None:
+    source = write_lines(tmp_path / "in.jsonl", chat_batch(3))
+    out = tmp_path / "out"
+    _write_part(out, 0, 0, [records.success_record("b", 1, "req-0", {}, 1, 1)])
+    with pytest.raises(PermanentError, match="2 of 3 requests have no result"):
+        finalize(FinalizeConfig(str(source), str(out)))
+    assert not (out / "output.jsonl").exists() and not (out / "manifest.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("reason", "code"),
+    [("expired", ErrorCode.BATCH_EXPIRED), ("cancelled", ErrorCode.BATCH_CANCELLED)],
+)
+def test_finalize_records_unfinished_lines_by_reason(
+    tmp_path: Path, reason: str, code: ErrorCode
+) -> None:
+    source = write_lines(tmp_path / "in.jsonl", [*chat_batch(2), b"", b"{bad"])
+    out = tmp_path / "out"
+    _write_part(out, 0, 0, [records.success_record("b", 1, "req-0", {}, 1, 1)])
+    manifest = finalize(FinalizeConfig(str(source), str(out), reason=reason))  # type: ignore[arg-type]
+    errors = read_jsonl((out / "errors.jsonl").read_bytes())
+    assert [(e["custom_id"], e["error"]["code"], e["error"]["line"]) for e in errors] == [
+        ("req-1", code.value, 2),
+        (None, code.value, 4),
+    ]
+    assert manifest["requestCounts"] == {"total": 3, "completed": 1, "failed": 2}
+
+
+def test_cli_parsers() -> None:
+    assert parse_deadline("2030-01-02T03:04:05Z").tzinfo is not None
+    assert parse_deadline("2030-01-02T03:04:05").utcoffset() is not None
+    assert parse_engine_args('{"max_model_len": 64}') == {"max_model_len": 64}
+    with pytest.raises(PermanentError):
+        parse_engine_args("[1]")
+    with pytest.raises(PermanentError):
+        parse_deadline("tomorrow")
