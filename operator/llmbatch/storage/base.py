@@ -10,7 +10,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from llmbatch.storage.errors import StorageError
+from llmbatch.storage.errors import ObjectNotFound, StorageError
 from llmbatch.storage.lines import iter_lines
 
 DEFAULT_CHUNK = 256 * 1024
@@ -115,8 +115,6 @@ class ObjectStore(abc.ABC):
         if not found:
             # A missing model directory is a configuration error; say so instead of loading
             # an empty folder later.
-            from llmbatch.storage.errors import ObjectNotFound
-
             raise ObjectNotFound(f"no objects under {prefix_uri}", prefix_uri)
         return target
 
