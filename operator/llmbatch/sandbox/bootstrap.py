@@ -90,8 +90,28 @@ def sandbox_node(gpu_slots: int) -> dict[str, Any]:
             "allocatable": capacity,
             "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
             "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
-            "nodeInfo": {"kubeletVersion": "sandbox", "operatingSystem": "linux"},
+            "nodeInfo": _node_info(),
         },
+    }
+
+
+def _node_info() -> dict[str, str]:
+    import platform
+
+    # Clients validate every field of NodeSystemInfo as a required string.
+    return {
+        "architecture": {"x86_64": "amd64", "aarch64": "arm64"}.get(
+            platform.machine(), platform.machine()
+        ),
+        "bootID": "",
+        "containerRuntimeVersion": "sandbox://local-processes",
+        "kernelVersion": platform.release(),
+        "kubeProxyVersion": "",
+        "kubeletVersion": "v1.33.0-llmbatch-sandbox",
+        "machineID": "",
+        "operatingSystem": "linux",
+        "osImage": "llmbatch sandbox (not a production cluster)",
+        "systemUUID": "",
     }
 
 

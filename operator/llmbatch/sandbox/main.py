@@ -78,12 +78,22 @@ class Sandbox:
 
     async def _start_operator(self) -> None:
         env = dict(os.environ, KUBECONFIG=str(self.kubeconfig))
+        # BatchJobs without spec.storage.endpoint use the sandbox's S3 (examples rely on it).
+        env.setdefault("LLMBATCH_DEFAULT_S3_ENDPOINT", self.s3.endpoint_url)
+        # Fixed ports collide on a shared machine: metrics and liveness are off unless the
+        # environment asks for them.
+        options: list[str] = []
+        if "LLMBATCH_METRICS_PORT" not in env:
+            options += ["--metrics-port", "0"]
+        if "LLMBATCH_LIVENESS" not in env:
+            options += ["--liveness", ""]
         # The operator's output goes to our stderr: our stdout carries the ready lines.
         self.operator = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "llmbatch.cli.main",
             "operator",
+            *options,
             env=env,
             stdout=sys.stderr.fileno(),
             stderr=sys.stderr.fileno(),

@@ -150,7 +150,11 @@ def test_backoff_limit_per_index_marks_failed_indexes(kube: Kube) -> None:
 
 def test_pod_failure_policy_fail_job(kube: Kube) -> None:
     name = unique("failjob")
-    code = "import os, sys, time\nif os.environ['JOB_COMPLETION_INDEX'] == '1': sys.exit(42)\ntime.sleep(60)"
+    code = (
+        "import os, sys, time\n"
+        "if os.environ['JOB_COMPLETION_INDEX'] == '1': sys.exit(42)\n"
+        "time.sleep(60)"
+    )
     policy = {
         "rules": [
             {
