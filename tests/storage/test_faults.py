@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,33 +11,29 @@ import pytest
 from llmbatch.sandbox.s3faults import KINDS, FaultConfig, FaultRates, ProxyThread, running_proxy
 from llmbatch.storage.s3 import S3Store
 from llmbatch.storage.settings import MIN_PART_SIZE
-from tests.fixtures.s3 import S3Server
+from tests.fixtures.s3 import FaultyS3, S3Server
+
+FAST: dict[str, object] = {
+    "backoff_base": 0.01,
+    "backoff_cap": 0.2,
+    "part_size": MIN_PART_SIZE,
+    "read_chunk_size": 128 * 1024,
+}
 
 
 def _through(proxy: ProxyThread, server: S3Server, **overrides: object) -> S3Store:
     """A store whose endpoint is the proxy (fast backoff: faults here are dense)."""
     via = S3Server(proxy.url, server.access_key_id, server.secret_access_key, server.region)
-    options: dict[str, object] = {
-        "backoff_base": 0.01,
-        "backoff_cap": 0.2,
-        "part_size": MIN_PART_SIZE,
-        "read_chunk_size": 128 * 1024,
-    }
-    options.update(overrides)
+    options = {**FAST, **overrides}
     return S3Store(via.settings(**options))
 
 
-@pytest.fixture
-def faulty(s3_server: S3Server) -> Iterator[ProxyThread]:
-    # 15% of all requests fail, every kind of fault on every verb, on a fixed seed.
-    with running_proxy(s3_server.endpoint_url, FaultConfig.uniform(0.15, seed=20261122)) as proxy:
-        yield proxy
-
-
 def test_round_trip_through_faults_loses_and_corrupts_nothing(
-    faulty: ProxyThread, s3_server: S3Server, s3_bucket: str, tmp_path: Path
+    s3_faulty: FaultyS3, s3_bucket: str, tmp_path: Path
 ) -> None:
-    store = _through(faulty, s3_server)
+    # 15% of all requests fail, every kind of fault on every verb, on a fixed seed.
+    store = S3Store(s3_faulty.server.settings(**FAST))
+    counts = s3_faulty.proxy.counts
     uri = f"s3://{s3_bucket}/out/output.jsonl"
     written = hashlib.sha256()
     count = 0
@@ -70,8 +65,8 @@ def test_round_trip_through_faults_loses_and_corrupts_nothing(
     store.download_file(remote, tmp_path / "back.bin")
     assert (tmp_path / "back.bin").read_bytes() == weights.read_bytes()
     # The test must be able to fail: faults of several kinds were really injected.
-    assert faulty.proxy.injected >= 10
-    assert sum(1 for kind in KINDS if faulty.counts[kind]) >= 4
+    assert s3_faulty.injected >= 10
+    assert sum(1 for kind in KINDS if counts[kind]) >= 4
 
 
 def test_body_cut_mid_stream_resumes_exactly(s3_server: S3Server, s3_bucket: str) -> None:
