@@ -279,3 +279,20 @@ def test_errors_reach_the_sdk_as_exceptions(gateway_env: GatewayEnv) -> None:
         sdk.batches.retrieve("batch_0000000000abcdefgh")
     body = json.loads(raised.value.response.text)
     assert body["error"]["errors"][0]["code"] == "missing_custom_id"
+
+
+def test_oversized_json_body_is_413(gateway_env: GatewayEnv) -> None:
+    limit = gateway_env.config.limits.max_json_bytes
+    prompt = "x" * (limit + 10)
+    body = json.dumps({"model": "tiny-qwen", "input": [{"prompt": prompt}]}).encode()
+    with gateway_env.http(gateway_env.key()) as http:
+        declared = http.post(
+            "/v1/batches", content=body, headers={"Content-Type": "application/json"}
+        )
+        assert_openai_error(declared, 413, code="request_too_large")
+        chunked = http.post(
+            "/v1/batches/validate",
+            content=iter([body[i : i + 65536] for i in range(0, len(body), 65536)]),
+            headers={"Content-Type": "application/json"},
+        )
+        assert_openai_error(chunked, 413, code="request_too_large")

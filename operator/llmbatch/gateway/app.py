@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from llmbatch.gateway import routes_batches, routes_extras, routes_files
 from llmbatch.gateway.auth import authenticate
+from llmbatch.gateway.bodylimit import BodyLimitMiddleware
 from llmbatch.gateway.config import GatewayConfig
 from llmbatch.gateway.errors import install_error_handlers
 from llmbatch.gateway.kube import KubeClient
@@ -82,5 +83,7 @@ def create_app(
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    app.add_middleware(BodyLimitMiddleware, max_bytes=config.limits.max_json_bytes)
+    # Added last, so outermost: it also sees the answers of the body limit.
     app.add_middleware(ObservabilityMiddleware, metrics=gateway.metrics)
     return app

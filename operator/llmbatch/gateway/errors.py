@@ -80,6 +80,8 @@ def _http_exception(request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 405:
         message = f"Method {request.method} is not allowed on {request.url.path}"
         return ApiError(405, message, type=INVALID_REQUEST).response()
+    if exc.status_code == 413:
+        return ApiError(413, str(exc.detail), code="request_too_large").response()
     etype = SERVER if exc.status_code >= 500 else INVALID_REQUEST
     return ApiError(
         exc.status_code, str(exc.detail), type=etype, headers=dict(exc.headers or {})
