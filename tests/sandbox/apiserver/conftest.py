@@ -80,12 +80,21 @@ class Cluster:
         except ValueError:
             return resp.status, text
 
-    def watch(self, path: str, max_events: int = 1000, timeout: float = 15.0,
-              headers: dict[str, str] | None = None) -> list[JSON]:
+    def watch(
+        self,
+        path: str,
+        max_events: int = 1000,
+        timeout: float = 15.0,
+        headers: dict[str, str] | None = None,
+    ) -> list[JSON]:
         """Events of a watch (pass timeoutSeconds in ``path``), up to ``max_events``."""
         resp = self._pool().request(
-            "GET", self.url + path, headers=self._headers(headers), preload_content=False,
-            timeout=urllib3.Timeout(connect=5, read=timeout), retries=False,
+            "GET",
+            self.url + path,
+            headers=self._headers(headers),
+            preload_content=False,
+            timeout=urllib3.Timeout(connect=5, read=timeout),
+            retries=False,
         )
         events: list[JSON] = []
         buffer = b""
@@ -141,11 +150,13 @@ def widget_crd(group: str = TEST_GROUP, plural: str = "widgets", kind: str = "Wi
         "properties": {
             "size": {"type": "integer", "minimum": 1, "maximum": 10},
             "color": {"type": "string", "enum": ["red", "blue"], "default": "red"},
-            "name": {"type": "string", "minLength": 2, "maxLength": 8,
-                     "pattern": "^[a-z]+$"},
+            "name": {"type": "string", "minLength": 2, "maxLength": 8, "pattern": "^[a-z]+$"},
             "tags": {"type": "array", "maxItems": 2, "items": {"type": "string"}},
-            "labels": {"type": "object", "maxProperties": 2,
-                       "additionalProperties": {"type": "string"}},
+            "labels": {
+                "type": "object",
+                "maxProperties": 2,
+                "additionalProperties": {"type": "string"},
+            },
             "model": {
                 "type": "object",
                 "x-kubernetes-validations": [
@@ -168,31 +179,46 @@ def widget_crd(group: str = TEST_GROUP, plural: str = "widgets", kind: str = "Wi
         "spec": {
             "group": group,
             "scope": "Namespaced",
-            "names": {"plural": plural, "singular": kind.lower(), "kind": kind,
-                      "shortNames": [kind.lower()[:3] + "x"]},
-            "versions": [{
-                "name": "v1",
-                "served": True,
-                "storage": True,
-                "subresources": {"status": {}},
-                "additionalPrinterColumns": [
-                    {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-                    {"name": "Size", "type": "integer", "jsonPath": ".spec.size"},
-                    {"name": "Model", "type": "string", "jsonPath": ".spec.model.name",
-                     "priority": 1},
-                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                ],
-                "schema": {"openAPIV3Schema": {
-                    "type": "object",
-                    "properties": {
-                        "spec": spec_schema,
-                        "status": {"type": "object", "properties": {
-                            "phase": {"type": "string"},
-                            "count": {"type": "integer"},
-                        }},
+            "names": {
+                "plural": plural,
+                "singular": kind.lower(),
+                "kind": kind,
+                "shortNames": [kind.lower()[:3] + "x"],
+            },
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [
+                        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+                        {"name": "Size", "type": "integer", "jsonPath": ".spec.size"},
+                        {
+                            "name": "Model",
+                            "type": "string",
+                            "jsonPath": ".spec.model.name",
+                            "priority": 1,
+                        },
+                        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+                    ],
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {
+                                "spec": spec_schema,
+                                "status": {
+                                    "type": "object",
+                                    "properties": {
+                                        "phase": {"type": "string"},
+                                        "count": {"type": "integer"},
+                                    },
+                                },
+                            },
+                        }
                     },
-                }},
-            }],
+                }
+            ],
         },
     }
 

@@ -19,15 +19,27 @@ def kubectl_binary() -> str:
     return found
 
 
-def kubectl(kubeconfig: Path, *args: str, stdin: str | None = None, check: bool = True,
-            timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+def kubectl(
+    kubeconfig: Path,
+    *args: str,
+    stdin: str | None = None,
+    check: bool = True,
+    timeout: float = 30.0,
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KUBECONFIG": str(kubeconfig)}
     cache = kubeconfig.parent / "kubectl-cache"
-    result = subprocess.run(  # noqa: S603 - a fixed binary with test arguments
+    result = subprocess.run(
         [kubectl_binary(), f"--cache-dir={cache}", *args],
-        input=stdin, capture_output=True, text=True, env=env, timeout=timeout, check=False,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        check=False,
     )
     if check and result.returncode != 0:
-        raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n"
-                             f"{result.stdout}\n{result.stderr}")
+        raise AssertionError(
+            f"kubectl {' '.join(args)} failed ({result.returncode}):\n"
+            f"{result.stdout}\n{result.stderr}"
+        )
     return result

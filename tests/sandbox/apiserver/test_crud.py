@@ -13,7 +13,8 @@ from tests.sandbox.apiserver.conftest import Cluster, wait_for
 def test_create_fills_metadata(cluster: Cluster, namespace: str) -> None:
     core = client.CoreV1Api(cluster.api)
     cm = core.create_namespaced_config_map(
-        namespace, {"metadata": {"generateName": "cfg-"}, "data": {"a": "1"}})
+        namespace, {"metadata": {"generateName": "cfg-"}, "data": {"a": "1"}}
+    )
     md = cm.metadata
     assert md.name.startswith("cfg-") and len(md.name) == len("cfg-") + 5
     assert md.uid and md.creation_timestamp and md.resource_version
@@ -42,7 +43,9 @@ def test_already_exists_and_not_found(cluster: Cluster, namespace: str) -> None:
 
 def test_replace_conflicts_on_stale_resource_version(cluster: Cluster, namespace: str) -> None:
     core = client.CoreV1Api(cluster.api)
-    cm = core.create_namespaced_config_map(namespace, {"metadata": {"name": "c"}, "data": {"x": "1"}})
+    cm = core.create_namespaced_config_map(
+        namespace, {"metadata": {"name": "c"}, "data": {"x": "1"}}
+    )
     stale = cm.metadata.resource_version
     cm.data = {"x": "2"}
     updated = core.replace_namespaced_config_map("c", namespace, cm)
@@ -58,14 +61,16 @@ def test_replace_conflicts_on_stale_resource_version(cluster: Cluster, namespace
 def test_secret_string_data_becomes_data(cluster: Cluster, namespace: str) -> None:
     core = client.CoreV1Api(cluster.api)
     secret = core.create_namespaced_secret(
-        namespace, {"metadata": {"name": "s"}, "stringData": {"KEY": "value"}})
+        namespace, {"metadata": {"name": "s"}, "stringData": {"KEY": "value"}}
+    )
     assert secret.data == {"KEY": "dmFsdWU="} and secret.type == "Opaque"
 
 
 def test_finalizers_hold_deletion(cluster: Cluster, namespace: str) -> None:
     core = client.CoreV1Api(cluster.api)
     core.create_namespaced_config_map(
-        namespace, {"metadata": {"name": "held", "finalizers": ["example.com/hold"]}})
+        namespace, {"metadata": {"name": "held", "finalizers": ["example.com/hold"]}}
+    )
     core.delete_namespaced_config_map("held", namespace)
     cm = core.read_namespaced_config_map("held", namespace)
     assert cm.metadata.deletion_timestamp is not None
@@ -73,7 +78,8 @@ def test_finalizers_hold_deletion(cluster: Cluster, namespace: str) -> None:
     # No new finalizers once deleting.
     with pytest.raises(ApiException) as exc:
         core.patch_namespaced_config_map(
-            "held", namespace, {"metadata": {"finalizers": ["example.com/hold", "other/x"]}})
+            "held", namespace, {"metadata": {"finalizers": ["example.com/hold", "other/x"]}}
+        )
     assert exc.value.status == 422
     core.patch_namespaced_config_map("held", namespace, {"metadata": {"finalizers": None}})
     wait_for(lambda: _gone(core.read_namespaced_config_map, "held", namespace), what="removal")
@@ -92,7 +98,8 @@ def test_namespace_deletion_removes_contents(cluster: Cluster) -> None:
     core.create_namespace({"metadata": {"name": "doomed-ns"}})
     core.create_namespaced_config_map("doomed-ns", {"metadata": {"name": "x"}})
     core.create_namespaced_secret(
-        "doomed-ns", {"metadata": {"name": "y", "finalizers": ["example.com/slow"]}})
+        "doomed-ns", {"metadata": {"name": "y", "finalizers": ["example.com/slow"]}}
+    )
     core.delete_namespace("doomed-ns")
     ns = core.read_namespace("doomed-ns")
     assert ns.status.phase == "Terminating"
@@ -101,8 +108,9 @@ def test_namespace_deletion_removes_contents(cluster: Cluster) -> None:
     assert exc.value.status == 403
     wait_for(lambda: _gone(core.read_namespaced_config_map, "x", "doomed-ns"), what="cm gone")
     core.patch_namespaced_secret("y", "doomed-ns", {"metadata": {"finalizers": None}})
-    wait_for(lambda: _gone(lambda n, _ns: core.read_namespace(n), "doomed-ns", ""),
-             what="namespace gone")
+    wait_for(
+        lambda: _gone(lambda n, _ns: core.read_namespace(n), "doomed-ns", ""), what="namespace gone"
+    )
 
 
 def test_create_in_missing_namespace_is_404(cluster: Cluster) -> None:
@@ -114,20 +122,38 @@ def test_create_in_missing_namespace_is_404(cluster: Cluster) -> None:
 
 def test_job_defaults_and_selector(cluster: Cluster, namespace: str) -> None:
     batch = client.BatchV1Api(cluster.api)
-    job = batch.create_namespaced_job(namespace, {
-        "metadata": {"name": "j"},
-        "spec": {"template": {"spec": {"restartPolicy": "Never",
-                                       "containers": [{"name": "c", "image": "busybox"}]}}},
-    })
+    job = batch.create_namespaced_job(
+        namespace,
+        {
+            "metadata": {"name": "j"},
+            "spec": {
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [{"name": "c", "image": "busybox"}],
+                    }
+                }
+            },
+        },
+    )
     assert job.spec.completions == 1 and job.spec.parallelism == 1
     assert job.spec.backoff_limit == 6 and job.spec.completion_mode == "NonIndexed"
     uid = job.metadata.uid
     assert job.spec.selector.match_labels == {"batch.kubernetes.io/controller-uid": uid}
     assert job.spec.template.metadata.labels["batch.kubernetes.io/job-name"] == "j"
     with pytest.raises(ApiException) as exc:
-        batch.create_namespaced_job(namespace, {
-            "metadata": {"name": "bad"},
-            "spec": {"template": {"spec": {"restartPolicy": "Always",
-                                           "containers": [{"name": "c", "image": "b"}]}}},
-        })
+        batch.create_namespaced_job(
+            namespace,
+            {
+                "metadata": {"name": "bad"},
+                "spec": {
+                    "template": {
+                        "spec": {
+                            "restartPolicy": "Always",
+                            "containers": [{"name": "c", "image": "b"}],
+                        }
+                    }
+                },
+            },
+        )
     assert exc.value.status == 422 and "spec.template.spec.restartPolicy" in exc.value.body

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from kubernetes import client
 
-from tests.sandbox.apiserver.conftest import TEST_GROUP, Cluster, crd_established, wait_for, widget_crd
+from tests.sandbox.apiserver.conftest import (
+    TEST_GROUP,
+    Cluster,
+    crd_established,
+    wait_for,
+    widget_crd,
+)
 
 
 def test_core_and_group_discovery(cluster: Cluster) -> None:
@@ -21,8 +27,17 @@ def test_core_and_group_discovery(cluster: Cluster) -> None:
 def test_resource_lists(cluster: Cluster) -> None:
     _, core = cluster.raw("GET", "/api/v1")
     by_name = {r["name"]: r for r in core["resources"]}
-    for plural in ("namespaces", "pods", "pods/status", "pods/log", "events", "secrets",
-                   "configmaps", "services", "serviceaccounts"):
+    for plural in (
+        "namespaces",
+        "pods",
+        "pods/status",
+        "pods/log",
+        "events",
+        "secrets",
+        "configmaps",
+        "services",
+        "serviceaccounts",
+    ):
         assert plural in by_name, plural
     assert by_name["pods"]["namespaced"] is True and by_name["pods"]["kind"] == "Pod"
     assert by_name["namespaces"]["namespaced"] is False
@@ -57,10 +72,18 @@ def test_crd_served_on_create_and_gone_on_delete(cluster: Cluster) -> None:
     assert group in {g["name"] for g in groups["groups"]}
     custom = client.CustomObjectsApi(cluster.api)
     custom.create_namespaced_custom_object(
-        group, "v1", "default", "gadgets",
-        {"apiVersion": f"{group}/v1", "kind": "Gadget", "metadata": {"name": "g1"},
-         "spec": {"size": 1}})
+        group,
+        "v1",
+        "default",
+        "gadgets",
+        {
+            "apiVersion": f"{group}/v1",
+            "kind": "Gadget",
+            "metadata": {"name": "g1"},
+            "spec": {"size": 1},
+        },
+    )
     ext.delete_custom_resource_definition("gadgets.disco.llmbatch.io")
     wait_for(lambda: cluster.raw("GET", f"/apis/{group}/v1")[0] == 404, what="unserved")
     assert cluster.raw("GET", f"/apis/{group}/v1/namespaces/default/gadgets/g1")[0] == 404
-    assert TEST_GROUP != group
+    assert group != TEST_GROUP

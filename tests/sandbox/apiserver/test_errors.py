@@ -25,18 +25,27 @@ def test_malformed_json_and_yaml(cluster: Cluster, namespace: str) -> None:
 
 def test_yaml_body_accepted(cluster: Cluster, namespace: str) -> None:
     body = b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  a: b\n"
-    status, obj = cluster.raw("POST", f"/api/v1/namespaces/{namespace}/configmaps", body,
-                              "application/yaml")
+    status, obj = cluster.raw(
+        "POST", f"/api/v1/namespaces/{namespace}/configmaps", body, "application/yaml"
+    )
     assert status == 201 and obj["data"] == {"a": "b"}
 
 
 def test_wrong_api_version_or_kind(cluster: Cluster, namespace: str) -> None:
     path = f"/api/v1/namespaces/{namespace}/configmaps"
-    body = _assert_status(cluster.raw("POST", path, {"apiVersion": "v2", "kind": "ConfigMap",
-                                                     "metadata": {"name": "x"}}), 400)
+    body = _assert_status(
+        cluster.raw(
+            "POST", path, {"apiVersion": "v2", "kind": "ConfigMap", "metadata": {"name": "x"}}
+        ),
+        400,
+    )
     assert "does not match the expected API version" in str(body["message"])
-    _assert_status(cluster.raw("POST", path, {"apiVersion": "v1", "kind": "Secret",
-                                              "metadata": {"name": "x"}}), 400)
+    _assert_status(
+        cluster.raw(
+            "POST", path, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "x"}}
+        ),
+        400,
+    )
 
 
 def test_unknown_resources_are_404(cluster: Cluster) -> None:
@@ -54,8 +63,15 @@ def test_method_not_allowed(cluster: Cluster, namespace: str) -> None:
 
 def test_unknown_patch_type_is_415(cluster: Cluster, namespace: str) -> None:
     cluster.raw("POST", f"/api/v1/namespaces/{namespace}/configmaps", {"metadata": {"name": "p"}})
-    _assert_status(cluster.raw("PATCH", f"/api/v1/namespaces/{namespace}/configmaps/p",
-                               {"data": {}}, "application/x-unknown"), 415)
+    _assert_status(
+        cluster.raw(
+            "PATCH",
+            f"/api/v1/namespaces/{namespace}/configmaps/p",
+            {"data": {}},
+            "application/x-unknown",
+        ),
+        415,
+    )
 
 
 def test_name_mismatch_and_invalid_name(cluster: Cluster, namespace: str) -> None:
@@ -69,11 +85,29 @@ def test_name_mismatch_and_invalid_name(cluster: Cluster, namespace: str) -> Non
 @pytest.mark.usefixtures("widgets")
 def test_custom_resource_update_needs_resource_version(cluster: Cluster, namespace: str) -> None:
     base = f"/apis/{TEST_GROUP}/v1/namespaces/{namespace}/widgets"
-    cluster.raw("POST", base, {"apiVersion": f"{TEST_GROUP}/v1", "kind": "Widget",
-                               "metadata": {"name": "r"}, "spec": {"size": 1}})
-    _assert_status(cluster.raw("PUT", f"{base}/r", {
-        "apiVersion": f"{TEST_GROUP}/v1", "kind": "Widget", "metadata": {"name": "r"},
-        "spec": {"size": 2}}), 422)
+    cluster.raw(
+        "POST",
+        base,
+        {
+            "apiVersion": f"{TEST_GROUP}/v1",
+            "kind": "Widget",
+            "metadata": {"name": "r"},
+            "spec": {"size": 1},
+        },
+    )
+    _assert_status(
+        cluster.raw(
+            "PUT",
+            f"{base}/r",
+            {
+                "apiVersion": f"{TEST_GROUP}/v1",
+                "kind": "Widget",
+                "metadata": {"name": "r"},
+                "spec": {"size": 2},
+            },
+        ),
+        422,
+    )
 
 
 def test_invalid_selectors_are_400(cluster: Cluster) -> None:

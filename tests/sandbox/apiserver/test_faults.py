@@ -18,8 +18,11 @@ def test_next_n_matching_requests_fail(
     sandbox: ThreadedApiServer, cluster: Cluster, namespace: str
 ) -> None:
     core = client.CoreV1Api(cluster.api)
-    sandbox.run(lambda: sandbox.server.faults.inject(
-        429, times=2, verb="create", resource="configmaps", retry_after=1))
+    sandbox.run(
+        lambda: sandbox.server.faults.inject(
+            429, times=2, verb="create", resource="configmaps", retry_after=1
+        )
+    )
     for _ in range(2):
         with pytest.raises(ApiException) as exc:
             core.create_namespaced_config_map(namespace, {"metadata": {"name": "f"}})
@@ -33,10 +36,13 @@ def test_fault_by_name_and_subresource(
     sandbox: ThreadedApiServer, cluster: Cluster, namespace: str
 ) -> None:
     core = client.CoreV1Api(cluster.api)
-    core.create_namespaced_pod(namespace, {"metadata": {"name": "fp"}, "spec": {
-        "containers": [{"name": "c", "image": "x"}]}})
-    sandbox.run(lambda: sandbox.server.faults.inject(
-        409, verb="patch", resource="pods/status", name="fp"))
+    core.create_namespaced_pod(
+        namespace,
+        {"metadata": {"name": "fp"}, "spec": {"containers": [{"name": "c", "image": "x"}]}},
+    )
+    sandbox.run(
+        lambda: sandbox.server.faults.inject(409, verb="patch", resource="pods/status", name="fp")
+    )
     core.patch_namespaced_pod("fp", namespace, {"metadata": {"labels": {"a": "b"}}})
     with pytest.raises(ApiException) as exc:
         core.patch_namespaced_pod_status("fp", namespace, {"status": {"phase": "Running"}})
@@ -45,8 +51,9 @@ def test_fault_by_name_and_subresource(
 
 
 def test_http_fault_endpoint_and_500(sandbox: ThreadedApiServer, cluster: Cluster) -> None:
-    status, _ = cluster.raw("POST", "/sandbox/faults", {"code": 500, "verb": "list",
-                                                         "resource": "services"})
+    status, _ = cluster.raw(
+        "POST", "/sandbox/faults", {"code": 500, "verb": "list", "resource": "services"}
+    )
     assert status == 201
     status, body = cluster.raw("GET", "/api/v1/services")
     assert status == 500 and body["kind"] == "Status"
@@ -65,11 +72,15 @@ def test_watch_gets_410_and_can_be_closed(
     assert [e["type"] for e in events] == ["ERROR"] and events[0]["object"]["code"] == 410
 
     result: list[list[dict[str, object]]] = []
-    reader = threading.Thread(target=lambda: result.append(cluster.watch(
-        f"/api/v1/namespaces/{namespace}/secrets?watch=1&timeoutSeconds=30")))
+    reader = threading.Thread(
+        target=lambda: result.append(
+            cluster.watch(f"/api/v1/namespaces/{namespace}/secrets?watch=1&timeoutSeconds=30")
+        )
+    )
     reader.start()
-    wait_for(lambda: any(w.req.rt.plural == "secrets" for w in sandbox.server.watches),
-             what="watch open")
+    wait_for(
+        lambda: any(w.req.rt.plural == "secrets" for w in sandbox.server.watches), what="watch open"
+    )
     closed = sandbox.run(sandbox.server.close_watches, "secrets")
     assert closed >= 1
     reader.join(timeout=5)
@@ -83,6 +94,8 @@ def test_expire_history_forces_410(
     rv = core.create_namespaced_config_map(namespace, {"metadata": {"name": "e"}}).metadata
     core.create_namespaced_config_map(namespace, {"metadata": {"name": "e2"}})
     sandbox.run(sandbox.server.expire_history)
-    events = cluster.watch(f"/api/v1/namespaces/{namespace}/configmaps?watch=1&resourceVersion="
-                           f"{rv.resource_version}&timeoutSeconds=1")
+    events = cluster.watch(
+        f"/api/v1/namespaces/{namespace}/configmaps?watch=1&resourceVersion="
+        f"{rv.resource_version}&timeoutSeconds=1"
+    )
     assert events[0]["type"] == "ERROR" and events[0]["object"]["code"] == 410

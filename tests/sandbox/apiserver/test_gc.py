@@ -26,11 +26,23 @@ def _exists(core: client.CoreV1Api, name: str, namespace: str) -> bool:
 
 def _family(core: client.CoreV1Api, namespace: str, block: bool = False) -> tuple[str, str]:
     owner = core.create_namespaced_config_map(namespace, {"metadata": {"name": "owner"}})
-    ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid,
-           "blockOwnerDeletion": block}
+    ref = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "name": "owner",
+        "uid": owner.metadata.uid,
+        "blockOwnerDeletion": block,
+    }
     core.create_namespaced_config_map(
-        namespace, {"metadata": {"name": "child", "ownerReferences": [ref],
-                                 "finalizers": ["x.io/slow"] if block else []}})
+        namespace,
+        {
+            "metadata": {
+                "name": "child",
+                "ownerReferences": [ref],
+                "finalizers": ["x.io/slow"] if block else [],
+            }
+        },
+    )
     return "owner", "child"
 
 
@@ -49,8 +61,10 @@ def test_foreground_waits_for_blocking_dependents(cluster: Cluster, namespace: s
     held = core.read_namespaced_config_map(owner, namespace)
     assert held.metadata.deletion_timestamp is not None
     assert "foregroundDeletion" in held.metadata.finalizers
-    wait_for(lambda: core.read_namespaced_config_map(child, namespace).metadata.deletion_timestamp,
-             what="dependent deleting")
+    wait_for(
+        lambda: core.read_namespaced_config_map(child, namespace).metadata.deletion_timestamp,
+        what="dependent deleting",
+    )
     assert _exists(core, owner, namespace)  # blocked by the child's finalizer
     core.patch_namespaced_config_map(child, namespace, {"metadata": {"finalizers": None}})
     wait_for(lambda: not _exists(core, owner, namespace), what="owner removed")
@@ -61,24 +75,52 @@ def test_orphan_keeps_dependents(cluster: Cluster, namespace: str) -> None:
     owner, child = _family(core, namespace)
     core.delete_namespaced_config_map(owner, namespace, propagation_policy="Orphan")
     wait_for(lambda: not _exists(core, owner, namespace), what="owner removed")
-    kept = wait_for(lambda: (c := core.read_namespaced_config_map(child, namespace))
-                    and not c.metadata.owner_references and c, what="owner reference dropped")
+    kept = wait_for(
+        lambda: (
+            (c := core.read_namespaced_config_map(child, namespace))
+            and not c.metadata.owner_references
+            and c
+        ),
+        what="owner reference dropped",
+    )
     assert kept.metadata.deletion_timestamp is None
 
 
 def test_job_pods_collected_with_background(cluster: Cluster, namespace: str) -> None:
     batch, core = client.BatchV1Api(cluster.api), client.CoreV1Api(cluster.api)
-    job = batch.create_namespaced_job(namespace, {
-        "metadata": {"name": "j"},
-        "spec": {"template": {"spec": {"restartPolicy": "Never",
-                                       "containers": [{"name": "c", "image": "busybox"}]}}},
-    })
-    core.create_namespaced_pod(namespace, {
-        "metadata": {"name": "j-pod", "ownerReferences": [{
-            "apiVersion": "batch/v1", "kind": "Job", "name": "j", "uid": job.metadata.uid,
-            "controller": True, "blockOwnerDeletion": True}]},
-        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
-    })
+    job = batch.create_namespaced_job(
+        namespace,
+        {
+            "metadata": {"name": "j"},
+            "spec": {
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [{"name": "c", "image": "busybox"}],
+                    }
+                }
+            },
+        },
+    )
+    core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {
+                "name": "j-pod",
+                "ownerReferences": [
+                    {
+                        "apiVersion": "batch/v1",
+                        "kind": "Job",
+                        "name": "j",
+                        "uid": job.metadata.uid,
+                        "controller": True,
+                        "blockOwnerDeletion": True,
+                    }
+                ],
+            },
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+        },
+    )
     batch.delete_namespaced_job("j", namespace, propagation_policy="Background")
 
     def pod_gone() -> bool:
@@ -92,18 +134,42 @@ def test_job_pods_collected_with_background(cluster: Cluster, namespace: str) ->
 
 
 @pytest.mark.parametrize("policy", ["Background", "Foreground"])
-def test_custom_resource_children(cluster: Cluster, namespace: str, widgets: str,
-                                  policy: str) -> None:
+def test_custom_resource_children(
+    cluster: Cluster, namespace: str, widgets: str, policy: str
+) -> None:
     custom, core = client.CustomObjectsApi(cluster.api), client.CoreV1Api(cluster.api)
     from tests.sandbox.apiserver.conftest import TEST_GROUP
 
     owner = custom.create_namespaced_custom_object(
-        TEST_GROUP, "v1", namespace, "widgets",
-        {"apiVersion": f"{TEST_GROUP}/v1", "kind": "Widget", "metadata": {"name": "o"},
-         "spec": {"size": 1}})
-    core.create_namespaced_config_map(namespace, {"metadata": {"name": "kid", "ownerReferences": [
-        {"apiVersion": f"{TEST_GROUP}/v1", "kind": "Widget", "name": "o",
-         "uid": owner["metadata"]["uid"], "blockOwnerDeletion": True}]}})
-    custom.delete_namespaced_custom_object(TEST_GROUP, "v1", namespace, "widgets", "o",
-                                           propagation_policy=policy)
+        TEST_GROUP,
+        "v1",
+        namespace,
+        "widgets",
+        {
+            "apiVersion": f"{TEST_GROUP}/v1",
+            "kind": "Widget",
+            "metadata": {"name": "o"},
+            "spec": {"size": 1},
+        },
+    )
+    core.create_namespaced_config_map(
+        namespace,
+        {
+            "metadata": {
+                "name": "kid",
+                "ownerReferences": [
+                    {
+                        "apiVersion": f"{TEST_GROUP}/v1",
+                        "kind": "Widget",
+                        "name": "o",
+                        "uid": owner["metadata"]["uid"],
+                        "blockOwnerDeletion": True,
+                    }
+                ],
+            }
+        },
+    )
+    custom.delete_namespaced_custom_object(
+        TEST_GROUP, "v1", namespace, "widgets", "o", propagation_policy=policy
+    )
     wait_for(lambda: not _exists(core, "kid", namespace), what="child collected")

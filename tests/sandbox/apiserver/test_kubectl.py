@@ -36,7 +36,8 @@ def test_apply_get_describe_delete_custom_resource(
 ) -> None:
     assert "created" in _apply(cluster, tmp_path, WIDGET, namespace)
     client.CustomObjectsApi(cluster.api).patch_namespaced_custom_object_status(
-        TEST_GROUP, "v1", namespace, "widgets", "kw", {"status": {"phase": "Running"}})
+        TEST_GROUP, "v1", namespace, "widgets", "kw", {"status": {"phase": "Running"}}
+    )
     out = kubectl(cluster.kubeconfig, "get", "widgets", "-n", namespace).stdout
     header, row = out.splitlines()[:2]
     assert header.split() == ["NAME", "PHASE", "SIZE", "AGE"]
@@ -49,20 +50,30 @@ def test_apply_get_describe_delete_custom_resource(
     # Second apply: a three-way merge patch, generation moves.
     changed = WIDGET.replace("size: 3", "size: 4")
     assert "configured" in _apply(cluster, tmp_path, changed, namespace)
-    doc = yaml.safe_load(kubectl(cluster.kubeconfig, "get", "widget", "kw", "-n", namespace,
-                                 "-o", "yaml").stdout)
+    doc = yaml.safe_load(
+        kubectl(cluster.kubeconfig, "get", "widget", "kw", "-n", namespace, "-o", "yaml").stdout
+    )
     assert doc["spec"]["size"] == 4 and doc["metadata"]["generation"] == 2
     assert doc["spec"]["color"] == "red"  # schema default
     assert "kubectl.kubernetes.io/last-applied-configuration" in doc["metadata"]["annotations"]
     assert "unchanged" in _apply(cluster, tmp_path, changed, namespace)
     # Invalid: the server's 422 reaches the user.
-    bad = kubectl(cluster.kubeconfig, "apply", "-n", namespace, "-f", "-", check=False,
-                  stdin=WIDGET.replace("size: 3", "size: 0"))
+    bad = kubectl(
+        cluster.kubeconfig,
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        check=False,
+        stdin=WIDGET.replace("size: 3", "size: 0"),
+    )
     assert bad.returncode != 0 and "spec.size" in bad.stderr
     described = kubectl(cluster.kubeconfig, "describe", "widget", "kw", "-n", namespace).stdout
     assert "Name:" in described and "kw" in described and "Size:" in described
-    assert "deleted" in kubectl(cluster.kubeconfig, "delete", "widget", "kw", "-n",
-                                namespace).stdout
+    assert (
+        "deleted" in kubectl(cluster.kubeconfig, "delete", "widget", "kw", "-n", namespace).stdout
+    )
     gone = kubectl(cluster.kubeconfig, "get", "widget", "kw", "-n", namespace, check=False)
     assert gone.returncode != 0 and "NotFound" in gone.stderr
 
@@ -103,13 +114,19 @@ def test_logs(sandbox: object, cluster: Cluster, namespace: str) -> None:
 
     assert isinstance(sandbox, ThreadedApiServer)
     core = client.CoreV1Api(cluster.api)
-    core.create_namespaced_pod(namespace, {"metadata": {"name": "lp"}, "spec": {
-        "containers": [{"name": "main", "image": "busybox"}]}})
+    core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": "lp"},
+            "spec": {"containers": [{"name": "main", "image": "busybox"}]},
+        },
+    )
     sandbox.run(sandbox.server.append_pod_log, namespace, "lp", b"line one\nline two\n")
     out = kubectl(cluster.kubeconfig, "logs", "lp", "-n", namespace).stdout
     assert out == "line one\nline two\n"
     assert kubectl(cluster.kubeconfig, "logs", "lp", "-n", namespace, "--tail=1").stdout == (
-        "line two\n")
+        "line two\n"
+    )
     assert core.read_namespaced_pod_log("lp", namespace, container="main") == out
 
 
@@ -122,12 +139,19 @@ def test_logs_follow_until_pod_ends(sandbox: object, cluster: Cluster, namespace
 
     assert isinstance(sandbox, ThreadedApiServer)
     core = client.CoreV1Api(cluster.api)
-    core.create_namespaced_pod(namespace, {"metadata": {"name": "fp"}, "spec": {
-        "containers": [{"name": "main", "image": "busybox"}]}})
+    core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": "fp"},
+            "spec": {"containers": [{"name": "main", "image": "busybox"}]},
+        },
+    )
     sandbox.run(sandbox.server.append_pod_log, namespace, "fp", b"first\n")
-    proc = subprocess.Popen(  # noqa: S603 - fixed binary
+    proc = subprocess.Popen(
         [kubectl_binary(), "logs", "-f", "fp", "-n", namespace],
-        stdout=subprocess.PIPE, text=True, env={"KUBECONFIG": str(cluster.kubeconfig)},
+        stdout=subprocess.PIPE,
+        text=True,
+        env={"KUBECONFIG": str(cluster.kubeconfig)},
     )
     try:
         assert proc.stdout is not None
@@ -146,16 +170,32 @@ def test_logs_follow_until_pod_ends(sandbox: object, cluster: Cluster, namespace
 def test_events_for_describe(cluster: Cluster, namespace: str) -> None:
     core = client.CoreV1Api(cluster.api)
     cm = core.create_namespaced_config_map(namespace, {"metadata": {"name": "ev"}})
-    core.create_namespaced_event(namespace, {
-        "metadata": {"generateName": "ev-"},
-        "involvedObject": {"kind": "ConfigMap", "apiVersion": "v1", "name": "ev",
-                           "namespace": namespace, "uid": cm.metadata.uid},
-        "reason": "Tested", "message": "hello from the test", "type": "Normal",
-        "source": {"component": "pytest"},
-    })
-    found = wait_for(lambda: core.list_namespaced_event(
-        namespace, field_selector=f"involvedObject.name=ev,involvedObject.uid={cm.metadata.uid}"
-    ).items, what="event listed")
+    core.create_namespaced_event(
+        namespace,
+        {
+            "metadata": {"generateName": "ev-"},
+            "involvedObject": {
+                "kind": "ConfigMap",
+                "apiVersion": "v1",
+                "name": "ev",
+                "namespace": namespace,
+                "uid": cm.metadata.uid,
+            },
+            "reason": "Tested",
+            "message": "hello from the test",
+            "type": "Normal",
+            "source": {"component": "pytest"},
+        },
+    )
+    found = wait_for(
+        lambda: (
+            core.list_namespaced_event(
+                namespace,
+                field_selector=f"involvedObject.name=ev,involvedObject.uid={cm.metadata.uid}",
+            ).items
+        ),
+        what="event listed",
+    )
     assert found[0].reason == "Tested"
     out = kubectl(cluster.kubeconfig, "describe", "configmap", "ev", "-n", namespace).stdout
     assert "hello from the test" in out

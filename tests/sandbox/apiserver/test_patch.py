@@ -13,14 +13,22 @@ STRATEGIC = "application/strategic-merge-patch+json"
 
 
 def _pod(namespace: str, cluster: Cluster) -> str:
-    client.CoreV1Api(cluster.api).create_namespaced_pod(namespace, {
-        "metadata": {"name": "p", "labels": {"a": "1"}, "finalizers": ["x.io/one"]},
-        "spec": {"containers": [
-            {"name": "main", "image": "img:1", "env": [{"name": "A", "value": "1"},
-                                                       {"name": "B", "value": "2"}]},
-            {"name": "side", "image": "side:1"},
-        ]},
-    })
+    client.CoreV1Api(cluster.api).create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": "p", "labels": {"a": "1"}, "finalizers": ["x.io/one"]},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "main",
+                        "image": "img:1",
+                        "env": [{"name": "A", "value": "1"}, {"name": "B", "value": "2"}],
+                    },
+                    {"name": "side", "image": "side:1"},
+                ]
+            },
+        },
+    )
     return f"/api/v1/namespaces/{namespace}/pods/p"
 
 
@@ -47,8 +55,14 @@ def test_json_patch_and_test_op(cluster: Cluster, namespace: str) -> None:
     assert pod["metadata"]["labels"] == {"a": "1", "c": "3"}
     assert pod["spec"]["containers"][0]["image"] == "img:2"
     status, body = cluster.raw(
-        "PATCH", path, [{"op": "test", "path": "/metadata/labels/a", "value": "nope"},
-                        {"op": "add", "path": "/metadata/labels/d", "value": "4"}], JSON_PATCH)
+        "PATCH",
+        path,
+        [
+            {"op": "test", "path": "/metadata/labels/a", "value": "nope"},
+            {"op": "add", "path": "/metadata/labels/d", "value": "4"},
+        ],
+        JSON_PATCH,
+    )
     assert status == 422 and body["kind"] == "Status"
     _, pod = cluster.raw("GET", path)
     assert "d" not in pod["metadata"]["labels"]
@@ -58,8 +72,11 @@ def test_strategic_merge_patch_merges_keyed_lists(cluster: Cluster, namespace: s
     path = _pod(namespace, cluster)
     patch = {
         "metadata": {"finalizers": ["x.io/two"]},
-        "spec": {"containers": [{"name": "main", "env": [{"name": "B", "value": "20"},
-                                                         {"name": "C", "value": "3"}]}]},
+        "spec": {
+            "containers": [
+                {"name": "main", "env": [{"name": "B", "value": "20"}, {"name": "C", "value": "3"}]}
+            ]
+        },
     }
     status, pod = cluster.raw("PATCH", path, patch, STRATEGIC)
     assert status == 200, pod
@@ -69,7 +86,9 @@ def test_strategic_merge_patch_merges_keyed_lists(cluster: Cluster, namespace: s
     env = {e["name"]: e["value"] for e in containers["main"]["env"]}
     assert env == {"A": "1", "B": "20", "C": "3"}
     assert pod["metadata"]["finalizers"] == ["x.io/one", "x.io/two"]
-    delete = {"spec": {"containers": [{"name": "main", "env": [{"name": "A", "$patch": "delete"}]}]}}
+    delete = {
+        "spec": {"containers": [{"name": "main", "env": [{"name": "A", "$patch": "delete"}]}]}
+    }
     _, pod = cluster.raw("PATCH", path, delete, STRATEGIC)
     main = next(c for c in pod["spec"]["containers"] if c["name"] == "main")
     assert [e["name"] for e in main["env"]] == ["B", "C"]
@@ -80,8 +99,16 @@ def test_strategic_patch_on_custom_resource_is_415(
     cluster: Cluster, namespace: str, widgets: str
 ) -> None:
     base = f"/apis/{TEST_GROUP}/v1/namespaces/{namespace}/widgets"
-    cluster.raw("POST", base, {"apiVersion": f"{TEST_GROUP}/v1", "kind": "Widget",
-                               "metadata": {"name": "w"}, "spec": {"size": 1}})
+    cluster.raw(
+        "POST",
+        base,
+        {
+            "apiVersion": f"{TEST_GROUP}/v1",
+            "kind": "Widget",
+            "metadata": {"name": "w"},
+            "spec": {"size": 1},
+        },
+    )
     status, body = cluster.raw("PATCH", f"{base}/w", {"spec": {"size": 2}}, STRATEGIC)
     assert status == 415 and body["reason"] == "UnsupportedMediaType"
     status, body = cluster.raw("PATCH", f"{base}/w", {"spec": {"size": 2}}, "text/plain")

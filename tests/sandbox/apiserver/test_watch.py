@@ -12,10 +12,12 @@ from llmbatch.sandbox.apiserver import ThreadedApiServer, write_kubeconfig
 from tests.sandbox.apiserver.conftest import Cluster
 
 
-def _cm(core: client.CoreV1Api, namespace: str, name: str, labels: dict[str, str] | None = None
-        ) -> str:
-    cm = core.create_namespaced_config_map(namespace, {"metadata": {"name": name,
-                                                                     "labels": labels or {}}})
+def _cm(
+    core: client.CoreV1Api, namespace: str, name: str, labels: dict[str, str] | None = None
+) -> str:
+    cm = core.create_namespaced_config_map(
+        namespace, {"metadata": {"name": name, "labels": labels or {}}}
+    )
     return str(cm.metadata.resource_version)
 
 
@@ -27,7 +29,8 @@ def test_watch_resumes_from_resource_version(cluster: Cluster, namespace: str) -
     core.delete_namespaced_config_map("b", namespace)
     events = cluster.watch(
         f"/api/v1/namespaces/{namespace}/configmaps?watch=true&resourceVersion={rv}"
-        "&timeoutSeconds=1")
+        "&timeoutSeconds=1"
+    )
     seen = [(e["type"], e["object"]["metadata"]["name"]) for e in events]
     assert seen == [("ADDED", "b"), ("MODIFIED", "a"), ("DELETED", "b")]
     versions = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
@@ -71,8 +74,13 @@ def test_label_and_field_selectors(cluster: Cluster, namespace: str) -> None:
 def test_pod_phase_field_selector(cluster: Cluster, namespace: str) -> None:
     core = client.CoreV1Api(cluster.api)
     for name in ("p1", "p2"):
-        core.create_namespaced_pod(namespace, {"metadata": {"name": name}, "spec": {
-            "containers": [{"name": "c", "image": "busybox"}]}})
+        core.create_namespaced_pod(
+            namespace,
+            {
+                "metadata": {"name": name},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+            },
+        )
     core.patch_namespaced_pod_status("p2", namespace, {"status": {"phase": "Running"}})
     running = core.list_namespaced_pod(namespace, field_selector="status.phase=Running").items
     assert [p.metadata.name for p in running] == ["p2"]
@@ -82,8 +90,10 @@ def test_watch_with_selector_sees_objects_leave(cluster: Cluster, namespace: str
     core = client.CoreV1Api(cluster.api)
     rv = _cm(core, namespace, "m", {"app": "web"})
     core.patch_namespaced_config_map("m", namespace, {"metadata": {"labels": {"app": "db"}}})
-    events = cluster.watch(f"/api/v1/namespaces/{namespace}/configmaps?watch=1&resourceVersion="
-                           f"{int(rv) - 1}&labelSelector=app%3Dweb&timeoutSeconds=1")
+    events = cluster.watch(
+        f"/api/v1/namespaces/{namespace}/configmaps?watch=1&resourceVersion="
+        f"{int(rv) - 1}&labelSelector=app%3Dweb&timeoutSeconds=1"
+    )
     assert [e["type"] for e in events] == ["ADDED", "DELETED"]
 
 
@@ -104,8 +114,10 @@ def test_list_resource_version_then_watch(cluster: Cluster, namespace: str) -> N
     core = client.CoreV1Api(cluster.api)
     listed = core.list_namespaced_config_map(namespace)
     _cm(core, namespace, "after")
-    events = cluster.watch(f"/api/v1/namespaces/{namespace}/configmaps?watch=1&resourceVersion="
-                           f"{listed.metadata.resource_version}&timeoutSeconds=1")
+    events = cluster.watch(
+        f"/api/v1/namespaces/{namespace}/configmaps?watch=1&resourceVersion="
+        f"{listed.metadata.resource_version}&timeoutSeconds=1"
+    )
     assert [e["object"]["metadata"]["name"] for e in events] == ["after"]
 
 
@@ -113,8 +125,10 @@ def test_list_resource_version_then_watch(cluster: Cluster, namespace: str) -> N
 def test_bookmarks(sandbox: ThreadedApiServer, cluster: Cluster, namespace: str) -> None:
     core = client.CoreV1Api(cluster.api)
     rv = _cm(core, namespace, "bm")
-    events = cluster.watch(f"/api/v1/namespaces/{namespace}/configmaps?watch=1&resourceVersion="
-                           f"{rv}&allowWatchBookmarks=true&timeoutSeconds=1")
+    events = cluster.watch(
+        f"/api/v1/namespaces/{namespace}/configmaps?watch=1&resourceVersion="
+        f"{rv}&allowWatchBookmarks=true&timeoutSeconds=1"
+    )
     assert events and events[-1]["type"] == "BOOKMARK"
     assert int(events[-1]["object"]["metadata"]["resourceVersion"]) >= int(rv)
     assert events[-1]["object"]["kind"] == "ConfigMap"
@@ -131,13 +145,17 @@ def test_too_old_resource_version_is_410(tmp_path: object) -> None:
         for i in range(1, 10):
             _cm(core, "default", f"h{i}")
         cluster = Cluster(kubeconfig, core.api_client, small)
-        events = cluster.watch(f"/api/v1/namespaces/default/configmaps?watch=1&resourceVersion="
-                               f"{first}&timeoutSeconds=1")
+        events = cluster.watch(
+            f"/api/v1/namespaces/default/configmaps?watch=1&resourceVersion="
+            f"{first}&timeoutSeconds=1"
+        )
         assert len(events) == 1 and events[0]["type"] == "ERROR"
         assert events[0]["object"]["code"] == 410 and events[0]["object"]["reason"] == "Expired"
         recent = core.list_namespaced_config_map("default").metadata.resource_version
-        ok = cluster.watch(f"/api/v1/namespaces/default/configmaps?watch=1&resourceVersion="
-                           f"{recent}&timeoutSeconds=1")
+        ok = cluster.watch(
+            f"/api/v1/namespaces/default/configmaps?watch=1&resourceVersion="
+            f"{recent}&timeoutSeconds=1"
+        )
         assert all(e["type"] != "ERROR" for e in ok)
 
 
@@ -147,7 +165,8 @@ def test_python_client_watch(cluster: Cluster, namespace: str) -> None:
     core = client.CoreV1Api(cluster.api)
     rv = core.list_namespaced_config_map(namespace).metadata.resource_version
     _cm(core, namespace, "w1")
-    stream = watch.Watch().stream(core.list_namespaced_config_map, namespace,
-                                  resource_version=rv, timeout_seconds=1)
+    stream = watch.Watch().stream(
+        core.list_namespaced_config_map, namespace, resource_version=rv, timeout_seconds=1
+    )
     names = [(e["type"], e["object"].metadata.name) for e in stream]
     assert names == [("ADDED", "w1")]

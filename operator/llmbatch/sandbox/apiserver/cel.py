@@ -58,7 +58,8 @@ def check(value: Any, schema: JSON | None, old: Any = _MISSING, path: str = "") 
             "FieldValueRequired": "FieldValueRequired",
             "FieldValueDuplicate": "FieldValueDuplicate",
         }.get(str(rule_spec.get("reason")), "FieldValueInvalid")
-        shown = '"object"' if isinstance(value, dict) else _short(value)
+        # Kubernetes shows the schema type, not the value, in CEL failures.
+        shown = '"' + str(schema.get("type") or _type_name(value)) + '"'
         prefix = "Invalid value: " + shown + ": " if reason == "FieldValueInvalid" else ""
         errors.append(FieldError(field.lstrip("."), reason, prefix + message))
     if isinstance(value, dict):
@@ -77,9 +78,15 @@ def check(value: Any, schema: JSON | None, old: Any = _MISSING, path: str = "") 
     return errors
 
 
-def _short(value: Any) -> str:
-    if isinstance(value, str):
-        return '"' + value + '"'
+def _type_name(value: Any) -> str:
+    if isinstance(value, dict):
+        return "object"
     if isinstance(value, list):
-        return '"array"'
-    return str(value)
+        return "array"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    return "string"

@@ -49,8 +49,12 @@ def to_version(rt: ResourceType, obj: JSON) -> JSON:
             out["reportingController"] = out.pop("reportingComponent")
         if not out.get("eventTime"):
             # Required in events.k8s.io/v1; legacy events get their first sighting instead.
-            stamp = (out.get("deprecatedFirstTimestamp") or out.get("deprecatedLastTimestamp")
-                     or (out.get("metadata") or {}).get("creationTimestamp") or "")
+            stamp = (
+                out.get("deprecatedFirstTimestamp")
+                or out.get("deprecatedLastTimestamp")
+                or (out.get("metadata") or {}).get("creationTimestamp")
+                or ""
+            )
             if stamp:
                 out["eventTime"] = stamp.replace("Z", ".000000Z") if "." not in stamp else stamp
     out["apiVersion"] = rt.api_version
