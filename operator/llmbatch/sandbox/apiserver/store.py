@@ -74,9 +74,8 @@ class Store:
         return list(self._objects)
 
     def all_objects(self) -> list[tuple[StorageKey, JSON]]:
-        return [
-            (s, copy.deepcopy(o)) for s, bucket in self._objects.items() for o in bucket.values()
-        ]
+        """Every stored object, not copied: read-only (writes replace objects, never mutate)."""
+        return [(s, o) for s, bucket in self._objects.items() for o in bucket.values()]
 
     # -- writes ----------------------------------------------------------------------------
     def _next_rv(self) -> int:
