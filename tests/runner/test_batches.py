@@ -416,3 +416,36 @@ def test_stop_request_cancels_in_flight_and_unstarted_lines(
     output, errors = _results(out)
     assert len(output) + len(errors) == 60
     assert {e["error"]["code"] for e in errors} == {ErrorCode.BATCH_CANCELLED.value}
+
+
+def test_s3_faults_on_reads_and_writes_lose_nothing(
+    chat_engine: Any, s3_server: Any, s3_bucket: str
+) -> None:
+    from llmbatch.sandbox.s3faults import FaultConfig, running_proxy
+
+    direct = get_store(f"s3://{s3_bucket}/x", s3_server.settings())
+    source = f"s3://{s3_bucket}/in.jsonl"
+    direct.write_bytes(source, b"\n".join(chat_batch(30, max_tokens=2)) + b"\n")
+    with running_proxy(s3_server.endpoint_url, FaultConfig.uniform(0.15, seed=11)) as proxy:
+        settings = StorageSettings(
+            endpoint_url=proxy.url,
+            region=s3_server.region,
+            access_key_id=s3_server.access_key_id,
+            secret_access_key=s3_server.secret_access_key,
+            backoff_base=0.01,
+            backoff_cap=0.2,
+        )
+        manifest = run_local(
+            source,
+            f"s3://{s3_bucket}/out",
+            "unused",
+            NAME,
+            settings=settings,
+            engine=chat_engine,
+            checkpoint_requests=5,
+        )
+        injected = proxy.proxy.injected
+    assert injected > 0
+    output = read_jsonl(direct.read_bytes(f"s3://{s3_bucket}/out/output.jsonl"))
+    assert sorted(r["custom_id"] for r in output) == sorted(f"req-{i}" for i in range(30))
+    assert manifest["requestCounts"] == {"total": 30, "completed": 30, "failed": 0}

@@ -155,3 +155,43 @@ def test_cli_parsers() -> None:
         parse_engine_args("[1]")
     with pytest.raises(PermanentError):
         parse_deadline("tomorrow")
+
+
+def test_metrics_serve_and_a_busy_port_only_warns(caplog: pytest.LogCaptureFixture) -> None:
+    import socket
+    import urllib.request
+
+    from llmbatch.runner.metrics import RunnerMetrics
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    metrics = RunnerMetrics("batch-a", 3)
+    metrics.finished(True, 10, 5)
+    metrics.finished(False, 0, 0)
+    metrics.queue_depth.set(7)
+    assert metrics.serve(port)
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    assert (
+        'llmbatch_runner_requests_total{batch="batch-a",outcome="completed",shard="3"} 1.0' in text
+    )
+    assert 'llmbatch_runner_completion_tokens_total{batch="batch-a",shard="3"} 5.0' in text
+    assert 'llmbatch_runner_queue_depth{batch="batch-a",shard="3"} 7.0' in text
+    assert not RunnerMetrics("batch-b", 0).serve(port)  # taken: a warning, no exception
+    assert "metrics server not started" in caplog.text
+    assert not RunnerMetrics("batch-c", 0).serve(0)
+
+
+def test_json_logs_carry_batch_shard_and_custom_id() -> None:
+    import logging
+
+    from llmbatch.runner.logs import ContextFilter, JsonFormatter
+
+    record = logging.LogRecord(
+        "llmbatch.runner", logging.INFO, __file__, 1, "rejected %s", ("x",), None
+    )
+    record.custom_id = "cid-1"
+    ContextFilter("batch-a", 2).filter(record)
+    payload = json.loads(JsonFormatter().format(record))
+    assert payload["message"] == "rejected x" and payload["level"] == "info"
+    assert (payload["batch"], payload["shard"], payload["custom_id"]) == ("batch-a", 2, "cid-1")
