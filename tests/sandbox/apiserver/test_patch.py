@@ -113,3 +113,15 @@ def test_strategic_patch_on_custom_resource_is_415(
     assert status == 415 and body["reason"] == "UnsupportedMediaType"
     status, body = cluster.raw("PATCH", f"{base}/w", {"spec": {"size": 2}}, "text/plain")
     assert status == 415
+
+
+def test_server_side_apply_creates_then_updates(cluster: Cluster, namespace: str) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps/ssa?fieldManager=test"
+    doc = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  a: '1'\n"
+    apply = "application/apply-patch+yaml"
+    status, created = cluster.raw("PATCH", path, doc, apply)
+    assert status == 201 and created["data"] == {"a": "1"}
+    status, updated = cluster.raw("PATCH", path, doc.replace("'1'", "'2'"), apply)
+    assert status == 200 and updated["data"] == {"a": "2"}
+    status, _ = cluster.raw("PATCH", path.split("?")[0], doc, apply)
+    assert status == 400  # fieldManager is required for apply

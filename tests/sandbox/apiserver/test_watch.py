@@ -170,3 +170,15 @@ def test_python_client_watch(cluster: Cluster, namespace: str) -> None:
     )
     names = [(e["type"], e["object"].metadata.name) for e in stream]
     assert names == [("ADDED", "w1")]
+
+
+def test_watch_as_table(cluster: Cluster, namespace: str) -> None:
+    core = client.CoreV1Api(cluster.api)
+    _cm(core, namespace, "tw")
+    accept = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
+    events = cluster.watch(
+        f"/api/v1/namespaces/{namespace}/configmaps?watch=1&timeoutSeconds=1",
+        headers={"Accept": accept},
+    )
+    assert len(events) == 1 and events[0]["object"]["kind"] == "Table"
+    assert events[0]["object"]["rows"][0]["cells"][0] == "tw"

@@ -284,6 +284,28 @@ class Objects:
             )
         return self._update(rt, old, self._check_body(rt, patched), sub, dry_run)
 
+    def apply(
+        self, rt: ResourceType, ns: str, name: str, body: Any, sub: str | None, dry_run: bool
+    ) -> tuple[JSON, bool]:
+        """Server-side apply, approximated: create when missing, else a merge patch. Field
+        ownership is not tracked, so fields dropped from a later apply are not removed."""
+        if not isinstance(body, dict):
+            raise bad_request("an apply patch must be an object")
+        raw_meta = body.get("metadata")
+        body_meta: JSON = raw_meta if isinstance(raw_meta, dict) else {}
+        if body_meta.get("name", name) != name:
+            raise bad_request(
+                f"the name of the object ({body_meta.get('name')}) does not match "
+                f"the name on the URL ({name})"
+            )
+        if self.store.get(rt.storage, ns if rt.namespaced else "", name) is None:
+            if sub is not None:
+                raise not_found(rt.plural, name, rt.group)
+            fresh = {**body, "metadata": {**body_meta, "name": name}}
+            return self.create(rt, ns, fresh, dry_run), True
+        merged = self.patch(rt, ns, name, "application/merge-patch+json", body, sub, dry_run)
+        return merged, False
+
     def _update(
         self, rt: ResourceType, old: JSON, new: JSON, sub: str | None, dry_run: bool
     ) -> JSON:

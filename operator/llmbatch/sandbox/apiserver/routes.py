@@ -20,6 +20,7 @@ from llmbatch.sandbox.apiserver.errors import (
     method_not_allowed,
     unknown_resource,
 )
+from llmbatch.sandbox.apiserver.patch import APPLY
 from llmbatch.sandbox.apiserver.resources import ResourceType
 from llmbatch.sandbox.apiserver.selectors import make_filter
 from llmbatch.sandbox.apiserver.watch import WatchRequest, WatchStream
@@ -251,6 +252,11 @@ class Routes:
             body = await self._body(request, allow_list=True)
             sub = "status" if t.sub == "status" else None
             content_type = request.headers.get("Content-Type", "")
+            if content_type.split(";")[0].strip().lower() == APPLY:
+                if not request.query.get("fieldManager"):
+                    raise bad_request("PATCH with an apply patch requires a fieldManager")
+                obj, created = self.objects.apply(t.rt, ns, str(t.name), body, sub, dry_run)
+                return json_response(obj, 201 if created else 200)
             return json_response(
                 self.objects.patch(t.rt, ns, str(t.name), content_type, body, sub, dry_run)
             )
