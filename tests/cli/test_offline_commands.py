@@ -112,6 +112,8 @@ def test_submit_dry_run_prints_a_valid_batchjob(good_file: Path) -> None:
         "--namespace",
         "team-a",
         "--s3-endpoint",
+        "http://127.0.0.1:9000",
+        "--storage-endpoint",
         "http://minio.minio:9000",
         "--dry-run",
     )
@@ -130,7 +132,8 @@ def test_submit_dry_run_prints_a_valid_batchjob(good_file: Path) -> None:
     assert obj["metadata"]["annotations"]["llmbatch.io/input-sha256"]
 
 
-def test_submit_dry_run_json_and_name(good_file: Path) -> None:
+def test_submit_dry_run_json_and_name(good_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9000")
     result = invoke(
         "submit",
         str(good_file),
@@ -148,6 +151,8 @@ def test_submit_dry_run_json_and_name(good_file: Path) -> None:
     assert result.exit_code == 0, result.output
     obj = json.loads(result.stdout)
     assert obj["metadata"]["name"] == "nightly"
+    # The upload endpoint (env) is this machine's view; the pods get the operator's default.
+    assert "endpoint" not in obj["spec"].get("storage", {})
     assert obj["spec"]["input"] == "s3://llmbatch/in/x.jsonl"
     assert "secretRef" not in obj["spec"].get("storage", {})
 

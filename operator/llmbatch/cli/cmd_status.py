@@ -78,6 +78,11 @@ class Snapshot:
         return self.completed + self.failed
 
     @property
+    def remaining(self) -> bool:
+        """Requests are left to run (an ETA means something)."""
+        return not self.terminal and (self.total is None or self.done < self.total)
+
+    @property
     def terminal(self) -> bool:
         return self.phase in _OUTCOME
 
@@ -113,7 +118,7 @@ class Snapshot:
             parts.append(f"failed {self.failed}")
         if self.throughput is not None:
             parts.append(f"{self.throughput:.1f} tok/s")
-        if self.eta is not None and not self.terminal:
+        if self.eta is not None and self.remaining:
             parts.append(f"eta {relative(self.eta, now)}")
         if self.deadline is not None and not self.terminal:
             parts.append(f"deadline {relative(self.deadline, now)}")
@@ -329,7 +334,7 @@ class ProgressRenderer:
             phase=snap.phase,
             failed=f"[red]failed {snap.failed}[/red]" if snap.failed else "",
             throughput=f"{snap.throughput:.1f} tok/s" if snap.throughput is not None else "",
-            eta=f"ETA {relative(snap.eta, now)}" if snap.eta and not snap.terminal else "",
+            eta=f"ETA {relative(snap.eta, now)}" if snap.eta and snap.remaining else "",
             deadline=self._deadline(snap, now),
             # Draw each new state now: the next auto-refresh may come after the batch moved on.
             refresh=True,

@@ -58,8 +58,8 @@ def build_batchjob(
     parallelism: int,
     completion_window: str,
     secret: str | None,
-    s3_endpoint: str | None,
-    region: str | None,
+    storage_endpoint: str | None,
+    storage_region: str | None,
     input_sha256: str,
     engine_args: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -77,8 +77,8 @@ def build_batchjob(
             "parallelism": parallelism,
             "completionWindow": completion_window,
             "storage": {
-                "endpoint": s3_endpoint,
-                "region": region,
+                "endpoint": storage_endpoint,
+                "region": storage_region,
                 "secretRef": {"name": secret} if secret else None,
             },
         }
@@ -132,7 +132,15 @@ def submit(
         None,
         "--s3-endpoint",
         envvar="AWS_ENDPOINT_URL",
-        help="S3 endpoint (MinIO); used for the upload and written to spec.storage.endpoint.",
+        help="S3 endpoint this machine uploads to (MinIO, a port-forward).",
+    ),
+    storage_endpoint: str | None = typer.Option(
+        None,
+        "--storage-endpoint",
+        help="S3 endpoint the pods use (spec.storage.endpoint); default: the operator's.",
+    ),
+    storage_region: str | None = typer.Option(
+        None, "--storage-region", help="S3 region the pods use (spec.storage.region)."
     ),
     kubeconfig: Path | None = KUBECONFIG_OPTION,
     dry_run: bool = typer.Option(
@@ -181,8 +189,8 @@ def submit(
             parallelism=parallelism,
             completion_window=completion_window,
             secret=secret or None,
-            s3_endpoint=settings.endpoint_url,
-            region=settings.region,
+            storage_endpoint=storage_endpoint,
+            storage_region=storage_region,
             input_sha256=digest,
         )
     except ValidationError as exc:
