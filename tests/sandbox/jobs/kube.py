@@ -76,9 +76,7 @@ class Kube:
         return data
 
     def create_job(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        return self._json(
-            self.batch.create_namespaced_job(NS, manifest, _preload_content=False)
-        )
+        return self._json(self.batch.create_namespaced_job(NS, manifest, _preload_content=False))
 
     def job(self, name: str) -> dict[str, Any] | None:
         try:

@@ -204,8 +204,8 @@ def test_pod_failure_policy_ignore_and_count(kube: Kube) -> None:
     name = unique("ignore")
     policy = {
         "rules": [
-            {"action": "Ignore", "onExitCodes": {"operator": "In", "values": [9]}},
-            {"action": "Count", "onExitCodes": {"operator": "NotIn", "values": [9]}},
+            {"action": "Ignore", "onExitCodes": {"operator": "In", "values": [9, 137, 143]}},
+            {"action": "Count", "onExitCodes": {"operator": "NotIn", "values": [9, 137, 143]}},
         ]
     }
     create(
@@ -220,7 +220,8 @@ def test_pod_failure_policy_ignore_and_count(kube: Kube) -> None:
     )
     job = finished(kube, name, "Failed")
     assert condition(job, "Failed")["reason"] == "BackoffLimitExceeded"  # type: ignore[index]
-    # index 0's exits (code 9) are ignored: only index 1's failure counts.
+    # Index 0's exits (9) are ignored, like the SIGTERM/SIGKILL ends (143/137) of a replacement
+    # of index 0 stopped when the Job failed: only index 1's failure counts.
     assert job["status"]["failed"] == 1
 
 
@@ -303,3 +304,38 @@ def test_deleting_a_job_stops_its_pods(kube: Kube) -> None:
     )
     kube.delete_job(name)
     wait_for(lambda: not kube.job_pods(name), "pods gone with their job", timeout=20)
+
+
+def test_lowering_parallelism_stops_pods_without_failures(kube: Kube) -> None:
+    name = unique("scale")
+    create(kube, name, SLEEP, completions=3, parallelism=3)
+    wait_for(lambda: (kube.job(name) or {}).get("status", {}).get("active") == 3, "3 active")
+    kube.patch_job(name, {"spec": {"parallelism": 1}})
+    wait_for(
+        lambda: len([p for p in kube.job_pods(name) if phase(p) == "Running"]) == 1,
+        "one running pod",
+        timeout=20,
+    )
+    job = kube.job(name)
+    assert job is not None and not job["status"].get("failed")
+
+
+def test_orphaned_pods_keep_running_and_lose_the_tracking_finalizer(kube: Kube) -> None:
+    name = unique("orphan")
+    create(kube, name, SLEEP)
+    pod = wait_for(
+        lambda: [p for p in kube.job_pods(name) if phase(p) == "Running"], "a running pod"
+    )[0]
+    assert "batch.kubernetes.io/job-tracking" in pod["metadata"]["finalizers"]
+    kube.batch.delete_namespaced_job(name, "default", propagation_policy="Orphan")
+    wait_for(lambda: kube.job(name) is None, "the job gone")
+    released = wait_for(
+        lambda: (
+            (p := kube.pod(pod["metadata"]["name"]))
+            and not (p["metadata"].get("finalizers") or [])
+            and p
+        ),
+        "the finalizer removed",
+    )
+    assert phase(released) == "Running" and not released["metadata"].get("ownerReferences")
+    kube.delete_pod(pod["metadata"]["name"], grace=0)

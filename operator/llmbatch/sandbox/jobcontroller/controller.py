@@ -46,8 +46,8 @@ class JobTracking:
     counted: set[str] = field(default_factory=set)
     index_failures: dict[int, int] = field(default_factory=dict)
     index_ignored: dict[int, int] = field(default_factory=dict)
-    # Pods deleted because the Job was suspended: their end is not a failure.
-    suspended_pods: set[str] = field(default_factory=set)
+    # Pods the controller stopped itself (suspend, parallelism lowered): not failures.
+    released_pods: set[str] = field(default_factory=set)
     outcome: cond.Outcome | None = None
     not_before: float = 0.0
     recent_failures: int = 0
@@ -140,7 +140,7 @@ class JobController:
     def _on_pod(self, kind: str, pod: JsonObject) -> None:
         meta = pod["metadata"]
         job_name = (meta.get("labels") or {}).get(JOB_NAME_LABEL)
-        if job_name and controller_uid(pod):
+        if job_name:
             self.enqueue((str(meta.get("namespace") or ""), str(job_name)))
 
     async def _work(self) -> None:
@@ -172,9 +172,13 @@ class JobController:
         namespace, name = key
         job = self.jobs.cache.get(key)
         if job is None or job["metadata"].get("deletionTimestamp"):
-            await self._release_orphans(namespace, name, job)
+            await self._release_orphans(namespace, name, None)
             return
+        managed_by = (job.get("spec") or {}).get("managedBy")
+        if managed_by and managed_by != "kubernetes.io/job-controller":
+            return  # another controller (e.g. MultiKueue) owns this Job's status
         uid = str(job["metadata"]["uid"])
+        await self._release_orphans(namespace, name, uid)
         tracking = self._tracking.get(uid)
         if tracking is None:
             tracking = self._tracking[uid] = self._seed(job)
@@ -225,7 +229,7 @@ class JobController:
                     tracking.failed_indexes.discard(index)
                     tracking.succeeded += 1
                 continue
-            if pod_uid in tracking.suspended_pods:
+            if pod_uid in tracking.released_pods:
                 continue
             match = match_pod_failure_policy(spec.get("podFailurePolicy"), pod)
             action = match.action if match else "Count"
@@ -312,7 +316,7 @@ class JobController:
             return conditions, status
 
         if suspended:
-            tracking.suspended_pods.update(str(p["metadata"]["uid"]) for p in active)
+            tracking.released_pods.update(str(p["metadata"]["uid"]) for p in active)
             await self._delete_pods(job, active)
             if not cond.is_true(conditions, cond.SUSPENDED):
                 conditions = cond.set_condition(
@@ -343,6 +347,16 @@ class JobController:
         completions = _completions(spec)
         parallelism = int(spec.get("parallelism", 1))
         active = [pod for pod in pods if not _terminal(pod)]
+        running = [pod for pod in active if not _deleting(pod)]
+        excess = len(running) - parallelism
+        if excess > 0:
+            # Parallelism was lowered: stop the newest (highest index) pods.
+            victims = sorted(
+                running, key=lambda p: (pod_index(p, completions) or 0, _created(p)), reverse=True
+            )[:excess]
+            tracking.released_pods.update(str(p["metadata"]["uid"]) for p in victims)
+            await self._delete_pods(job, victims)
+            return
         room = parallelism - len(active)
         if room <= 0:
             return
@@ -483,24 +497,17 @@ class JobController:
         ):
             self.pods.remember(updated)
 
-    async def _release_orphans(self, namespace: str, name: str, job: JsonObject | None) -> None:
-        """Pods of a deleted (or deleting) Job: let them go once they have ended, and stop
-        the ones still running if garbage collection has not done so."""
-        live_uids = {str(j["metadata"]["uid"]) for j in self.jobs.cache.values()}
-        if job is not None:
-            live_uids.discard(str(job["metadata"]["uid"]))
+    async def _release_orphans(self, namespace: str, name: str, live_uid: str | None) -> None:
+        """Kubernetes' orphan handling: a pod labelled for Job ``name`` that the live Job
+        (``live_uid``; None when it is gone or being deleted) does not control loses the
+        tracking finalizer. It is not stopped: garbage collection decides that (a Job deleted
+        with propagationPolicy Orphan leaves its pods running, as on a cluster)."""
         for (ns, _), pod in list(self.pods.cache.items()):
             if ns != namespace or (pod["metadata"].get("labels") or {}).get(JOB_NAME_LABEL) != name:
                 continue
-            if controller_uid(pod) in live_uids:
+            if live_uid is not None and controller_uid(pod) == live_uid:
                 continue
-            if _terminal(pod):
-                await self._remove_finalizer(pod)
-            elif job is None and not _deleting(pod):
-                meta = pod["metadata"]
-                await self.api.delete(
-                    object_path("v1", "pods", ns, meta["name"]), preconditions_uid=meta.get("uid")
-                )
+            await self._remove_finalizer(pod)
 
     async def _after_finish(
         self, job: JsonObject, pods: list[JsonObject], conditions: list[JsonObject]
