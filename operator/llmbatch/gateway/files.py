@@ -100,9 +100,9 @@ class UploadSink:
         self._writer = self._writer_cm.__enter__()
 
     def feed(self, data: bytes) -> None:
+        self.size += len(data)
         if self.oversized:
             return
-        self.size += len(data)
         if self.size > self._limits.max_bytes:
             self.oversized = True
             return

@@ -1,25 +1,24 @@
 """The gateway's whole Kubernetes layer: a small async REST client over httpx.
 
-The kubeconfig (KUBECONFIG, ~/.kube/config) or the in-cluster service account gives the server,
-TLS material and token; requests are plain JSON so merge patches and resourceVersion
+``kubeconfig.connect`` finds the server, TLS material and token (KUBECONFIG, ~/.kube/config or
+the in-cluster service account); requests are plain JSON so merge patches and resourceVersion
 preconditions (409 on a lost race) are explicit. Only the calls the gateway needs are here.
 """
 
 from __future__ import annotations
 
-import os
 import ssl
-import time
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
+
+from llmbatch.gateway import kubeconfig as kubeconfig_module
 
 GROUP = "llmbatch.io"
 VERSION = "v1alpha1"
 PLURAL = "batchjobs"
 MERGE_PATCH = "application/merge-patch+json"
-_SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 
 
 class KubeError(Exception):
@@ -54,17 +53,14 @@ class KubeClient:
         server: str,
         namespace: str,
         *,
-        token: str | None = None,
-        token_file: Path | None = None,
+        token: Callable[[], str | None] | str | None = None,
         verify: ssl.SSLContext | bool = True,
         timeout: float = 10.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.server = server.rstrip("/")
         self.namespace = namespace
-        self._token = token
-        self._token_file = token_file
-        self._token_read_at = 0.0
+        self._token = token if callable(token) else (lambda: token)
         self._http = httpx.AsyncClient(
             base_url=self.server,
             verify=verify,
@@ -77,35 +73,8 @@ class KubeClient:
     @classmethod
     def from_environment(cls, namespace: str, kubeconfig: str | None = None) -> KubeClient:
         """KUBECONFIG (or the given file, or ~/.kube/config), else the in-cluster account."""
-        path = kubeconfig or os.environ.get("KUBECONFIG")
-        default = Path.home() / ".kube" / "config"
-        if path or default.exists():
-            return cls._from_kubeconfig(path or str(default), namespace)
-        if (_SA_DIR / "token").exists():
-            host = os.environ["KUBERNETES_SERVICE_HOST"]
-            port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-            context = ssl.create_default_context(cafile=str(_SA_DIR / "ca.crt"))
-            return cls(
-                f"https://{host}:{port}", namespace, token_file=_SA_DIR / "token", verify=context
-            )
-        raise RuntimeError("no Kubernetes config: set KUBECONFIG or run in a cluster")
-
-    @classmethod
-    def _from_kubeconfig(cls, path: str, namespace: str) -> KubeClient:
-        # The official client resolves contexts, exec plugins and embedded certificates.
-        from kubernetes import client, config
-
-        cfg = client.Configuration()
-        config.load_kube_config(config_file=path, client_configuration=cfg)  # type: ignore[no-untyped-call]
-        verify: ssl.SSLContext | bool = bool(cfg.verify_ssl)
-        if cfg.verify_ssl and (cfg.ssl_ca_cert or cfg.cert_file):
-            context = ssl.create_default_context(cafile=cfg.ssl_ca_cert)
-            if cfg.cert_file:
-                context.load_cert_chain(cfg.cert_file, cfg.key_file)
-            verify = context
-        auth = cfg.auth_settings().get("BearerToken", {}).get("value")
-        token = str(auth).removeprefix("Bearer ").strip() if auth else None
-        return cls(str(cfg.host), namespace, token=token, verify=verify)
+        connection = kubeconfig_module.connect(kubeconfig)
+        return cls(connection.server, namespace, token=connection.token, verify=connection.verify)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -114,12 +83,9 @@ class KubeClient:
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
-        if self._token_file is not None and time.monotonic() - self._token_read_at > 60:
-            # Projected service-account tokens rotate; re-read them now and then.
-            self._token = self._token_file.read_text().strip()
-            self._token_read_at = time.monotonic()
-        if self._token:
-            headers["Authorization"] = f"Bearer {self._token}"
+        token = self._token()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         return headers
 
     async def request(

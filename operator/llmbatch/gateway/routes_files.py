@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
+import anyio
 from anyio import to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
@@ -114,6 +117,24 @@ async def _save(
     return meta
 
 
+class _Feeder:
+    """Hands blocks to the sink in a worker thread, one at a time and in order, so the next
+    block is received while the last one is validated and written."""
+
+    def __init__(self, sink: UploadSink) -> None:
+        self.sink = sink
+        self.task: asyncio.Task[None] | None = None
+
+    async def push(self, block: bytes) -> None:
+        await self.drain()
+        self.task = asyncio.create_task(to_thread.run_sync(self.sink.feed, block))
+
+    async def drain(self) -> None:
+        if self.task is not None:
+            task, self.task = self.task, None
+            await task
+
+
 @router.post("/files")
 async def create_file(
     request: Request, gateway: GatewayDep, principal: PrincipalDep
@@ -128,15 +149,17 @@ async def create_file(
         principal.tenant, file_id, limits, gateway.config.limits.max_reported_errors
     )
     await to_thread.run_sync(sink.open)
+    feeder = _Feeder(sink)
     try:
 
         async def on_block(block: bytes) -> None:
-            await to_thread.run_sync(sink.feed, block)
+            await feeder.push(block)
             if sink.oversized and sink.size > 2 * limits.max_bytes:
                 # A chunked upload far past the limit: stop reading it.
                 raise too_large(limits.max_bytes)
 
         form = await parse_upload(request, on_block)
+        await feeder.drain()
         purpose = form.fields.get("purpose")
         if purpose != "batch":
             raise bad_request(
@@ -148,7 +171,12 @@ async def create_file(
         if not form.has_file:
             raise bad_request("The upload has no 'file' part.", param="file", code="missing_file")
     except BaseException:
-        await to_thread.run_sync(sink.abort)
+        # Even when the client went away (cancellation): finish the block in flight, then
+        # discard the partial object.
+        with anyio.CancelScope(shield=True):
+            with contextlib.suppress(Exception):
+                await feeder.drain()
+            await to_thread.run_sync(sink.abort)
         raise
     outcome = await to_thread.run_sync(sink.finish)
     check_outcome(outcome, limits.max_bytes)
