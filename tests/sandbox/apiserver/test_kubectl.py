@@ -202,3 +202,8 @@ def test_events_for_describe(cluster: Cluster, namespace: str) -> None:
     events_v1 = client.EventsV1Api(cluster.api).list_namespaced_event(namespace).items
     assert events_v1 and events_v1[0].note == "hello from the test"
     assert events_v1[0].regarding.name == "ev"
+
+
+def test_explain_custom_resource(cluster: Cluster, widgets: str) -> None:
+    out = kubectl(cluster.kubeconfig, "explain", "widgets.spec.size").stdout
+    assert "KIND:       Widget" in out and "FIELD: size <integer>" in out

@@ -104,5 +104,65 @@ def openapi_v2_json() -> JSON:
     }
 
 
-def openapi_v3_root() -> JSON:
-    return {"paths": {}}
+def openapi_v3_root(registry: Registry) -> JSON:
+    """Group-versions with a published schema: those of CRDs (``kubectl explain`` reads them).
+    Built-in groups are absent, so kubectl uses its compiled-in types for them."""
+    paths = {}
+    for rt in registry.all():
+        if rt.custom and rt.schema is not None:
+            key = f"apis/{rt.group}/{rt.version}"
+            paths[key] = {"serverRelativeURL": f"/openapi/v3/{key}?hash={_hash(registry, key)}"}
+    return {"paths": paths}
+
+
+def _hash(registry: Registry, key: str) -> str:
+    import hashlib
+    import json
+
+    doc = openapi_v3_group_version(registry, key) or {}
+    return hashlib.sha512(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:32].upper()
+
+
+def openapi_v3_group_version(registry: Registry, key: str) -> JSON | None:
+    """The OpenAPI v3 document of one CRD group-version: component schemas only, no paths
+    (so kubectl neither expects server-side field validation nor strategic patches)."""
+    parts = key.split("/")
+    if len(parts) != 3 or parts[0] != "apis":
+        return None
+    group, version = parts[1], parts[2]
+    schemas: JSON = {}
+    paths: JSON = {}
+    for rt in registry.resources_in(group, version):
+        if not rt.custom or rt.schema is None:
+            continue
+        reversed_group = ".".join(reversed(group.split(".")))
+        gvk = {"group": group, "kind": rt.kind, "version": version}
+        schema = dict(rt.schema)
+        schema["x-kubernetes-group-version-kind"] = [gvk]
+        name = f"{reversed_group}.{version}.{rt.kind}"
+        schemas[name] = schema
+        # Read-only operations only: kubectl explain finds the kind through them.
+        scope = "/namespaces/{namespace}" if rt.namespaced else ""
+        response = {
+            "200": {
+                "description": "OK",
+                "content": {
+                    "application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}
+                },
+            }
+        }
+        paths[f"/apis/{group}/{version}{scope}/{rt.plural}/{{name}}"] = {
+            "get": {
+                "x-kubernetes-group-version-kind": gvk,
+                "x-kubernetes-action": "get",
+                "responses": response,
+            },
+        }
+    if not schemas:
+        return None
+    return {
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes CRD Swagger", "version": "v0.1.0"},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }

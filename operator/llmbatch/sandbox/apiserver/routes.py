@@ -142,7 +142,11 @@ class Routes:
                 return web.Response(body=b"", content_type=discovery.OPENAPI_V2_PROTOBUF_TYPE)
             return json_response(discovery.openapi_v2_json())
         if parts[1:] == ["v3"]:
-            return json_response(discovery.openapi_v3_root())
+            return json_response(discovery.openapi_v3_root(self.registry))
+        if len(parts) > 2 and parts[1] == "v3":
+            doc = discovery.openapi_v3_group_version(self.registry, "/".join(parts[2:]))
+            if doc is not None:
+                return json_response(doc)
         raise unknown_resource()
 
     async def _group_version(
