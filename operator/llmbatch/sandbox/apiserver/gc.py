@@ -99,28 +99,35 @@ class GarbageCollector:
             for ref in obj["metadata"].get("ownerReferences") or []:
                 dependents.setdefault(ref.get("uid", ""), []).append((storage, obj))
         for storage, obj in everything:
-            if (
-                self.store.get(
-                    storage, obj["metadata"].get("namespace", ""), obj["metadata"]["name"]
-                )
-                is None
+            try:
+                self._collect(storage, obj, uids, dependents)
+            except ApiError as exc:  # one object's trouble must not stop the others
+                log.warning("garbage collection of %s: %s", obj["metadata"].get("name"), exc)
+
+    def _collect(
+        self,
+        storage: tuple[str, str],
+        obj: JSON,
+        uids: dict[Any, tuple[tuple[str, str], JSON]],
+        dependents: dict[str, list[tuple[tuple[str, str], JSON]]],
+    ) -> None:
+        md = obj["metadata"]
+        if self.store.get(storage, md.get("namespace", ""), md["name"]) is None:
+            return  # removed earlier in this sweep
+        if md.get("deletionTimestamp"):
+            self._finish_deletion(storage, obj, dependents.get(md.get("uid", ""), []))
+        refs = md.get("ownerReferences") or []
+        if refs and not md.get("deletionTimestamp"):
+            owners = [uids.get(r.get("uid")) for r in refs]
+            if all(o is None for o in owners):
+                self._delete(storage, obj)
+            elif any(
+                o is not None
+                and FOREGROUND in (o[1]["metadata"].get("finalizers") or [])
+                and o[1]["metadata"].get("deletionTimestamp")
+                for o in owners
             ):
-                continue  # removed earlier in this sweep
-            md = obj["metadata"]
-            if md.get("deletionTimestamp"):
-                self._finish_deletion(storage, obj, dependents.get(md.get("uid", ""), []))
-            refs = md.get("ownerReferences") or []
-            if refs and not md.get("deletionTimestamp"):
-                owners = [uids.get(r.get("uid")) for r in refs]
-                if all(o is None for o in owners):
-                    self._delete(storage, obj)
-                elif any(
-                    o is not None
-                    and FOREGROUND in (o[1]["metadata"].get("finalizers") or [])
-                    and o[1]["metadata"].get("deletionTimestamp")
-                    for o in owners
-                ):
-                    self._delete(storage, obj, "Foreground")
+                self._delete(storage, obj, "Foreground")
 
     def _finish_deletion(
         self, storage: tuple[str, str], obj: JSON, deps: list[tuple[tuple[str, str], JSON]]

@@ -106,3 +106,49 @@ def validate_labels(meta: JSON) -> list[FieldError]:
             )
         )
     return errors
+
+
+def validate_shape(meta: JSON) -> list[FieldError]:
+    """The types of the metadata lists the controllers walk: finalizers and ownerReferences."""
+    errors = []
+    finalizers = meta.get("finalizers")
+    if finalizers is not None and (
+        not isinstance(finalizers, list) or not all(isinstance(f, str) and f for f in finalizers)
+    ):
+        errors.append(
+            FieldError(
+                "metadata.finalizers",
+                "FieldValueInvalid",
+                "Invalid value: must be a list of non-empty strings",
+            )
+        )
+    refs = meta.get("ownerReferences")
+    if refs is not None:
+        if not isinstance(refs, list):
+            return [
+                *errors,
+                FieldError(
+                    "metadata.ownerReferences", "FieldValueInvalid", "Invalid value: must be a list"
+                ),
+            ]
+        for i, ref in enumerate(refs):
+            where = f"metadata.ownerReferences[{i}]"
+            if not isinstance(ref, dict):
+                errors.append(
+                    FieldError(where, "FieldValueInvalid", "Invalid value: not an object")
+                )
+                continue
+            for key in ("apiVersion", "kind", "name", "uid"):
+                if not isinstance(ref.get(key), str) or not ref.get(key):
+                    errors.append(
+                        FieldError(f"{where}.{key}", "FieldValueRequired", "Required value")
+                    )
+        if sum(1 for r in refs if isinstance(r, dict) and r.get("controller")) > 1:
+            errors.append(
+                FieldError(
+                    "metadata.ownerReferences",
+                    "FieldValueInvalid",
+                    "Invalid value: Only one reference can have Controller set to true",
+                )
+            )
+    return errors

@@ -99,7 +99,7 @@ class Objects:
     def _schema_pipeline(self, rt: ResourceType, obj: JSON, old: JSON | None) -> JSON:
         """Prune, default, validate: the order apiextensions-apiserver uses."""
         name = obj["metadata"].get("name", "")
-        errors = meta.validate_labels(obj["metadata"])
+        errors = meta.validate_labels(obj["metadata"]) + meta.validate_shape(obj["metadata"])
         if rt.custom and rt.schema is not None:
             obj = schema.prune(obj, rt.schema, root=True)
             obj = schema.apply_defaults(obj, rt.schema)
