@@ -7,6 +7,7 @@ import io
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from rich.console import Console
 
 from llmbatch.cli.cmd_status import ProgressRenderer, Snapshot, WatchExit, follow, relative
@@ -96,3 +97,33 @@ def test_progress_bar_on_a_terminal() -> None:
     text = out.getvalue()
     assert "5/10" in text and "12.0 tok/s" in text and "deadline in" in text
     assert "Succeeded" in text and "10/10" in text
+
+
+def test_follow_retries_transient_errors_then_gives_up() -> None:
+    from llmbatch.cli.cmd_status import TransientFetchError
+
+    answers: list[Any] = [
+        TransientFetchError("blip"),
+        TransientFetchError("blip"),
+        obj("Succeeded", 10),
+    ]
+
+    def fetch() -> dict[str, Any]:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return dict(answer)
+
+    errors: list[Exception] = []
+    pauses: list[float] = []
+    outcome = follow(
+        fetch, lambda _: None, interval=1, timeout=None, on_error=errors.append, sleep=pauses.append
+    )
+    assert outcome is WatchExit.SUCCEEDED
+    assert len(errors) == 2 and pauses == [2, 4]  # the pause grows while polls fail
+
+    def broken() -> dict[str, Any]:
+        raise TransientFetchError("down")
+
+    with pytest.raises(TransientFetchError):
+        follow(broken, lambda _: None, interval=0, timeout=None, max_errors=3, sleep=lambda _: None)

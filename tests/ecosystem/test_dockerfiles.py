@@ -140,3 +140,17 @@ def test_parse_joins_continuations_and_skips_comments() -> None:
     parsed = parse(text)
     assert [(i.line, i.keyword) for i in parsed] == [(2, "FROM"), (3, "RUN")]
     assert parsed[1].args == "echo 1 && echo 2"
+
+
+def test_operator_healthcheck_probes_the_operators_liveness_endpoint() -> None:
+    from urllib.parse import urlparse
+
+    from llmbatch.controller.config import DEFAULT_LIVENESS
+
+    final = stages(parse(dockerfile("operator")))[-1]
+    check = next(i for i in final.instructions if i.keyword == "HEALTHCHECK")
+    liveness = urlparse(DEFAULT_LIVENESS)
+    assert f"127.0.0.1:{liveness.port}{liveness.path}" in check.args
+    assert any(
+        i.keyword == "EXPOSE" and str(liveness.port) in i.args.split() for i in final.instructions
+    )

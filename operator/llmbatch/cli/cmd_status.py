@@ -257,27 +257,46 @@ def _print_status(obj: dict[str, Any], now: datetime) -> None:
 Renderer = Callable[[Snapshot], None]
 
 
+class TransientFetchError(Exception):
+    """A poll that failed in a way worth retrying (API server restarting, network blip)."""
+
+
 def follow(
     fetch: Callable[[], dict[str, Any]],
     render: Renderer,
     *,
     interval: float,
     timeout: float | None,
+    max_errors: int = 10,
+    on_error: Callable[[Exception], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> WatchExit:
     """Poll ``fetch`` until the batch reaches a terminal phase or ``timeout`` passes; hand
     each snapshot to ``render``. The status is the operator's aggregate, updated every few
-    seconds, so polling a GET costs less than holding a watch open for hours."""
+    seconds, so polling a GET costs less than holding a watch open for hours.
+
+    A watch may run for hours: up to ``max_errors`` failed polls in a row
+    (TransientFetchError) are reported to ``on_error`` and retried, with a growing pause."""
     start = clock()
+    errors = 0
     while True:
-        snap = Snapshot.of(fetch())
-        render(snap)
-        if snap.terminal:
-            return _OUTCOME[snap.phase]
+        try:
+            snap = Snapshot.of(fetch())
+        except TransientFetchError as exc:
+            errors += 1
+            if errors > max_errors:
+                raise
+            if on_error is not None:
+                on_error(exc)
+        else:
+            errors = 0
+            render(snap)
+            if snap.terminal:
+                return _OUTCOME[snap.phase]
         if timeout is not None and clock() - start >= timeout:
             return WatchExit.TIMEOUT
-        sleep(interval)
+        sleep(interval * min(2**errors, 30))
 
 
 class PlainRenderer:
@@ -373,7 +392,12 @@ def watch(
         except BatchJobNotFound as exc:
             raise fail(str(exc), WatchExit.NOT_FOUND) from exc
         except KubeError as exc:
-            raise fail(str(exc)) from exc
+            if exc.status in (401, 403):  # retrying cannot fix credentials or RBAC
+                raise fail(str(exc)) from exc
+            raise TransientFetchError(str(exc)) from exc
+
+    def warn(exc: Exception) -> None:
+        typer.echo(f"warning: {exc}; retrying", err=True)
 
     console = Console(highlight=False)
     last: list[Snapshot] = []
@@ -385,15 +409,22 @@ def watch(
 
         return wrapped
 
-    if plain or not console.is_terminal:
-        outcome = follow(
-            fetch, remember(PlainRenderer(typer.echo)), interval=interval, timeout=timeout
-        )
-    else:
-        with ProgressRenderer(console) as bar:
-            outcome = follow(fetch, remember(bar), interval=interval, timeout=timeout)
+    try:
+        if plain or not console.is_terminal:
+            renderer: Renderer = PlainRenderer(typer.echo)
+            outcome = follow(
+                fetch, remember(renderer), interval=interval, timeout=timeout, on_error=warn
+            )
+        else:
+            with ProgressRenderer(console) as bar:
+                outcome = follow(
+                    fetch, remember(bar), interval=interval, timeout=timeout, on_error=warn
+                )
+    except TransientFetchError as exc:
+        raise fail(f"giving up after repeated errors: {exc}") from exc
     if outcome is WatchExit.TIMEOUT:
-        typer.echo(f"timed out after {timeout}s; {name} is still {last[0].phase}", err=True)
+        phase = last[0].phase if last else "unknown"
+        typer.echo(f"timed out after {timeout}s; {name} is still {phase}", err=True)
     elif last:
         typer.echo(
             f"{name} {last[0].phase.lower()}" + (f": {last[0].message}" if last[0].message else "")
