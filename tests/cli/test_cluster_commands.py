@@ -285,3 +285,64 @@ def test_results_downloads_and_joins(
     rows = [json.loads(line) for line in (tmp_path / "joined.jsonl").read_text().splitlines()]
     assert [(r["custom_id"], r["status_code"]) for r in rows] == [("a", None), ("b", 200)]
     assert rows[0]["error"]["code"] == "missing"
+
+
+def test_submit_uploads_and_creates_then_refuses_a_duplicate(
+    client: BatchJobClient, cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmbatch.storage import StorageSettings, get_store
+
+    for key, value in cluster.env().items():
+        if key.startswith("AWS_"):
+            monkeypatch.setenv(key, value)
+    requests = tmp_path / "batch.jsonl"
+    requests.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "custom_id": f"r{i}",
+                    "method": "POST",
+                    "url": "/v1/chat/completions",
+                    "body": {
+                        "model": "tiny-qwen",
+                        "messages": [{"role": "user", "content": str(i)}],
+                    },
+                }
+            )
+            + "\n"
+            for i in range(3)
+        )
+    )
+    name = f"cli-submit-{uuid.uuid4().hex[:6]}"
+    output = f"s3://{cluster.bucket}/cli-tests/{name}/"
+    args = [
+        "submit",
+        str(requests),
+        "--model",
+        "tiny-qwen",
+        "--model-source",
+        "/models/tiny",
+        "--output",
+        output,
+        "--name",
+        name,
+        *kube_args(cluster),
+        "-o",
+        "json",
+    ]
+    result = runner.invoke(cli_app(), args)
+    assert result.exit_code == 0, result.output
+    try:
+        created = json.loads(result.stdout)
+        assert created["name"] == name and created["input"] == f"{output}input.jsonl"
+        obj = client.get(name)
+        assert obj["spec"]["input"] == created["input"]
+        assert obj["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "llmbatch-cli"
+        store = get_store(created["input"], StorageSettings.from_env())
+        assert store.read_bytes(created["input"]) == requests.read_bytes()
+
+        again = runner.invoke(cli_app(), args)
+        assert again.exit_code == 1
+        assert "already exists" in again.output
+    finally:
+        client.delete(name)
