@@ -203,6 +203,10 @@ class FileValidator:
             return LineError(lineno, LineRule.INVALID_BODY, f"{where}: {first['msg']}", custom_id)
         if self.check_duplicates:
             self.seen_ids.add(custom_id)
+        if self.endpoint is None:
+            # Only a valid line fixes the file's endpoint: a broken first line must not turn
+            # every later line into a mixed_url error.
+            self.endpoint = request.url
         return ValidLine(lineno, request, size)
 
     def _check_fields(self, lineno: int, data: dict[str, Any], custom_id: str) -> LineError | None:
@@ -222,9 +226,7 @@ class FileValidator:
                 f"url {url!r} is not supported; use one of {allowed}",
                 custom_id,
             )
-        if self.endpoint is None:
-            self.endpoint = endpoint
-        elif endpoint != self.endpoint:
+        if self.endpoint is not None and endpoint != self.endpoint:
             return LineError(
                 lineno,
                 LineRule.MIXED_URL,
