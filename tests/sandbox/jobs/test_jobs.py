@@ -339,3 +339,38 @@ def test_orphaned_pods_keep_running_and_lose_the_tracking_finalizer(kube: Kube) 
     )
     assert phase(released) == "Running" and not released["metadata"].get("ownerReferences")
     kube.delete_pod(pod["metadata"]["name"], grace=0)
+
+
+@pytest.mark.sandbox_only
+def test_controllers_survive_closed_watches_and_expired_history(
+    kube: Kube, sandbox: SandboxInfo
+) -> None:
+    """The Job controller and kubelet resume their watches (from their last resourceVersion,
+    or by listing again after 410 Gone) and keep working."""
+    if not sandbox.is_sandbox:
+        pytest.skip("uses the emulator's fault hooks")
+    import urllib.request
+
+    def post(path: str) -> None:
+        request = urllib.request.Request(sandbox.api_url + path, data=b"{}", method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status < 300
+
+    post("/sandbox/expire-history")
+    post("/sandbox/close-watches")
+    name = unique("rewatch")
+    create(kube, name, "print('after the faults')", completionMode="Indexed", completions=2)
+    job = finished(kube, name, "Complete")
+    assert job["status"]["completedIndexes"] == "0-1"
+
+
+def test_job_events(kube: Kube) -> None:
+    name = unique("events")
+    create(kube, name, "print('hi')")
+    finished(kube, name, "Complete")
+
+    def reasons() -> set[str]:
+        events = kube.core.list_namespaced_event("default").items
+        return {e.reason for e in events if e.involved_object.name == name}
+
+    wait_for(lambda: {"SuccessfulCreate", "Completed"} <= reasons(), "job events")

@@ -300,3 +300,14 @@ def test_gpu_slots_limit_concurrent_gpu_pods(kube: Kube, sandbox: SandboxInfo) -
     victim = next(n for n in names if n != waiting)
     kube.delete_pod(victim, grace=0)
     running(kube, waiting)
+
+
+def test_events_tell_the_story(kube: Kube) -> None:
+    name = make_pod(kube, "print('hi')")
+    ended(kube, name)
+
+    def reasons() -> set[str]:
+        events = kube.core.list_namespaced_event(NS).items
+        return {e.reason for e in events if e.involved_object.name == name}
+
+    wait_for(lambda: {"Scheduled", "Started"} <= reasons(), "Scheduled and Started events")

@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from llmbatch.sandbox.events import record_event
 from llmbatch.sandbox.informer import Informer, Key, object_key
 from llmbatch.sandbox.jobcontroller import conditions as cond
 from llmbatch.sandbox.jobcontroller.failurepolicy import match_pod_failure_policy
@@ -303,7 +304,10 @@ class JobController:
                 conditions = cond.set_condition(
                     conditions, target, "True", outcome.reason, outcome.message, now
                 )
-                await self._event(job, "Normal" if outcome.success else "Warning", outcome)
+                announced = (
+                    cond.Outcome(True, "Completed", "Job completed") if outcome.success else outcome
+                )
+                await self._event(job, "Normal" if outcome.success else "Warning", announced)
             await self._delete_pods(job, active)
             if not active:
                 final = cond.COMPLETE if outcome.success else cond.FAILED
@@ -535,34 +539,10 @@ class JobController:
         )
 
     async def _event(self, job: JsonObject, kind: str, outcome: cond.Outcome) -> None:
-        """A best-effort Event on the Job, as ``kubectl describe job`` shows them."""
-        meta = job["metadata"]
-        namespace = meta.get("namespace", "default")
-        now = now_rfc3339()
-        event = {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": f"{meta['name']}.", "namespace": namespace},
-            "involvedObject": {
-                "apiVersion": "batch/v1",
-                "kind": "Job",
-                "name": meta["name"],
-                "namespace": namespace,
-                "uid": meta.get("uid"),
-            },
-            "reason": outcome.reason,
-            "message": outcome.message,
-            "type": kind,
-            "source": {"component": "job-controller"},
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-            "reportingComponent": "job-controller",
-        }
-        try:
-            await self.api.create(f"/api/v1/namespaces/{namespace}/events", event)
-        except Exception as error:  # events never block the controller
-            log.debug("event for job %s not recorded: %s", meta["name"], error)
+        involved = {"apiVersion": "batch/v1", "kind": "Job", "metadata": job["metadata"]}
+        await record_event(
+            self.api, involved, kind, outcome.reason, outcome.message, "job-controller"
+        )
 
 
 def _completions(spec: JsonObject) -> int | None:

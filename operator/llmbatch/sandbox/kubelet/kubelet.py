@@ -22,6 +22,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmbatch.sandbox.events import record_event
 from llmbatch.sandbox.informer import Informer
 from llmbatch.sandbox.kubeapi import ApiError, JsonObject, KubeApi, object_path
 from llmbatch.sandbox.kubelet import podstatus as ps
@@ -228,6 +229,19 @@ class Kubelet:
             if runtime.process is not None:
                 runtime.process.signal(sig)
 
+    def _event(
+        self,
+        runtime: PodRuntime,
+        reason: str,
+        message: str,
+        kind: str = "Normal",
+        component: str = "kubelet",
+    ) -> None:
+        if self._closing:
+            return
+        involved = {"apiVersion": "v1", "kind": "Pod", "metadata": runtime.pod["metadata"]}
+        self._spawn(record_event(self.api, involved, kind, reason, message, component))
+
     def _request_stop(self, runtime: PodRuntime) -> None:
         if not runtime.stop.is_set():
             runtime.stop.set()
@@ -290,6 +304,13 @@ class Kubelet:
                     )
                     runtime.status["phase"] = "Pending"
                     self._spawn(self._push(runtime))
+                    self._event(
+                        runtime,
+                        "FailedScheduling",
+                        f"0/1 nodes are available: 1 Insufficient {GPU_RESOURCE}.",
+                        "Warning",
+                        "default-scheduler",
+                    )
                 await self._gpu_changed.wait()
             if runtime.stop.is_set():
                 return False
@@ -326,6 +347,12 @@ class Kubelet:
         deleted gracefully: the API waits for this kubelet to confirm the process ended."""
         if (runtime.pod.get("spec") or {}).get("nodeName"):
             return
+        self._event(
+            runtime,
+            "Scheduled",
+            f"Successfully assigned {runtime.namespace}/{runtime.name} to {NODE_NAME}",
+            component="default-scheduler",
+        )
         binding = {
             "apiVersion": "v1",
             "kind": "Binding",
@@ -406,6 +433,7 @@ class Kubelet:
             await self._start_error(runtime, container, f"failed to start container: {error}")
             return
         runtime.process = process
+        self._event(runtime, "Started", f"Started container {cname}")
         started = now_rfc3339()
         container_id = f"sandbox://{process.pid}"
         runtime.status["phase"] = "Running"
@@ -426,6 +454,7 @@ class Kubelet:
         await asyncio.wait({exited, stopping}, return_when=asyncio.FIRST_COMPLETED)
         if not exited.done():
             grace = self.shutdown_grace if self._closing else grace_seconds(runtime.pod)
+            self._event(runtime, "Killing", f"Stopping container {cname}")
             await process.terminate(grace)
         stopping.cancel()
         code = await exited
@@ -453,6 +482,7 @@ class Kubelet:
             except EnvError as error:
                 if str(error) != last_error:
                     last_error = str(error)
+                    self._event(runtime, "Failed", f"Error: {last_error}", "Warning")
                     runtime.status["containerStatuses"] = [
                         ps.container_status(
                             container, ps.waiting("CreateContainerConfigError", last_error)
@@ -464,6 +494,7 @@ class Kubelet:
         return None
 
     async def _start_error(self, runtime: PodRuntime, container: JsonObject, message: str) -> None:
+        self._event(runtime, "Failed", f"Error: {message}", "Warning")
         now = now_rfc3339()
         state = ps.terminated(128, "StartError", "1970-01-01T00:00:00Z", now, message)
         runtime.status["containerStatuses"] = [ps.container_status(container, state)]
