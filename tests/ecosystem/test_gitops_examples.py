@@ -77,3 +77,10 @@ def test_flux_exprs_classify_each_phase_exactly_once(phase: Phase) -> None:
 
 def test_flux_status_without_phase_is_in_progress() -> None:
     assert flux_health({"conditions": []}) == ["inProgress"]
+
+
+def test_argocd_application_syncs_an_existing_overlay_without_pruning() -> None:
+    app = yaml.safe_load((GITOPS / "argocd-application.yaml").read_text())
+    assert app["kind"] == "Application"
+    assert (ROOT / app["spec"]["source"]["path"] / "kustomization.yaml").is_file()
+    assert app["spec"]["syncPolicy"]["automated"]["prune"] is False
