@@ -199,11 +199,28 @@ def test_events_for_describe(cluster: Cluster, namespace: str) -> None:
     assert found[0].reason == "Tested"
     out = kubectl(cluster.kubeconfig, "describe", "configmap", "ev", "-n", namespace).stdout
     assert "hello from the test" in out
-    events_v1 = client.EventsV1Api(cluster.api).list_namespaced_event(namespace).items
-    assert events_v1 and events_v1[0].note == "hello from the test"
-    assert events_v1[0].regarding.name == "ev"
+    # The same event through events.k8s.io/v1 (raw: legacy events may lack eventTime there).
+    status, events_v1 = cluster.raw("GET", f"/apis/events.k8s.io/v1/namespaces/{namespace}/events")
+    assert status == 200 and events_v1["items"][0]["note"] == "hello from the test"
+    assert events_v1["items"][0]["regarding"]["name"] == "ev"
 
 
 def test_explain_custom_resource(cluster: Cluster, widgets: str) -> None:
     out = kubectl(cluster.kubeconfig, "explain", "widgets.spec.size").stdout
     assert "KIND:       Widget" in out and "FIELD: size <integer>" in out
+
+
+def test_imperative_create_commands(cluster: Cluster, namespace: str) -> None:
+    """kubectl create sends protobuf for built-in kinds; the common ones must work."""
+    kc = cluster.kubeconfig
+    kubectl(kc, "create", "configmap", "cc", "-n", namespace, "--from-literal=a=b")
+    kubectl(kc, "create", "secret", "generic", "cs", "-n", namespace, "--from-literal=K=v")
+    kubectl(kc, "create", "serviceaccount", "robot", "-n", namespace)
+    core = client.CoreV1Api(cluster.api)
+    assert core.read_namespaced_config_map("cc", namespace).data == {"a": "b"}
+    secret = core.read_namespaced_secret("cs", namespace)
+    assert secret.data == {"K": "dg=="} and secret.type == "Opaque"
+    assert core.read_namespaced_service_account("robot", namespace).metadata.name == "robot"
+    kubectl(kc, "create", "namespace", f"{namespace}-extra")
+    assert core.read_namespace(f"{namespace}-extra").status.phase == "Active"
+    kubectl(kc, "delete", "namespace", f"{namespace}-extra")

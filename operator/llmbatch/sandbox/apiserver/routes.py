@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from aiohttp import web
 
-from llmbatch.sandbox.apiserver import discovery, logs, tables
+from llmbatch.sandbox.apiserver import discovery, logs, protobuf, tables
 from llmbatch.sandbox.apiserver.errors import (
     ApiError,
     bad_request,
@@ -276,11 +276,12 @@ class Routes:
         if not raw.strip():
             raise bad_request("the request body is empty")
         content_type = request.headers.get("Content-Type", "").lower()
-        if "protobuf" in content_type or "cbor" in content_type:
-            # Only JSON and YAML are spoken here; client-go then retries in JSON.
+        if "protobuf" in content_type:
+            return protobuf.decode(raw)
+        if "cbor" in content_type:
             raise ApiError(
                 415,
-                f"the body of the request was in an unknown format - accepted media types "
+                "the body of the request was in an unknown format - accepted media types "
                 f"include: application/json, application/yaml (got {content_type})",
             )
         try:
