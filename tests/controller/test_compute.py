@@ -520,3 +520,16 @@ def test_unknown_total_is_shown_as_unknown_not_as_the_crd_default_zero() -> None
     assert decision.status["progress"] == "2/?"
     assert "total" not in decision.status["requestCounts"]
     assert "eta" not in decision.status
+
+
+def test_all_shards_done_before_the_operator_saw_the_deadline_still_succeeds() -> None:
+    decision = compute_status(
+        batchjob(validated("Running")),
+        job(complete=True, completed_indexes="0-1"),
+        None,
+        [],
+        [],
+        at(61),
+    )
+    assert decision.phase == Phase.FINALIZING
+    assert decision.actions == [CreateFinalizeJob("none")]

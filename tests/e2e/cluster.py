@@ -41,6 +41,8 @@ def wait_for(what: str, check: Callable[[], T | None], timeout: float, every: fl
     while True:
         try:
             last = check()
+        except AssertionError:
+            raise  # a verdict, not a transient error
         except Exception as exc:
             last = exc
         if last and not isinstance(last, Exception):

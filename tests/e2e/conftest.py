@@ -83,7 +83,9 @@ def new_batchjob(
 ) -> BatchJobFactory:
     """examples/batchjob.yaml with a fresh name, input and output, and the given overrides."""
 
-    def make(name: str, requests: int = 12, upload: bool = True, **spec: Any) -> dict[str, Any]:
+    def make(
+        name: str, requests: int = 12, upload: bool = True, max_tokens: int = 8, **spec: Any
+    ) -> dict[str, Any]:
         body: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
         run = f"{name}-{uuid.uuid4().hex[:6]}"
         base = f"s3://{sandbox.bucket}/e2e/{run}"
@@ -94,7 +96,7 @@ def new_batchjob(
         body["spec"]["parallelism"] = 2
         body["spec"].update(spec)
         if upload:
-            data = requests_jsonl(requests, tiny_served_name, prefix=name)
+            data = requests_jsonl(requests, tiny_served_name, prefix=name, max_tokens=max_tokens)
             store.write_bytes(body["spec"]["input"], data)
         return body
 

@@ -135,8 +135,9 @@ def test_suspend_then_resume(
 def test_cancel_mid_run_keeps_partial_results_and_loses_no_line(
     operator: OperatorProcess, kubectl: Kubectl, store: ObjectStore, new_batchjob: BatchJobFactory
 ) -> None:
-    requests = 400
-    body = new_batchjob("cancel", requests=requests, parallelism=1)
+    # Big enough that it cannot finish between the first progress object and the cancel.
+    requests = 3000
+    body = new_batchjob("cancel", requests=requests, parallelism=1, max_tokens=16)
     name = body["metadata"]["name"]
     assert kubectl.apply(body).returncode == 0
     wait_for("a first finished request", lambda: progress_done(store, body) > 0, timeout=180)
@@ -152,14 +153,17 @@ def test_cancel_mid_run_keeps_partial_results_and_loses_no_line(
 def test_deadline_expires_with_batch_expired_errors(
     operator: OperatorProcess, kubectl: Kubectl, store: ObjectStore, new_batchjob: BatchJobFactory
 ) -> None:
-    requests = 400
-    body = new_batchjob("expire", requests=requests, parallelism=1, completionWindow="25s")
+    # The tiny model answers a few hundred requests a second: this cannot finish in time.
+    requests = 6000
+    body = new_batchjob(
+        "expire", requests=requests, parallelism=1, max_tokens=48, completionWindow="20s"
+    )
     name = body["metadata"]["name"]
     assert kubectl.apply(body).returncode == 0
     status = kubectl.wait_phase(name, "Expired", timeout=180)
-    _out, errors = assert_exactly_once(store, body, status, requests)
+    out, errors = assert_exactly_once(store, body, status, requests)
     codes = collections.Counter(line["error"]["code"] for line in errors)
-    assert codes["batch_expired"] > 0
+    assert codes["batch_expired"] > 0, (len(out), codes, status)
     assert status["reason"] == "DeadlineExceeded"
     assert "expiredAt" in status["timestamps"]
 
@@ -213,8 +217,8 @@ def test_operator_restart_mid_run_continues_without_duplicates(
 def test_deleting_a_running_batchjob_removes_jobs_and_pods_but_not_results(
     operator: OperatorProcess, kubectl: Kubectl, store: ObjectStore, new_batchjob: BatchJobFactory
 ) -> None:
-    requests = 300
-    body = new_batchjob("delete", requests=requests, parallelism=1)
+    requests = 3000
+    body = new_batchjob("delete", requests=requests, parallelism=1, max_tokens=16)
     name = body["metadata"]["name"]
     assert kubectl.apply(body).returncode == 0
     wait_for("a first finished request", lambda: progress_done(store, body) > 0, timeout=180)

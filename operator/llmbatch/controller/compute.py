@@ -265,6 +265,14 @@ def _decide_running(
                 Reason.CANCEL_REQUESTED,
                 "spec.cancel is true: stopping shards; finished requests are kept",
             )
+        elif run.complete:
+            # Every shard finished: even past the deadline nothing is left to expire.
+            stop = "none"
+            target = _Target(
+                Phase.FINALIZING,
+                Reason.SHARDS_COMPLETE,
+                f"all {spec.parallelism} shards finished: merging their parts",
+            )
         elif now >= deadline or run.expired_signal or "expired" in progress_states:
             stop = "expired"
             target = _Target(
@@ -288,13 +296,6 @@ def _decide_running(
                 f"shard(s) {failed} failed more than spec.maxRetries="
                 f"{spec.max_retries} times ({run.failed_reason}); "
                 f"see kubectl logs job/{job_name}",
-            )
-        elif run.complete:
-            stop = "none"
-            target = _Target(
-                Phase.FINALIZING,
-                Reason.SHARDS_COMPLETE,
-                f"all {spec.parallelism} shards finished: merging their parts",
             )
         else:
             return _decide_active(spec, phase, run, actions)
