@@ -19,6 +19,7 @@ from llmbatch.sandbox.apiserver.objects import (
     Objects,
 )
 from llmbatch.sandbox.apiserver.resources import ResourceType
+from llmbatch.sandbox.apiserver.store import Change
 
 JSON = dict[str, Any]
 log = logging.getLogger(__name__)
@@ -30,7 +31,14 @@ class GarbageCollector:
         self.store = objects.store
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        objects.on_write.append(self._wake.set)
+        self.store.on_change.append(self._maybe_wake)
+
+    def _maybe_wake(self, change: Change) -> None:
+        """Sweep only after changes that can leave work: a removal (dependents may now be
+        orphans), a deletion in progress, or an object with owners (they may be gone)."""
+        md = change.obj.get("metadata") or {}
+        if change.type == "DELETED" or md.get("deletionTimestamp") or md.get("ownerReferences"):
+            self._wake.set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -112,7 +120,7 @@ class GarbageCollector:
         dependents: dict[str, list[tuple[tuple[str, str], JSON]]],
     ) -> None:
         md = obj["metadata"]
-        if self.store.get(storage, md.get("namespace", ""), md["name"]) is None:
+        if not self.store.exists(storage, md.get("namespace", ""), md["name"]):
             return  # removed earlier in this sweep
         if md.get("deletionTimestamp"):
             self._finish_deletion(storage, obj, dependents.get(md.get("uid", ""), []))

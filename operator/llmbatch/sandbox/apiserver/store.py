@@ -58,6 +58,9 @@ class Store:
         obj = self._objects.get(storage, {}).get((ns, name))
         return copy.deepcopy(obj) if obj is not None else None
 
+    def exists(self, storage: StorageKey, ns: str, name: str) -> bool:
+        return (ns, name) in self._objects.get(storage, {})
+
     def items(self, storage: StorageKey, ns: str | None = None) -> list[JSON]:
         bucket = self._objects.get(storage, {})
         keys = sorted(k for k in bucket if ns is None or k[0] == ns)
