@@ -11,6 +11,7 @@ or cancelled, and commits a final part.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import shutil
 import signal
@@ -24,7 +25,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from llmbatch.api.lines import Endpoint, ErrorCode, FileValidator, Limits, LineError
+from llmbatch.api.lines import (
+    Endpoint,
+    ErrorCode,
+    FileValidator,
+    Limits,
+    LineError,
+    ValidLine,
+)
 from llmbatch.runner import records
 from llmbatch.runner.errors import PermanentError
 from llmbatch.runner.exitcodes import ExitCode
@@ -186,8 +194,6 @@ class ShardRun:
             raise PermanentError(f"output {self.config.output_uri} cannot be used: {exc}") from exc
         if previous is not None:
             with contextlib.suppress(ValueError, ObjectNotFound):
-                import json
-
                 record = json.loads(
                     self.out_store.read_bytes(checkpoint_uri(self.config.output_uri, self.shard))
                 )
@@ -236,10 +242,11 @@ class ShardRun:
             if routed is None or routed.shard != self.shard:
                 continue
             mine += 1
+            result: ValidLine | LineError | None
             if routed.parsed:
                 result = validator.check_object(lineno, routed.data, len(raw))
             else:
-                result = validator.check(lineno, raw)  # type: ignore[assignment]
+                result = validator.check(lineno, raw)
             # Done lines are still validated: the validator must see their custom_ids to
             # judge later duplicates exactly as the first attempt did.
             if result is None or lineno in done:

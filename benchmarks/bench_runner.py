@@ -1,0 +1,625 @@
+"""Runner benchmark: prints a table (and with --write-results, the runner section of RESULTS.md).
+
+Sections (``--sections``, all by default):
+- compare: ``llmbatch-runner run`` + ``finalize`` (input and output in moto S3) against
+  ``python -m vllm.entrypoints.openai.run_batch`` (local files) on the same chat requests,
+  same engine settings, whole processes, alternating runs, median; plus greedy output equality
+  per custom_id.
+- ideal: in one process, one ``LLM.chat`` over all requests (no I/O) against the runner loop
+  on the same engine (S3 in moto), alternating, median.
+- memory: peak RSS of the runner process for two input sizes (max_tokens 1, tiny model).
+- resume: SIGKILL about half way, restart: requests recomputed, exactly-once per custom_id.
+
+    python benchmarks/bench_runner.py                 # the full benchmark (minutes)
+    python benchmarks/bench_runner.py --requests 200 --repeats 1 --memory-lines 2000,20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+# The engine runs on the CPU here; these must be set before vLLM is imported.
+os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
+os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "RESULTS.md"
+BEGIN, END = "<!-- runner-bench:begin -->", "<!-- runner-bench:end -->"
+BUCKET = "bench"
+# One engine configuration for every contender (runner, run_batch, ideal).
+ENGINE_ARGS: dict[str, Any] = {
+    "enforce_eager": True,
+    "dtype": "float32",
+    "max_model_len": 1024,
+    "max_num_seqs": 256,
+    "max_num_batched_tokens": 8192,
+    "enable_prefix_caching": True,
+    "seed": 0,
+}
+_WORDS = [
+    "batch",
+    "shard",
+    "queue",
+    "engine",
+    "token",
+    "model",
+    "request",
+    "output",
+    "input",
+    "cluster",
+    "node",
+    "deadline",
+    "progress",
+    "storage",
+    "bucket",
+    "throughput",
+    "latency",
+    "memory",
+    "kernel",
+    "vector",
+    "summary",
+    "answer",
+]
+
+
+def make_requests(count: int, max_tokens: int, model: str, seed: int = 7) -> list[bytes]:
+    rng = random.Random(seed)
+    lines = []
+    for i in range(count):
+        words = " ".join(rng.choice(_WORDS) for _ in range(rng.randint(8, 40)))
+        body = {
+            "model": model,
+            "messages": [
+                {"role": "system", "content": "You are a helpful assistant."},
+                {"role": "user", "content": f"Request {i}: {words}"},
+            ],
+            "max_tokens": max_tokens,
+            "temperature": 0,
+        }
+        line = {
+            "custom_id": f"req-{i}",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": body,
+        }
+        lines.append(json.dumps(line).encode())
+    return lines
+
+
+def engine_flags(args: dict[str, Any]) -> list[str]:
+    """ENGINE_ARGS as vLLM command-line flags (for run_batch)."""
+    flags: list[str] = []
+    for key, value in args.items():
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            flags.append(flag)
+        elif value is False:
+            flags.append("--no-" + key.replace("_", "-"))
+        else:
+            flags += [flag, str(value)]
+    return flags
+
+
+@dataclass
+class S3:
+    endpoint: str
+    env: dict[str, str]
+
+    def store(self) -> Any:
+        from llmbatch.storage import StorageSettings, get_store
+
+        return get_store(
+            f"s3://{BUCKET}/x",
+            StorageSettings(
+                endpoint_url=self.endpoint,
+                region="us-east-1",
+                access_key_id="bench",
+                secret_access_key="bench-secret",
+            ),
+        )
+
+
+@contextmanager
+def moto_s3() -> Iterator[S3]:
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    env = {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench-secret",
+    }
+    s3 = S3(endpoint, env)
+    from llmbatch.storage.s3client import build_client
+
+    build_client(s3.store().settings).create_bucket(Bucket=BUCKET)
+    try:
+        yield s3
+    finally:
+        server.stop()
+
+
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {**os.environ, **(extra or {})}
+
+
+def _check(proc: subprocess.CompletedProcess[bytes], what: str) -> None:
+    if proc.returncode != 0:
+        tail = proc.stderr.decode(errors="replace")[-4000:]
+        raise SystemExit(f"{what} failed with exit {proc.returncode}:\n{tail}")
+
+
+def timed_runner(
+    s3: S3,
+    source: str,
+    output: str,
+    model: Path,
+    name: str,
+    extra_env: dict[str, str] | None = None,
+) -> float:
+    runner = [sys.executable, "-m", "llmbatch.runner.cli"]
+    env = _env({**s3.env, **(extra_env or {})})
+    started = time.perf_counter()
+    run = subprocess.run(
+        [
+            *runner,
+            "run",
+            "--input",
+            source,
+            "--output",
+            output,
+            "--model",
+            str(model),
+            "--served-model-name",
+            name,
+            "--engine-args",
+            json.dumps(ENGINE_ARGS),
+            "--metrics-port",
+            "0",
+        ],
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    _check(run, "llmbatch-runner run")
+    fin = subprocess.run(
+        [*runner, "finalize", "--input", source, "--output", output],
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    _check(fin, "llmbatch-runner finalize")
+    return time.perf_counter() - started
+
+
+def timed_run_batch(source: Path, output: Path, model: Path, name: str) -> float:
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vllm.entrypoints.openai.run_batch",
+            "-i",
+            str(source),
+            "-o",
+            str(output),
+            "--model",
+            str(model),
+            "--served-model-name",
+            name,
+            *engine_flags(ENGINE_ARGS),
+        ],
+        env=_env(),
+        capture_output=True,
+        check=False,
+    )
+    _check(proc, "vllm run_batch")
+    return time.perf_counter() - started
+
+
+def contents(lines: list[bytes]) -> dict[str, str]:
+    found = {}
+    for raw in lines:
+        if raw.strip():
+            row = json.loads(raw)
+            found[row["custom_id"]] = row["response"]["body"]["choices"][0]["message"]["content"]
+    return found
+
+
+@dataclass
+class Report:
+    rows: list[tuple[str, str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, what: str, value: str, target: str = "") -> None:
+        self.rows.append((what, value, target))
+        print(f"  {what}: {value} {target}", flush=True)
+
+    def table(self) -> str:
+        lines = ["| measurement | result | target |", "|---|---|---|"]
+        lines += [f"| {a} | {b} | {c} |" for a, b, c in self.rows]
+        return "\n".join(lines)
+
+
+def section_compare(
+    report: Report, work: Path, s3: S3, bench: Path, requests: int, max_tokens: int, repeats: int
+) -> None:
+    name = "bench-qwen"
+    lines = make_requests(requests, max_tokens, name)
+    local = work / "compare.jsonl"
+    local.write_bytes(b"\n".join(lines) + b"\n")
+    source = f"s3://{BUCKET}/compare/input.jsonl"
+    s3.store().write_bytes(source, local.read_bytes())
+    runner_times: list[float] = []
+    batch_times: list[float] = []
+    for attempt in range(repeats):
+        # Alternate so drift in machine load hits both alike.
+        order: list[Callable[[], None]] = []
+        out_prefix = f"s3://{BUCKET}/compare/out-{attempt}"
+        batch_out = work / f"run_batch-{attempt}.jsonl"
+        order.append(
+            lambda p=out_prefix: runner_times.append(timed_runner(s3, source, p, bench, name))
+        )
+        order.append(lambda o=batch_out: batch_times.append(timed_run_batch(local, o, bench, name)))
+        for run in order if attempt % 2 == 0 else reversed(order):
+            run()
+        print(
+            f"  round {attempt + 1}: runner {runner_times[-1]:.1f}s, "
+            f"run_batch {batch_times[-1]:.1f}s",
+            flush=True,
+        )
+    runner_med, batch_med = statistics.median(runner_times), statistics.median(batch_times)
+    ours = contents(list(s3.store().read_lines(f"s3://{BUCKET}/compare/out-0/output.jsonl")))
+    theirs = contents((work / "run_batch-0.jsonl").read_bytes().splitlines())
+    same = sum(1 for cid, text in theirs.items() if ours.get(cid) == text)
+    report.add(
+        f"runner run+finalize, {requests} chat req, max_tokens {max_tokens}, S3 (median "
+        f"of {repeats})",
+        f"{runner_med:.1f} s ({', '.join(f'{t:.1f}' for t in runner_times)})",
+    )
+    report.add(
+        "vLLM run_batch, same requests, local files (median)",
+        f"{batch_med:.1f} s ({', '.join(f'{t:.1f}' for t in batch_times)})",
+    )
+    report.add("speed-up, runner vs run_batch", f"{batch_med / runner_med:.2f}x", ">= 1.2x")
+    report.add(
+        "greedy outputs identical per custom_id",
+        f"{same}/{len(theirs)}",
+        f"{len(theirs)}/{len(theirs)}",
+    )
+
+
+def section_ideal(
+    report: Report, s3: S3, bench: Path, requests: int, max_tokens: int, repeats: int
+) -> None:
+    from vllm import LLM, SamplingParams
+
+    from llmbatch.api.lines import Endpoint
+    from llmbatch.runner.engine import GenerationEngine, engine_defaults
+    from llmbatch.runner.run import RunConfig, run_shard
+
+    name = "bench-qwen"
+    lines = make_requests(requests, max_tokens, name, seed=8)
+    source = f"s3://{BUCKET}/ideal/input.jsonl"
+    store = s3.store()
+    store.write_bytes(source, b"\n".join(lines) + b"\n")
+    args = {**engine_defaults(Endpoint.CHAT_COMPLETIONS), **ENGINE_ARGS}
+    llm = LLM(model=str(bench), served_model_name=name, **args)
+    engine = GenerationEngine(llm, name, Endpoint.CHAT_COMPLETIONS, args)
+    conversations = [json.loads(line)["body"]["messages"] for line in lines]
+    params = SamplingParams(max_tokens=max_tokens, temperature=0)
+
+    def ideal() -> float:
+        started = time.perf_counter()
+        llm.chat(conversations, params, use_tqdm=False)
+        return time.perf_counter() - started
+
+    def runner(i: int) -> float:
+        config = RunConfig(
+            source,
+            f"s3://{BUCKET}/ideal/out-{i}",
+            str(bench),
+            name,
+            engine_args=args,
+            metrics_port=0,
+            settings=store.settings,
+        )
+        started = time.perf_counter()
+        result = run_shard(config, engine=engine)
+        assert result.tally.completed == requests, result
+        return time.perf_counter() - started
+
+    ideal()  # warm-up: first-use costs (allocator, kernels) belong to neither side
+    ideal_times: list[float] = []
+    runner_times: list[float] = []
+    for i in range(repeats):
+        if i % 2 == 0:
+            ideal_times.append(ideal())
+            runner_times.append(runner(i))
+        else:
+            runner_times.append(runner(i))
+            ideal_times.append(ideal())
+        print(
+            f"  round {i + 1}: ideal {ideal_times[-1]:.2f}s, runner {runner_times[-1]:.2f}s",
+            flush=True,
+        )
+    ideal_med, runner_med = statistics.median(ideal_times), statistics.median(runner_times)
+    report.add(
+        f"ideal: one LLM.chat over {requests} requests, no I/O (median)", f"{ideal_med:.2f} s"
+    )
+    report.add(
+        "runner loop on the same engine, S3 I/O, checkpoints, progress (median)",
+        f"{runner_med:.2f} s",
+    )
+    report.add("runner overhead vs ideal", f"{(runner_med / ideal_med - 1) * 100:+.1f}%", "<= +5%")
+
+
+def _peak_rss_mb(command: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"runner failed ({proc.returncode}): {err.decode()[-3000:]}")
+    return usage.ru_maxrss / 1024, time.perf_counter() - started, proc.returncode
+
+
+def section_memory(report: Report, work: Path, tiny: Path, sizes: list[int]) -> None:
+    name = "tiny-qwen"
+    results = []
+    for size in sizes:
+        source = work / f"mem-{size}.jsonl"
+        with source.open("wb") as handle:
+            for i in range(size):
+                body = {
+                    "model": name,
+                    "messages": [{"role": "user", "content": f"hi {i}"}],
+                    "max_tokens": 1,
+                    "temperature": 0,
+                }
+                handle.write(
+                    json.dumps(
+                        {
+                            "custom_id": f"m-{i}",
+                            "method": "POST",
+                            "url": "/v1/chat/completions",
+                            "body": body,
+                        }
+                    ).encode()
+                )
+                handle.write(b"\n")
+        out = work / f"mem-out-{size}"
+        command = [
+            sys.executable,
+            "-m",
+            "llmbatch.runner.cli",
+            "run",
+            "--input",
+            str(source),
+            "--output",
+            str(out),
+            "--model",
+            str(tiny),
+            "--served-model-name",
+            name,
+            "--engine-args",
+            json.dumps({**ENGINE_ARGS, "max_model_len": 128}),
+            "--metrics-port",
+            "0",
+        ]
+        # One process (engine in-process) so its peak RSS is the whole runner's.
+        rss, seconds, _ = _peak_rss_mb(command, _env({"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}))
+        results.append(rss)
+        report.add(
+            f"peak RSS, {size:,} lines, max_tokens 1, tiny model", f"{rss:.0f} MB ({seconds:.0f} s)"
+        )
+        shutil.rmtree(out, ignore_errors=True)
+    report.add(
+        f"RSS difference {sizes[-1]:,} vs {sizes[0]:,} lines",
+        f"{results[-1] - results[0]:+.0f} MB",
+        "< 100 MB",
+    )
+
+
+def _scrape_completed(port: int) -> int:
+    try:
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2).read()
+    except OSError:
+        return 0
+    total = 0.0
+    for line in text.decode().splitlines():
+        if line.startswith("llmbatch_runner_requests_total{"):
+            total += float(line.rsplit(" ", 1)[1])
+    return int(total)
+
+
+def section_resume(report: Report, s3: S3, tiny: Path, requests: int) -> None:
+    import socket
+
+    name = "tiny-qwen"
+    store = s3.store()
+    source = f"s3://{BUCKET}/resume/input.jsonl"
+    output = f"s3://{BUCKET}/resume/out"
+    store.write_bytes(source, b"\n".join(make_requests(requests, 32, name, seed=9)) + b"\n")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [
+        sys.executable,
+        "-m",
+        "llmbatch.runner.cli",
+        "run",
+        "--input",
+        source,
+        "--output",
+        output,
+        "--model",
+        str(tiny),
+        "--served-model-name",
+        name,
+        "--engine-args",
+        json.dumps(ENGINE_ARGS),
+        "--metrics-port",
+        str(port),
+    ]
+    env = _env(s3.env)
+    proc = subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    done_at_kill = 0
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline and proc.poll() is None:
+        done_at_kill = _scrape_completed(port)
+        if done_at_kill >= requests // 2:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    committed = sum(
+        1 for info in store.list(f"{output}/parts/") for _ in store.read_lines(info.uri)
+    )
+    subprocess.run([*command[:-1], "0"], env=env, check=True, capture_output=True)
+    fin = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "llmbatch.runner.cli",
+            "finalize",
+            "--input",
+            source,
+            "--output",
+            output,
+        ],
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    _check(fin, "finalize after resume")
+    ids = [json.loads(line)["custom_id"] for line in store.read_lines(f"{output}/output.jsonl")]
+    exactly_once = len(ids) == len(set(ids)) == requests
+    report.add(
+        f"resume: SIGKILL at {done_at_kill}/{requests} done, restart",
+        f"{max(done_at_kill - committed, 0)} requests recomputed ({committed} committed "
+        "before the kill)",
+        "<= one checkpoint interval (1,000 req or 30 s)",
+    )
+    report.add("resume: exactly once per custom_id", "yes" if exactly_once else "NO", "yes")
+
+
+def machine_load() -> str:
+    load = os.getloadavg()
+    return f"load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} cores"
+
+
+def write_results(report: Report, args: argparse.Namespace, load_before: str) -> None:
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    section = "\n".join(
+        [
+            BEGIN,
+            "## Runner (`benchmarks/bench_runner.py`)",
+            "",
+            f"Run {stamp}; {args.requests} requests, max_tokens {args.max_tokens}, "
+            f"{args.repeats} alternating rounds. Machine: {load_before} at the start, "
+            f"{machine_load()} at the end (the machine was shared with other work).",
+            f"Engine settings for every contender: `{json.dumps(ENGINE_ARGS)}`, "
+            "VLLM_CPU_KVCACHE_SPACE=1, VLLM_CPU_NUM_OF_RESERVED_CPU=0.",
+            "",
+            report.table(),
+            "",
+            *[f"- {note}" for note in report.notes],
+            END,
+        ]
+    )
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + section + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    RESULTS.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--sections", default="compare,ideal,memory,resume")
+    parser.add_argument("--memory-lines", default="10000,200000")
+    parser.add_argument("--resume-requests", type=int, default=4000)
+    parser.add_argument(
+        "--write-results",
+        action="store_true",
+        help="replace the runner section of benchmarks/RESULTS.md",
+    )
+    args = parser.parse_args()
+    sections = set(args.sections.split(","))
+
+    from llmbatch.sandbox.models import ensure_model
+
+    bench, tiny = ensure_model("bench"), ensure_model("tiny")
+    load_before = machine_load()
+    print(f"machine: {load_before}", flush=True)
+    report = Report()
+    work = Path(tempfile.mkdtemp(prefix="llmbatch-bench-"))
+    try:
+        with moto_s3() as s3:
+            if "compare" in sections:
+                print("compare: runner vs vLLM run_batch", flush=True)
+                section_compare(
+                    report, work, s3, bench, args.requests, args.max_tokens, args.repeats
+                )
+            if "memory" in sections:
+                print("memory", flush=True)
+                section_memory(report, work, tiny, [int(x) for x in args.memory_lines.split(",")])
+            if "resume" in sections:
+                print("resume", flush=True)
+                section_resume(report, s3, tiny, args.resume_requests)
+            if "ideal" in sections:  # last: it loads vLLM into this process
+                print("ideal: runner loop vs one LLM.chat, same process", flush=True)
+                section_ideal(report, s3, bench, args.requests, args.max_tokens, args.repeats)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print()
+    print(report.table())
+    if args.write_results:
+        write_results(report, args, load_before)
+
+
+if __name__ == "__main__":
+    main()
