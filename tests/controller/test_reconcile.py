@@ -1,0 +1,176 @@
+"""The reconcile pass against an in-memory API and a real (moto) S3: the order of writes,
+idempotence across passes and restarts, validation failures, and credentials kept out."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from llmbatch.controller import handle_reconcile
+from llmbatch.controller.config import OperatorConfig
+from llmbatch.controller.handle_reconcile import BatchJobMemory, reconcile_once
+from llmbatch.controller.runtime import Runtime
+from llmbatch.storage import get_store
+from tests.controller.factories import batchjob
+from tests.controller.fakeapi import FakeApi
+from tests.fixtures.s3 import S3Server
+
+SECRET_VALUE = "super-secret-value-123"
+
+
+@pytest.fixture
+def events(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str]]:
+    recorded: list[tuple[str, str, str]] = []
+
+    def event(body: Any, *, type: str, reason: str, message: str = "") -> None:
+        recorded.append((type, reason, message))
+
+    monkeypatch.setattr(handle_reconcile.kopf, "event", event)
+    return recorded
+
+
+@pytest.fixture
+def world(
+    s3_server: S3Server, s3_bucket: str, events: list[tuple[str, str, str]]
+) -> tuple[FakeApi, Runtime, Callable[..., dict[str, Any]]]:
+    api = FakeApi()
+    api.secrets["llmbatch-s3"] = {
+        "data": {
+            "AWS_ACCESS_KEY_ID": base64.b64encode(s3_server.access_key_id.encode()).decode(),
+            "AWS_SECRET_ACCESS_KEY": base64.b64encode(
+                s3_server.secret_access_key.encode()
+            ).decode(),
+        }
+    }
+    config = OperatorConfig(default_s3_endpoint=s3_server.endpoint_url, runner_image="r:1")
+    runtime = Runtime(api=api, config=config)  # type: ignore[arg-type]
+    input_uri = f"s3://{s3_bucket}/in.jsonl"
+    store = get_store(input_uri, s3_server.settings())
+    store.write_bytes(input_uri, b'{"custom_id": "a"}\n')
+
+    def make(**spec: Any) -> dict[str, Any]:
+        spec.setdefault("input", input_uri)
+        spec.setdefault("output", f"s3://{s3_bucket}/out/")
+        body = batchjob(**spec)
+        body["metadata"]["creationTimestamp"] = "2099-01-01T00:00:00Z"
+        api.batchjobs[body["metadata"]["name"]] = body
+        return body
+
+    return api, runtime, make
+
+
+async def test_first_pass_writes_names_then_events_then_creates_the_job(
+    world: tuple[FakeApi, Runtime, Callable[..., dict[str, Any]]],
+    events: list[tuple[str, str, str]],
+) -> None:
+    api, runtime, make = world
+    body = make()
+    memory = BatchJobMemory()
+    delay = await reconcile_once(body, memory, runtime)
+    status = api.batchjobs["demo"]["status"]
+    assert status["phase"] == "Queued" and status["jobName"] == "demo-run"
+    # The status naming the Job is stored before the Job is created.
+    assert api.calls.index("patch_status") < api.calls.index("create_job demo-run")
+    assert events and events[0][1] == "JobCreated"
+    assert delay == handle_reconcile.AFTER_ACTION_DELAY
+    job = api.jobs["demo-run"]
+    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "r:1"
+    # Second pass: the Job exists, its pods pending (a new reason); third: nothing changed,
+    # nothing written.
+    await reconcile_once(body, memory, runtime)
+    assert api.batchjobs["demo"]["status"]["reason"] == "PodsPending"
+    patches = api.status_patches
+    await reconcile_once(body, memory, runtime)
+    assert api.status_patches == patches
+    assert api.calls.count("create_job demo-run") == 1
+
+
+async def test_restart_continues_without_a_second_job(
+    world: tuple[FakeApi, Runtime, Callable[..., dict[str, Any]]],
+) -> None:
+    api, runtime, make = world
+    body = make()
+    await reconcile_once(body, BatchJobMemory(), runtime)
+    api.jobs["demo-run"]["status"] = {"active": 2}
+    api.pods["demo-run"] = [{"metadata": {"labels": {}}, "status": {"phase": "Running"}}]
+    # A new process: empty memory, the status as the watch delivers it.
+    body["status"] = dict(api.batchjobs["demo"]["status"])
+    await reconcile_once(body, BatchJobMemory(), runtime)
+    assert api.batchjobs["demo"]["status"]["phase"] == "Running"
+    assert api.calls.count("create_job demo-run") == 1
+
+
+async def test_missing_secret_fails_validation_and_creates_nothing(
+    world: tuple[FakeApi, Runtime, Callable[..., dict[str, Any]]],
+) -> None:
+    api, runtime, make = world
+    body = make(storage={"secretRef": {"name": "nope"}})
+    delay = await reconcile_once(body, BatchJobMemory(), runtime)
+    status = api.batchjobs["demo"]["status"]
+    assert status["phase"] == "Failed" and status["reason"] == "ValidationFailed"
+    assert "Secret default/nope does not exist" in status["message"]
+    assert api.jobs == {}
+    assert delay is None
+
+
+async def test_missing_input_fails_validation_with_what_to_fix(
+    world: tuple[FakeApi, Runtime, Callable[..., dict[str, Any]]], s3_bucket: str
+) -> None:
+    api, runtime, make = world
+    body = make(input=f"s3://{s3_bucket}/absent.jsonl")
+    await reconcile_once(body, BatchJobMemory(), runtime)
+    status = api.batchjobs["demo"]["status"]
+    assert status["phase"] == "Failed"
+    assert "does not exist; upload the JSONL file or fix the URI" in status["message"]
+
+
+async def test_unreachable_storage_keeps_validating(
+    world: tuple[FakeApi, Runtime, Callable[..., dict[str, Any]]],
+) -> None:
+    api, runtime, make = world
+    body = make(storage={"endpoint": "http://127.0.0.1:9", "secretRef": {"name": "llmbatch-s3"}})
+    delay = await reconcile_once(body, BatchJobMemory(), runtime)
+    status = api.batchjobs["demo"]["status"]
+    assert status["phase"] == "Validating"
+    assert delay == handle_reconcile.VALIDATION_RETRY_DELAY
+
+
+async def test_credentials_never_leave_the_operator(
+    world: tuple[FakeApi, Runtime, Callable[..., dict[str, Any]]],
+    events: list[tuple[str, str, str]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api, runtime, make = world
+    api.secrets["llmbatch-s3"]["data"]["AWS_SECRET_ACCESS_KEY"] = base64.b64encode(
+        SECRET_VALUE.encode()
+    ).decode()
+    body = make()
+    caplog.set_level("DEBUG")
+    await reconcile_once(body, BatchJobMemory(), runtime)
+    written = json.dumps([api.jobs, api.batchjobs, events]) + caplog.text
+    assert SECRET_VALUE not in written
+    assert base64.b64encode(SECRET_VALUE.encode()).decode() not in written
+
+
+async def test_suspend_then_cancel_through_the_loop(
+    world: tuple[FakeApi, Runtime, Callable[..., dict[str, Any]]],
+) -> None:
+    api, runtime, make = world
+    body = make(suspend=True)
+    memory = BatchJobMemory()
+    await reconcile_once(body, memory, runtime)
+    assert api.batchjobs["demo"]["status"]["phase"] == "Suspended"
+    assert api.jobs["demo-run"]["spec"]["suspend"] is True
+    body["spec"]["cancel"] = True
+    body["metadata"]["generation"] = 2
+    await reconcile_once(body, memory, runtime)
+    status = api.batchjobs["demo"]["status"]
+    assert status["phase"] == "Cancelling"
+    assert "demo-finalize" in api.jobs
+    assert api.jobs["demo-finalize"]["spec"]["template"]["spec"]["containers"][0]["command"][
+        -1
+    ] == ("cancelled")
