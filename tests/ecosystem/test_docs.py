@@ -53,3 +53,44 @@ def test_troubleshooting_covers_every_phase_and_reason() -> None:
         assert f"### {phase.value}" in text
     for reason in Reason:
         assert f"`{reason.value}`" in text, f"troubleshooting.md does not explain {reason.value}"
+
+
+def _documented_commands() -> list[tuple[str, list[str]]]:
+    """Every `$ llmbatch ...` command line in the docs' code blocks, continuations joined."""
+    import shlex
+
+    found = []
+    for doc in sorted(DOCS.glob("*.md")):
+        text = doc.read_text().replace("\\\n", " ")
+        for line in text.splitlines():
+            line = line.strip()
+            if line.startswith("$ llmbatch "):
+                command = line[2:].split(" | ")[0].split(" && ")[0].split(" > ")[0]
+                found.append((doc.name, shlex.split(command, comments=True)))
+    return found
+
+
+def test_documented_cli_options_exist() -> None:
+    import click
+    from typer.main import get_command
+
+    from llmbatch.cli.main import app as main_app
+    from tests.cli.app import cli_app
+
+    commands: dict[str, click.Command] = {}
+    for app in (main_app, cli_app()):
+        commands.update(get_command(app).commands)  # type: ignore[attr-defined]
+    documented = _documented_commands()
+    assert len(documented) >= 10
+    for doc, argv in documented:
+        command: click.Command = commands[argv[1]]
+        rest = argv[2:]
+        # typer's groups are not always click.Group instances: look for sub-commands.
+        if hasattr(command, "commands") and rest:
+            command = command.commands[rest[0]]
+            rest = rest[1:]
+        options = {opt for param in command.params for opt in param.opts + param.secondary_opts}
+        for word in rest:
+            if word.startswith("-") and not re.fullmatch(r"-\d+", word):
+                flag = word.split("=")[0]
+                assert flag in options, f"{doc}: `{' '.join(argv)}` uses unknown option {flag}"
