@@ -81,6 +81,9 @@ class MemKube(httpx.AsyncBaseTransport):
     def _handle(
         self, method: str, ns: str, kind: str, name: str | None, body: Any, params: dict[str, str]
     ) -> httpx.Response:
+        if params.get("watch") in ("1", "true"):
+            # No watch here: the gateway must fall back to reading from the API.
+            return _status(405, "MethodNotAllowed", "watch is not served by this stand-in")
         if name is None and method == "GET":
             items = [
                 o

@@ -121,6 +121,8 @@ def test_health_ready_metrics(gateway_env: GatewayEnv) -> None:
         ready = http.get("/ready")
         assert ready.status_code == 200, ready.text
         assert ready.json()["checks"] == {"kubernetes": "ok", "storage": "ok"}
+        # The in-memory API has no watch: reads go to the API server.
+        assert ready.json()["batchJobCache"] == "off"
         http.get("/v1/batches", headers={"Authorization": f"Bearer {gateway_env.key()}"})
         metrics = http.get("/metrics").text
     assert (

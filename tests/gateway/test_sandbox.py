@@ -76,6 +76,52 @@ def test_any_replica_serves_any_object(
     assert sdk(b.url, key).batches.retrieve(batch.id).status in {"cancelling", "cancelled"}
 
 
+def test_reads_follow_the_watch(
+    sandbox: SandboxInfo,
+    replicas: tuple[GatewayProcess, GatewayProcess],
+    kube_api_client: object,
+) -> None:
+    """Batch reads come from a watch-fed cache; a status written by someone else (the operator)
+    reaches both replicas without any request to the API server on the read path."""
+    from kubernetes import client
+
+    for replica in replicas:
+        wait_for(
+            lambda r=replica: httpx.get(r.url + "/ready").json()["batchJobCache"] == "watching",
+            30,
+            "the BatchJob watch",
+        )
+    a, b = replicas
+    key = create_key(sandbox, f"w-{uuid.uuid4().hex[:6]}", "basic")
+    uploaded = sdk(a.url, key).files.create(file=("in.jsonl", batch_file(2)), purpose="batch")
+    batch = sdk(a.url, key).batches.create(
+        input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="1h"
+    )
+    # Created through A, read at once through B (a cache miss goes to the API server).
+    assert sdk(b.url, key).batches.retrieve(batch.id).id == batch.id
+    client.CustomObjectsApi(kube_api_client).patch_namespaced_custom_object_status(
+        "llmbatch.io",
+        "v1alpha1",
+        sandbox.namespace,
+        "batchjobs",
+        "batch-" + batch.id.removeprefix("batch_"),
+        {
+            "status": {
+                "phase": "Running",
+                "requestCounts": {"total": 2, "completed": 1, "failed": 0},
+            }
+        },
+    )
+    for replica in replicas:
+        wait_for(
+            lambda r=replica: sdk(r.url, key).batches.retrieve(batch.id).status == "in_progress",
+            10,
+            "the status change to reach the cache",
+        )
+        counts = sdk(replica.url, key).batches.retrieve(batch.id).request_counts
+        assert counts is not None and counts.completed == 1
+
+
 def test_revoked_key_fails_on_every_replica(
     sandbox: SandboxInfo, replicas: tuple[GatewayProcess, GatewayProcess]
 ) -> None:

@@ -34,8 +34,13 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        await kube.aclose()
+        if config.watch_batch_jobs:
+            gateway.jobs.start()
+        try:
+            yield
+        finally:
+            await gateway.jobs.stop()
+            await kube.aclose()
 
     app = FastAPI(
         title="llmbatch gateway",
@@ -74,8 +79,10 @@ def create_app(
         except Exception as exc:
             checks["storage"] = f"error: {type(exc).__name__}: {str(exc)[:200]}"
         ok = all(value == "ok" for value in checks.values())
+        # Informational: without the watch, reads still work (from the API server).
+        cache = "watching" if gw.jobs.live else "off"
         return JSONResponse(
-            {"status": "ready" if ok else "unavailable", "checks": checks},
+            {"status": "ready" if ok else "unavailable", "checks": checks, "batchJobCache": cache},
             status_code=200 if ok else 503,
         )
 

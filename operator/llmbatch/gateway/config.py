@@ -125,6 +125,8 @@ class GatewayConfig(_Model):
     limits: Limits = Field(default_factory=Limits)
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    # Serve batch reads from a watch-fed cache instead of one API call per read.
+    watch_batch_jobs: bool = True
     # Largest completion window a batch may ask for (OpenAI allows 24h).
     max_completion_window: str = "24h"
 

@@ -7,8 +7,9 @@ preconditions (409 on a lost race) are explicit. Only the calls the gateway need
 
 from __future__ import annotations
 
+import contextlib
 import ssl
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -107,6 +108,23 @@ class KubeClient:
         _raise_for(response)
         data = response.json()
         return data if isinstance(data, dict) else {}
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, method: str, path: str, params: dict[str, str], read_timeout: float = 330.0
+    ) -> AsyncIterator[AsyncIterator[str]]:
+        """A streamed answer (a watch) as lines; raises like ``request`` on an error status."""
+        timeout = httpx.Timeout(10.0, read=read_timeout)
+        async with self._http.stream(
+            method, path, params=params, headers=self._headers(None), timeout=timeout
+        ) as response:
+            if response.status_code >= 400:
+                await response.aread()
+                _raise_for(response)
+            yield response.aiter_lines()
+
+    def batchjobs_path(self) -> str:
+        return self._batchjobs()
 
     # --- paths -------------------------------------------------------------------------------
     def _batchjobs(self, name: str | None = None) -> str:

@@ -23,7 +23,7 @@ async def get_batchjob(
     if not ids.is_batch_id(batch_id):
         raise not_found("batch", batch_id, param)
     try:
-        job = await gateway.kube.get_batchjob(ids.batch_name(batch_id))
+        job = await gateway.jobs.get(ids.batch_name(batch_id))
     except NotFound:
         raise not_found("batch", batch_id, param) from None
     if (job.get("metadata", {}).get("labels") or {}).get(TENANT_LABEL) != tenant:

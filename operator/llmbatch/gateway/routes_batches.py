@@ -144,7 +144,7 @@ async def create_batch(
         completion_window=request.completion_window,
         metadata=metadata,
     )
-    created = await gateway.kube.create_batchjob(manifest)
+    created = gateway.jobs.remember(await gateway.kube.create_batchjob(manifest))
     return batches.to_openai(created)
 
 
@@ -162,7 +162,7 @@ async def list_batches(
     after: str | None = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> dict[str, Any]:
-    jobs = await gateway.kube.list_batchjobs(batches.tenant_selector(principal.tenant))
+    jobs = await gateway.jobs.list(batches.tenant_selector(principal.tenant))
     keyed = []
     for job in jobs:
         batch_id = (job["metadata"].get("labels") or {}).get(batches.BATCH_ID_LABEL, "")
@@ -204,6 +204,7 @@ async def cancel_batch(
                 "spec": {"cancel": True},
             },
         )
+        gateway.jobs.remember(patched)
     except Conflict as exc:
         raise ApiError(
             409, f"Batch {batch_id} changed while cancelling; retry.", code="conflict"

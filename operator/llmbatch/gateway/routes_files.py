@@ -185,7 +185,7 @@ async def create_file(
 
 
 async def _output_file_ids(gateway: Gateway, tenant: str) -> list[str]:
-    jobs = await gateway.kube.list_batchjobs(tenant_selector(tenant))
+    jobs = await gateway.jobs.list(tenant_selector(tenant))
     found = []
     for job in jobs:
         batch_id = (job["metadata"].get("labels") or {}).get("llmbatch.io/batch-id", "")

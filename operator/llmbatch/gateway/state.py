@@ -12,6 +12,7 @@ from fastapi import Depends, Request
 
 from llmbatch.gateway.config import GatewayConfig
 from llmbatch.gateway.files import FileStore
+from llmbatch.gateway.informer import BatchJobCache
 from llmbatch.gateway.keys import KeyStore
 from llmbatch.gateway.kube import KubeClient
 from llmbatch.gateway.observability import Metrics
@@ -30,12 +31,14 @@ class Gateway:
     files: FileStore = field(init=False)
     keys: KeyStore = field(init=False)
     limiter: RateLimiter = field(init=False)
+    jobs: BatchJobCache = field(init=False)
 
     def __post_init__(self) -> None:
         self.files = FileStore(self.store, self.config.storage)
         self.keys = KeyStore(
             self.kube, self.config.auth.keys_secret, self.config.auth.cache_seconds
         )
+        self.jobs = BatchJobCache(self.kube)
         self.limiter = RateLimiter(
             self.kube, self.config.rate_limit.window_seconds, clock=lambda: self.clock()
         )
