@@ -174,3 +174,27 @@ async def test_suspend_then_cancel_through_the_loop(
     assert api.jobs["demo-finalize"]["spec"]["template"]["spec"]["containers"][0]["command"][
         -1
     ] == ("cancelled")
+
+
+def test_next_delay_per_phase_and_ttl() -> None:
+    from llmbatch.controller.compute import compute_status
+    from tests.controller.factories import at, job, validated
+
+    runtime = Runtime(api=FakeApi(), config=OperatorConfig(active_interval=2, idle_interval=30))  # type: ignore[arg-type]
+    body = batchjob(validated("Running"))
+    running = compute_status(body, job(active=2), None, [], [], at(1))
+    assert handle_reconcile.next_delay(runtime, body, running, at(1)) == 2
+    # Never sleep past the deadline (one hour after creation).
+    assert handle_reconcile.next_delay(runtime, body, running, at(59.99)) == pytest.approx(1.1)
+    suspended_body = batchjob(validated("Suspended"), suspend=True)
+    suspended = compute_status(suspended_body, job(suspend=True), None, [], [], at(1))
+    assert handle_reconcile.next_delay(runtime, suspended_body, suspended, at(1)) == 30
+    done = validated("Succeeded", completionTime="2026-01-01T12:10:00Z")
+    finished = batchjob(done)
+    decision = compute_status(finished, None, None, [], [], at(11))
+    assert handle_reconcile.next_delay(runtime, finished, decision, at(11)) is None
+    with_ttl = batchjob(done, ttlSecondsAfterFinished=120)
+    decision = compute_status(with_ttl, job(complete=True), None, [], [], at(11))
+    assert handle_reconcile.next_delay(runtime, with_ttl, decision, at(11)) == pytest.approx(60.5)
+    decision = compute_status(with_ttl, None, None, [], [], at(13))
+    assert handle_reconcile.next_delay(runtime, with_ttl, decision, at(13)) is None

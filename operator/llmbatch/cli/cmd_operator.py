@@ -43,6 +43,9 @@ def operator(
             help="S3 endpoint for BatchJobs without spec.storage.endpoint.",
         ),
     ] = None,
+    log_level: Annotated[
+        str, typer.Option(envvar="LLMBATCH_LOG_LEVEL", help="DEBUG, INFO, WARNING or ERROR.")
+    ] = "INFO",
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
 ) -> None:
     """Run the operator: BatchJobs become Indexed Jobs, their status follows the shards.
@@ -72,8 +75,9 @@ def operator(
         default_s3_endpoint=default_s3_endpoint or config.default_s3_endpoint,
     )
     set_active(config)
+    level = logging.DEBUG if verbose else getattr(logging, log_level.upper(), logging.INFO)
     logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # Kopf's own chatter (every watch event) only with --verbose.

@@ -35,6 +35,7 @@ from llmbatch.controller.kube import KubeError
 from llmbatch.controller.names import finalize_job_name, run_job_name
 from llmbatch.controller.objects import ProgressReader, read_manifest, storage_settings
 from llmbatch.controller.runtime import Runtime, get_runtime
+from llmbatch.controller.timefmt import parse_time
 from llmbatch.controller.validation import ValidationResult, check_spec
 from llmbatch.storage import StorageError
 
@@ -229,9 +230,12 @@ def next_delay(
     spec = batch.get("spec") or {}
     if phase.is_terminal():
         ttl = spec.get("ttlSecondsAfterFinished")
-        if ttl is None or any(isinstance(a, DeleteJobs) for a in decision.actions):
+        done_at = parse_time(decision.status.get("completionTime"))
+        if ttl is None or done_at is None:
             return None
-        return float(max(1, int(ttl)))
+        due = (done_at - now).total_seconds() + int(ttl)
+        # Past due: the Jobs were deleted in this pass, or are gone already.
+        return due + 0.5 if due > 0 else None
     if decision.actions:
         return AFTER_ACTION_DELAY
     if phase == Phase.VALIDATING:
