@@ -374,3 +374,45 @@ def test_job_events(kube: Kube) -> None:
         return {e.reason for e in events if e.involved_object.name == name}
 
     wait_for(lambda: {"SuccessfulCreate", "Completed"} <= reasons(), "job events")
+
+
+def test_on_failure_restarts_in_place_and_counts_towards_the_backoff_limit(kube: Kube) -> None:
+    name = unique("onfailure")
+    create(
+        kube,
+        name,
+        "import sys; sys.exit(1)",
+        backoffLimit=1,
+        pod_spec={"restartPolicy": "OnFailure"},
+    )
+    job = finished(kube, name, "Failed", timeout=45)
+    assert condition(job, "Failed")["reason"] == "BackoffLimitExceeded"  # type: ignore[index]
+    pods = kube.job_pods(name)
+    assert len(pods) <= 1  # restarted in place, not replaced
+
+
+def test_on_failure_pod_restarts_until_it_succeeds(kube: Kube) -> None:
+    """restartCount and lastState of a container restarted in place."""
+    name = unique("restart")
+    # The attempt counter survives a container restart in an emptyDir (on the sandbox, which
+    # ignores volumes, in the same host directory).
+    scratch = "/tmp/llmbatch-scratch"
+    code = (
+        f"import os, sys; os.makedirs('{scratch}', exist_ok=True); "
+        f"p = '{scratch}/' + os.environ['HOSTNAME'] + '-tries'; "
+        "n = int(open(p).read()) if os.path.exists(p) else 0; open(p, 'w').write(str(n + 1)); "
+        "sys.exit(0 if n >= 1 else 2)"
+    )
+    create(
+        kube,
+        name,
+        code,
+        pod_spec={"restartPolicy": "OnFailure", "volumes": [{"name": "s", "emptyDir": {}}]},
+        container={"volumeMounts": [{"name": "s", "mountPath": scratch}]},
+    )
+    finished(kube, name, "Complete", timeout=45)
+    (pod,) = kube.job_pods(name)
+    (cs,) = pod["status"]["containerStatuses"]
+    assert cs["restartCount"] == 1
+    assert cs["lastState"]["terminated"]["exitCode"] == 2
+    assert cs["state"]["terminated"]["exitCode"] == 0

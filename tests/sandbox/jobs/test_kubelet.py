@@ -197,7 +197,7 @@ def test_missing_secret_keeps_the_container_waiting(kube: Kube) -> None:
 HOLD = "llmbatch.io/test-hold"
 
 
-def final_state_on_delete(kube: Kube, name: str) -> dict[str, Any]:
+def final_state_on_delete(kube: Kube, name: str) -> tuple[dict[str, Any], str]:
     """Delete the pod and return the container state it ends with. A finalizer of the test's
     own keeps the pod readable after the kubelet is done with it."""
     running(kube, name)
@@ -206,23 +206,25 @@ def final_state_on_delete(kube: Kube, name: str) -> dict[str, Any]:
     kube.delete_pod(name)
     try:
         pod = ended(kube, name)
+        logs = kube.logs(name)
     finally:
         kube.core.patch_namespaced_pod(name, NS, {"metadata": {"finalizers": None}})
     wait_for(lambda: kube.pod(name) is None, "the pod removed once released")
     state = terminated(pod)
     assert state is not None
-    return state
+    return state, logs
 
 
 def test_delete_sends_sigterm_first(kube: Kube) -> None:
     code = (
-        "import signal, sys, time\n"
-        "signal.signal(signal.SIGTERM, lambda *_: (print('got TERM', flush=True), sys.exit(0)))\n"
+        # os.write/os._exit: a print in the handler could re-enter an unfinished print.
+        "import os, signal, time\n"
+        "signal.signal(signal.SIGTERM, lambda *_: (os.write(1, b'got TERM\\n'), os._exit(0)))\n"
         "print('started', flush=True)\ntime.sleep(60)"
     )
     name = make_pod(kube, code, grace=20)
-    state = final_state_on_delete(kube, name)
-    assert state["exitCode"] == 0
+    state, logs = final_state_on_delete(kube, name)
+    assert state["exitCode"] == 0 and "got TERM" in logs
 
 
 def test_delete_kills_after_the_grace_period(kube: Kube) -> None:
@@ -231,7 +233,7 @@ def test_delete_kills_after_the_grace_period(kube: Kube) -> None:
         "print('started', flush=True)\ntime.sleep(60)"
     )
     name = make_pod(kube, code, grace=1)
-    state = final_state_on_delete(kube, name)
+    state, _ = final_state_on_delete(kube, name)
     assert state["exitCode"] == 137
 
 

@@ -253,7 +253,12 @@ class JobController:
                     tracking.failed_indexes.add(index)
 
     def _decide_outcome(
-        self, job: JsonObject, tracking: JobTracking, status: JsonObject, suspended: bool
+        self,
+        job: JsonObject,
+        pods: list[JsonObject],
+        tracking: JobTracking,
+        status: JsonObject,
+        suspended: bool,
     ) -> cond.Outcome | None:
         spec = job.get("spec") or {}
         completions = _completions(spec)
@@ -266,7 +271,7 @@ class JobController:
             return tracking.outcome
         if per_index and max_failed is not None and len(tracking.failed_indexes) > max_failed:
             return cond.MAX_FAILED_INDEXES_EXCEEDED
-        if tracking.failed > int(backoff_limit):
+        if tracking.failed + _restarts(job, pods) > int(backoff_limit):
             return cond.BACKOFF_LIMIT_EXCEEDED
         deadline = spec.get("activeDeadlineSeconds")
         if deadline is not None and not suspended:
@@ -296,7 +301,7 @@ class JobController:
         suspended = bool(spec.get("suspend"))
         active = [pod for pod in pods if not _terminal(pod)]
 
-        outcome = self._decide_outcome(job, tracking, status, suspended)
+        outcome = self._decide_outcome(job, pods, tracking, status, suspended)
         if outcome is not None:
             tracking.outcome = outcome
             target = cond.SUCCESS_CRITERIA_MET if outcome.success else cond.FAILURE_TARGET
@@ -543,6 +548,19 @@ class JobController:
         await record_event(
             self.api, involved, kind, outcome.reason, outcome.message, "job-controller"
         )
+
+
+def _restarts(job: JsonObject, pods: list[JsonObject]) -> int:
+    """With restartPolicy OnFailure, container restarts in running pods count as retries."""
+    template_spec = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
+    if template_spec.get("restartPolicy") != "OnFailure":
+        return 0
+    return sum(
+        int(cs.get("restartCount") or 0)
+        for pod in pods
+        if not _terminal(pod)
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []
+    )
 
 
 def _completions(spec: JsonObject) -> int | None:

@@ -43,6 +43,9 @@ GPU_RESOURCE = "nvidia.com/gpu"
 NODE_NAME = "sandbox"
 DEFAULT_GRACE_SECONDS = 30.0
 CONFIG_RETRY_SECONDS = 1.0
+# Kubernetes restarts crashed containers after 10 s doubling to 5 min; shorter here.
+RESTART_BACKOFF_BASE = 1.0
+RESTART_BACKOFF_CAP = 10.0
 
 # (namespace, pod name, container name, bytes of output): appends to the pod's log.
 LogSink = Callable[[str, str, str, bytes], None]
@@ -423,15 +426,61 @@ class Kubelet:
             )
             return
         cwd = str(container.get("workingDir") or os.getcwd())
+        restart_policy = str((pod.get("spec") or {}).get("restartPolicy") or "Always")
+        restarts = 0
+        last_state: JsonObject = {}
+        while True:
+            code = await self._run_once(
+                runtime, container, [executable, *argv[1:]], env, cwd, restarts, last_state
+            )
+            if code is None:
+                return
+            restart = restart_policy == "Always" or (restart_policy == "OnFailure" and code != 0)
+            if not restart or runtime.stop.is_set():
+                self._mark_ended(runtime, "Succeeded" if code == 0 else "Failed", now_rfc3339())
+                await self._push(runtime)
+                return
+            # Restart in place, as the kubelet does for OnFailure/Always, after a back-off.
+            restarts += 1
+            last_state = runtime.status["containerStatuses"][0]["state"]
+            delay = min(RESTART_BACKOFF_CAP, RESTART_BACKOFF_BASE * 2 ** (restarts - 1))
+            message = (
+                f"back-off {delay:g}s restarting failed container={cname} "
+                f"pod={runtime.name}_{runtime.namespace}({runtime.uid})"
+            )
+            status = ps.container_status(container, ps.waiting("CrashLoopBackOff", message))
+            status.update({"restartCount": restarts, "lastState": last_state})
+            runtime.status["containerStatuses"] = [status]
+            await self._push(runtime)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runtime.stop.wait(), timeout=delay)
+            if runtime.stop.is_set():
+                self._mark_ended(runtime, "Failed" if code else "Succeeded", now_rfc3339())
+                await self._push(runtime)
+                return
+
+    async def _run_once(
+        self,
+        runtime: PodRuntime,
+        container: JsonObject,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str,
+        restarts: int,
+        last_state: JsonObject,
+    ) -> int | None:
+        """Run the container's process once; its exit code (None if it could not start, the
+        pod then being Failed with the reason)."""
+        cname = str(container.get("name") or "")
 
         def sink(data: bytes) -> None:
             self.log_sink(runtime.namespace, runtime.name, cname, data)
 
         try:
-            process = await ContainerProcess.start([executable, *argv[1:]], env, cwd, sink)
+            process = await ContainerProcess.start(argv, env, cwd, sink)
         except OSError as error:
             await self._start_error(runtime, container, f"failed to start container: {error}")
-            return
+            return None
         runtime.process = process
         self._event(runtime, "Started", f"Started container {cname}")
         started = now_rfc3339()
@@ -439,8 +488,17 @@ class Kubelet:
         runtime.status["phase"] = "Running"
         runtime.status["podIP"] = ps.HOST_IP
         runtime.status["podIPs"] = [{"ip": ps.HOST_IP}]
+
+        def with_history(status: JsonObject) -> JsonObject:
+            status.update({"restartCount": restarts, "lastState": last_state})
+            return status
+
         runtime.status["containerStatuses"] = [
-            ps.container_status(container, {"running": {"startedAt": started}}, True, container_id)
+            with_history(
+                ps.container_status(
+                    container, {"running": {"startedAt": started}}, True, container_id
+                )
+            )
         ]
         ps.set_condition(runtime.status, "PodReadyToStartContainers", "True", started)
         ps.set_condition(runtime.status, "ContainersReady", "True", started)
@@ -458,15 +516,22 @@ class Kubelet:
             await process.terminate(grace)
         stopping.cancel()
         code = await exited
+        runtime.process = None
         finished = now_rfc3339()
         state = ps.terminated(
             code, "Completed" if code == 0 else "Error", started, finished, "", container_id
         )
         runtime.status["containerStatuses"] = [
-            ps.container_status(container, state, False, container_id)
+            with_history(ps.container_status(container, state, False, container_id))
         ]
-        self._mark_ended(runtime, "Succeeded" if code == 0 else "Failed", finished)
-        await self._push(runtime)
+        not_ready = f"containers with unready status: [{cname}]"
+        ps.set_condition(
+            runtime.status, "Ready", "False", finished, "ContainersNotReady", not_ready
+        )
+        ps.set_condition(
+            runtime.status, "ContainersReady", "False", finished, "ContainersNotReady", not_ready
+        )
+        return code
 
     async def _resolve_env(
         self, runtime: PodRuntime, container: JsonObject
