@@ -32,14 +32,14 @@ install: $(STAMP) ## Create .venv and install the package with every extra (CPU 
 
 .PHONY: lint
 lint: $(STAMP) ## ruff (lint + format check) and mypy --strict on the package
-	$(VENV)/bin/ruff check operator tests benchmarks
-	$(VENV)/bin/ruff format --check operator tests benchmarks
+	$(VENV)/bin/ruff check operator tests benchmarks hack
+	$(VENV)/bin/ruff format --check operator tests benchmarks hack
 	$(VENV)/bin/mypy
 
 .PHONY: fmt
 fmt: $(STAMP) ## Format and autofix with ruff
-	$(VENV)/bin/ruff format operator tests benchmarks
-	$(VENV)/bin/ruff check --fix operator tests benchmarks
+	$(VENV)/bin/ruff format operator tests benchmarks hack
+	$(VENV)/bin/ruff check --fix operator tests benchmarks hack
 
 .PHONY: crds
 crds: $(STAMP) ## Generate crds/ and the chart's CRD from the API models
@@ -78,6 +78,14 @@ images: ## Build the container images (needs Docker)
 	docker build -f images/operator/Dockerfile -t llmbatch/operator:dev .
 	docker build -f images/runner/Dockerfile -t llmbatch/runner:dev .
 	docker build -f images/runner-cpu/Dockerfile -t llmbatch/runner-cpu:dev .
+
+.PHONY: e2e-kind
+e2e-kind: $(STAMP) ## End to end on kind: images, chart with MinIO and the CPU runner, examples/batchjob.yaml, tests/e2e (skips without Docker/kind)
+	PYTHON=$(PY) hack/e2e-kind.sh
+
+.PHONY: docs
+docs: $(STAMP) ## Regenerate docs/api-reference.md from the API models
+	$(PY) hack/gen_api_reference.py
 
 .PHONY: clean
 clean: ## Remove the virtualenv and caches
