@@ -239,3 +239,50 @@ def test_deleting_a_running_batchjob_removes_jobs_and_pods_but_not_results(
     assert store.exists(body["spec"]["input"])
     # Parts and checkpoints already written stay; nothing the batch wrote was deleted.
     assert {u for u in written if "/parts/" in u or "/checkpoints/" in u} <= remaining
+
+
+def test_missing_model_is_a_permanent_error_without_retries(
+    operator: OperatorProcess, kubectl: Kubectl, sandbox: Any, new_batchjob: BatchJobFactory
+) -> None:
+    body = new_batchjob("nomodel", requests=4, maxRetries=3)
+    body["spec"]["model"]["source"] = f"s3://{sandbox.bucket}/e2e/models/not-there/"
+    name = body["metadata"]["name"]
+    assert kubectl.apply(body).returncode == 0
+    status = kubectl.wait_phase(name, "Failed", timeout=180)
+    assert status["reason"] == "PermanentError"
+    pods = kubectl.items("pods", f"job-name={name}-run")
+    # Exit 42 fails the index at once: no pod was retried although maxRetries is 3.
+    assert len(pods) <= 2
+
+
+def test_shard_failing_past_max_retries_fails_with_backoff_limit_exceeded(
+    operator: OperatorProcess,
+    kubectl: Kubectl,
+    store: ObjectStore,
+    new_batchjob: BatchJobFactory,
+    sandbox: Any,
+) -> None:
+    body = new_batchjob("backoff", requests=3000, parallelism=1, maxRetries=0, max_tokens=16)
+    name = body["metadata"]["name"]
+    assert kubectl.apply(body).returncode == 0
+    pod = wait_for(
+        "a running shard pod",
+        lambda: next(
+            (
+                p
+                for p in kubectl.items("pods", f"job-name={name}-run")
+                if p["status"].get("phase") == "Running"
+            ),
+            None,
+        ),
+        timeout=120,
+    )
+    victim = pod["metadata"]["name"]
+    if sandbox.is_sandbox:
+        kubectl.run("annotate", "pod", victim, "sandbox.llmbatch.io/kill=SIGKILL")
+    else:
+        kubectl.run("delete", "pod", victim, "--grace-period=0", "--force")
+    status = kubectl.wait_phase(name, "Failed", timeout=120)
+    assert status["reason"] == "BackoffLimitExceeded"
+    assert "shard(s) 0" in status["message"] and "maxRetries=0" in status["message"]
+    assert "failedAt" in status["timestamps"]
