@@ -81,23 +81,45 @@ def test_apply_get_describe_delete_custom_resource(
 def test_apply_builtin_twice_uses_strategic_merge(
     cluster: Cluster, namespace: str, tmp_path: Path
 ) -> None:
+    service = """
+apiVersion: v1
+kind: Service
+metadata: {name: ks, labels: {app: k}}
+spec:
+  selector: {app: k}
+  ports:
+  - {name: http, port: 80}
+"""
+    assert "created" in _apply(cluster, tmp_path, service, namespace)
+    grown = service + "  - {name: metrics, port: 9090}\n"
+    assert "configured" in _apply(cluster, tmp_path, grown, namespace)
+    got = client.CoreV1Api(cluster.api).read_namespaced_service("ks", namespace)
+    assert [(p.name, p.port) for p in got.spec.ports] == [("http", 80), ("metrics", 9090)]
+    assert got.spec.cluster_ip  # kept from the server's defaults across the patch
+    assert "configured" in _apply(cluster, tmp_path, service, namespace)
+    got = client.CoreV1Api(cluster.api).read_namespaced_service("ks", namespace)
+    assert [p.name for p in got.spec.ports] == ["http"]
+    kubectl(cluster.kubeconfig, "delete", "service", "ks", "-n", namespace)
+
+
+def test_get_and_describe_pod(cluster: Cluster, namespace: str, tmp_path: Path) -> None:
     pod = """
 apiVersion: v1
 kind: Pod
-metadata: {name: kp, labels: {app: k}}
+metadata: {name: kp}
 spec:
   containers:
-  - {name: main, image: busybox:1, env: [{name: A, value: "1"}]}
+  - {name: main, image: busybox:1}
 """
     assert "created" in _apply(cluster, tmp_path, pod, namespace)
-    assert "configured" in _apply(cluster, tmp_path, pod.replace('"1"', '"2"'), namespace)
-    got = client.CoreV1Api(cluster.api).read_namespaced_pod("kp", namespace)
-    assert [(e.name, e.value) for e in got.spec.containers[0].env] == [("A", "2")]
+    assert "configured" in _apply(
+        cluster, tmp_path, pod.replace("busybox:1", "busybox:2"), namespace
+    )
     out = kubectl(cluster.kubeconfig, "get", "pods", "-n", namespace).stdout
     assert out.splitlines()[0].split() == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
     assert out.splitlines()[1].split()[:3] == ["kp", "0/1", "Pending"]
     described = kubectl(cluster.kubeconfig, "describe", "pod", "kp", "-n", namespace).stdout
-    assert "busybox:1" in described
+    assert "busybox:2" in described
     kubectl(cluster.kubeconfig, "delete", "pod", "kp", "-n", namespace)
 
 

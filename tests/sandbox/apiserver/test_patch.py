@@ -70,29 +70,56 @@ def test_json_patch_and_test_op(cluster: Cluster, namespace: str) -> None:
 
 def test_strategic_merge_patch_merges_keyed_lists(cluster: Cluster, namespace: str) -> None:
     path = _pod(namespace, cluster)
+    # Pod spec is immutable (but images): keyed lists are exercised on status and metadata.
+    conditions = {
+        "status": {
+            "conditions": [
+                {"type": "Ready", "status": "False"},
+                {"type": "PodScheduled", "status": "True"},
+            ]
+        }
+    }
+    cluster.raw("PATCH", path + "/status", conditions, STRATEGIC)
     patch = {
         "metadata": {"finalizers": ["x.io/two"]},
-        "spec": {
-            "containers": [
-                {"name": "main", "env": [{"name": "B", "value": "20"}, {"name": "C", "value": "3"}]}
-            ]
-        },
+        "spec": {"containers": [{"name": "main", "image": "img:2"}]},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
     }
     status, pod = cluster.raw("PATCH", path, patch, STRATEGIC)
     assert status == 200, pod
     containers = {c["name"]: c for c in pod["spec"]["containers"]}
-    assert set(containers) == {"main", "side"}
-    assert containers["main"]["image"] == "img:1"
-    env = {e["name"]: e["value"] for e in containers["main"]["env"]}
-    assert env == {"A": "1", "B": "20", "C": "3"}
+    assert set(containers) == {"main", "side"}  # merged by name, not replaced
+    assert containers["main"]["image"] == "img:2" and len(containers["main"]["env"]) == 2
     assert pod["metadata"]["finalizers"] == ["x.io/one", "x.io/two"]
-    delete = {
-        "spec": {"containers": [{"name": "main", "env": [{"name": "A", "$patch": "delete"}]}]}
-    }
-    _, pod = cluster.raw("PATCH", path, delete, STRATEGIC)
-    main = next(c for c in pod["spec"]["containers"] if c["name"] == "main")
-    assert [e["name"] for e in main["env"]] == ["B", "C"]
+    status, pod = cluster.raw("PATCH", path + "/status", patch, STRATEGIC)
+    by_type = {c["type"]: c["status"] for c in pod["status"]["conditions"]}
+    assert by_type == {"Ready": "True", "PodScheduled": "True"}
+    delete = {"status": {"conditions": [{"type": "PodScheduled", "$patch": "delete"}]}}
+    _, pod = cluster.raw("PATCH", path + "/status", delete, STRATEGIC)
+    assert [c["type"] for c in pod["status"]["conditions"]] == ["Ready"]
     cluster.raw("PATCH", path, {"metadata": {"finalizers": None}}, MERGE)
+
+
+def test_strategic_merge_patch_service_ports(cluster: Cluster, namespace: str) -> None:
+    base = f"/api/v1/namespaces/{namespace}/services"
+    cluster.raw(
+        "POST",
+        base,
+        {
+            "metadata": {"name": "svc"},
+            "spec": {"ports": [{"name": "http", "port": 80}, {"name": "metrics", "port": 9090}]},
+        },
+    )
+    status, svc = cluster.raw(
+        "PATCH",
+        f"{base}/svc",
+        {"spec": {"ports": [{"port": 80, "targetPort": 8080}, {"port": 9090, "$patch": "delete"}]}},
+        STRATEGIC,
+    )
+    assert status == 200, svc
+    assert [(p["name"], p["port"], p["targetPort"]) for p in svc["spec"]["ports"]] == [
+        ("http", 80, 8080)
+    ]
 
 
 def test_strategic_patch_on_custom_resource_is_415(

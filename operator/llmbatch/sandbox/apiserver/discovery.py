@@ -68,7 +68,9 @@ def _resource_entry(rt: ResourceType) -> list[JSON]:
         main["categories"] = list(rt.categories)
     out = [main]
     for sub in sorted(rt.subresources):
-        verbs = {"log": ["get"], "finalize": ["update"]}.get(sub, ["get", "patch", "update"])
+        verbs = {"log": ["get"], "finalize": ["update"], "binding": ["create"]}.get(
+            sub, ["get", "patch", "update"]
+        )
         out.append(
             {
                 "name": f"{rt.plural}/{sub}",

@@ -7,7 +7,7 @@ import base64
 import itertools
 from typing import Any
 
-from llmbatch.sandbox.apiserver.errors import FieldError, go_value
+from llmbatch.sandbox.apiserver.errors import ApiError, FieldError, go_value
 from llmbatch.sandbox.apiserver.resources import ResourceType
 
 JSON = dict[str, Any]
@@ -116,8 +116,64 @@ def _pod_spec_errors(spec: Any, path: str) -> list[FieldError]:
     return errors
 
 
+_POD_UPDATE_FORBIDDEN = (
+    "Forbidden: pod updates may not change fields other than `spec.containers[*].image`,"
+    "`spec.initContainers[*].image`,`spec.activeDeadlineSeconds`,`spec.tolerations` (only "
+    "additions to existing tolerations),`spec.terminationGracePeriodSeconds` (allow it to be "
+    "set to 1 if it was previously negative)"
+)
+
+
+def _mutable_part_removed(spec: JSON) -> JSON:
+    """A pod spec without the fields an update may change (images, deadline, tolerations)."""
+    out = {
+        k: v
+        for k, v in spec.items()
+        if k not in ("activeDeadlineSeconds", "tolerations", "schedulingGates")
+    }
+    for key in ("containers", "initContainers"):
+        if isinstance(out.get(key), list):
+            out[key] = [
+                {k: v for k, v in c.items() if k != "image"} if isinstance(c, dict) else c
+                for c in out[key]
+            ]
+    return out
+
+
 def _validate_pod(obj: JSON, old: JSON | None) -> list[FieldError]:
-    return _pod_spec_errors(obj.get("spec"), "spec")
+    errors = _pod_spec_errors(obj.get("spec"), "spec")
+    if old is not None and isinstance(obj.get("spec"), dict):
+        new_spec, old_spec = obj["spec"], old.get("spec") or {}
+        if _mutable_part_removed(new_spec) != _mutable_part_removed(old_spec):
+            errors.append(FieldError("spec", "FieldValueForbidden", _POD_UPDATE_FORBIDDEN))
+        old_tolerations = old_spec.get("tolerations") or []
+        if any(t not in (new_spec.get("tolerations") or []) for t in old_tolerations):
+            errors.append(
+                FieldError(
+                    "spec.tolerations",
+                    "FieldValueForbidden",
+                    "Forbidden: existing toleration can not be modified except "
+                    "its tolerationSeconds",
+                )
+            )
+    return errors
+
+
+def bind_pod(pod: JSON, binding: JSON) -> None:
+    """What ``POST pods/<name>/binding`` does: set spec.nodeName once (409 when bound)."""
+    target = binding.get("target") if isinstance(binding.get("target"), dict) else {}
+    node = target.get("name") if isinstance(target, dict) else None
+    if not node:
+        raise ApiError(400, "a Binding needs target.name")
+    spec = pod.setdefault("spec", {})
+    if spec.get("nodeName"):
+        name = pod["metadata"]["name"]
+        raise ApiError(
+            409,
+            f'pod {name} is already assigned to node "{spec["nodeName"]}"',
+            details={"name": name, "kind": "pods"},
+        )
+    spec["nodeName"] = str(node)
 
 
 # -- jobs ------------------------------------------------------------------------------------

@@ -217,6 +217,24 @@ class Objects:
         self._notify()
         return self.render(rt, stored)
 
+    def bind(self, rt: ResourceType, ns: str, name: str, body: Any) -> JSON:
+        """``POST pods/<name>/binding``: the scheduler's way to set spec.nodeName."""
+        if not isinstance(body, dict):
+            raise bad_request("a Binding must be an object")
+        pod = self._fetch(rt, ns, name)
+        if pod["metadata"].get("deletionTimestamp"):
+            raise ApiError(409, f"pod {name} is being deleted, cannot be assigned to a host")
+        kinds.bind_pod(pod, body)
+        self.store.put(rt.storage, pod)
+        self._notify()
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Success",
+            "code": 201,
+        }
+
     # -- update ----------------------------------------------------------------------------
     def replace(
         self,

@@ -71,7 +71,7 @@ BUILTINS: tuple[ResourceType, ...] = (
         "Pod",
         short_names=("po",),
         categories=("all",),
-        subresources=frozenset({"status", "log"}),
+        subresources=frozenset({"status", "log", "binding"}),
     ),
     _core("events", "event", "Event", short_names=("ev",)),
     _core("secrets", "secret", "Secret"),

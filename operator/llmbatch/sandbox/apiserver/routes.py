@@ -202,7 +202,9 @@ class Routes:
             raise method_not_allowed()
         if t.name is None and verb in ("update", "patch"):
             raise method_not_allowed()
-        if t.name is not None and verb == "create":
+        if t.name is not None and verb == "create" and t.sub != "binding":
+            raise method_not_allowed()
+        if t.sub == "binding" and verb != "create":
             raise method_not_allowed()
         if t.sub in ("log",) and verb != "get":
             raise method_not_allowed()
@@ -242,6 +244,10 @@ class Routes:
             )
         if verb == "watch":
             return await self._watch(request, t, forced_gone=fault is not None)
+        if verb == "create" and t.sub == "binding":
+            return json_response(
+                self.objects.bind(t.rt, ns, str(t.name), await self._body(request)), 201
+            )
         if verb == "create":
             body = await self._body(request)
             obj = self.objects.create(t.rt, ns, body, dry_run)
