@@ -114,3 +114,22 @@ def test_invalid_selectors_are_400(cluster: Cluster) -> None:
     _assert_status(cluster.raw("GET", "/api/v1/configmaps?labelSelector=a%20in%20b"), 400)
     _assert_status(cluster.raw("GET", "/api/v1/configmaps?limit=abc"), 400)
     _assert_status(cluster.raw("GET", "/api/v1/configmaps?limit=1&continue=%%%"), 400)
+
+
+def test_secret_data_must_be_base64(cluster: Cluster, namespace: str) -> None:
+    path = f"/api/v1/namespaces/{namespace}/secrets"
+    _assert_status(
+        cluster.raw("POST", path, {"metadata": {"name": "b"}, "data": {"k": "not base64!"}}), 400
+    )
+
+
+def test_job_name_fits_a_label(cluster: Cluster, namespace: str) -> None:
+    body = {
+        "metadata": {"name": "j" * 64},
+        "spec": {
+            "template": {
+                "spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "x"}]}
+            }
+        },
+    }
+    _assert_status(cluster.raw("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", body), 422)

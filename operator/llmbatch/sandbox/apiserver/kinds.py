@@ -207,6 +207,16 @@ def _job(obj: JSON) -> None:
 def _validate_job(obj: JSON, old: JSON | None) -> list[FieldError]:
     spec = obj.get("spec") or {}
     errors = _pod_spec_errors((spec.get("template") or {}).get("spec"), "spec.template.spec")
+    name = str(obj["metadata"].get("name", ""))
+    if len(name) > 63:
+        # The name becomes the job-name label of its pods, so it must fit a label value.
+        errors.append(
+            FieldError(
+                "metadata.name",
+                "FieldValueInvalid",
+                f"Invalid value: {go_value(name)}: must be no more than 63 characters",
+            )
+        )
     policy = ((spec.get("template") or {}).get("spec") or {}).get("restartPolicy")
     if policy not in ("Never", "OnFailure"):
         errors.append(
@@ -271,6 +281,15 @@ def _encode_string_data(rt: ResourceType, obj: JSON) -> None:
     """Secrets' write-only ``stringData`` is folded into base64 ``data``, as the API does."""
     if (rt.group, rt.plural) != ("", "secrets"):
         return
+    for key, value in (obj.get("data") or {}).items():
+        try:
+            base64.b64decode(str(value), validate=True)
+        except ValueError:
+            raise ApiError(
+                400,
+                f'Secret in version "v1" cannot be handled as a Secret: '
+                f"illegal base64 data in data[{key!r}]",
+            ) from None
     string_data = obj.pop("stringData", None) or {}
     if string_data:
         data = obj.setdefault("data", {})
