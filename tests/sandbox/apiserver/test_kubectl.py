@@ -246,3 +246,13 @@ def test_imperative_create_commands(cluster: Cluster, namespace: str) -> None:
     kubectl(kc, "create", "namespace", f"{namespace}-extra")
     assert core.read_namespace(f"{namespace}-extra").status.phase == "Active"
     kubectl(kc, "delete", "namespace", f"{namespace}-extra")
+
+
+def test_apply_rejects_unknown_fields(cluster: Cluster, namespace: str, widgets: str) -> None:
+    """kubectl asks for fieldValidation=Strict: a typo is an error, not silently pruned."""
+    typo = WIDGET.replace("size: 3", "size: 3\n  colour: red")
+    result = kubectl(
+        cluster.kubeconfig, "apply", "-n", namespace, "-f", "-", stdin=typo, check=False
+    )
+    assert result.returncode != 0
+    assert 'unknown field "spec.colour"' in result.stderr

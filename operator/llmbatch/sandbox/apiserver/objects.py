@@ -96,12 +96,22 @@ class Objects:
                 details={"name": ns, "kind": rt.plural},
             )
 
-    def _schema_pipeline(self, rt: ResourceType, obj: JSON, old: JSON | None) -> JSON:
-        """Prune, default, validate: the order apiextensions-apiserver uses."""
+    def _schema_pipeline(
+        self, rt: ResourceType, obj: JSON, old: JSON | None, strict: bool = False
+    ) -> JSON:
+        """Prune, default, validate: the order apiextensions-apiserver uses. With ``strict``
+        (fieldValidation=Strict, as kubectl sends) unknown fields are a 400, not pruned."""
         name = obj["metadata"].get("name", "")
         errors = meta.validate_labels(obj["metadata"]) + meta.validate_shape(obj["metadata"])
         if rt.custom and rt.schema is not None:
-            obj = schema.prune(obj, rt.schema, root=True)
+            dropped: list[str] = []
+            obj = schema.prune(obj, rt.schema, root=True, dropped=dropped)
+            if strict and dropped:
+                unknown = ", ".join(f'unknown field "{p}"' for p in dropped)
+                raise bad_request(
+                    f'{rt.kind} in version "{rt.version}" cannot be handled as a '
+                    f"{rt.kind}: strict decoding error: {unknown}"
+                )
             obj = schema.apply_defaults(obj, rt.schema)
             errors += schema.validate(obj, rt.schema)
             if not errors:
@@ -147,7 +157,9 @@ class Objects:
         return [self.render(rt, o) for o in items], list_meta
 
     # -- create ----------------------------------------------------------------------------
-    def create(self, rt: ResourceType, ns: str, body: Any, dry_run: bool = False) -> JSON:
+    def create(
+        self, rt: ResourceType, ns: str, body: Any, dry_run: bool = False, strict: bool = False
+    ) -> JSON:
         obj = self._check_body(rt, body)
         metadata = obj.setdefault("metadata", {})
         body_ns = metadata.get("namespace")
@@ -197,7 +209,7 @@ class Objects:
         if rt.has_status and rt.custom:
             obj.pop("status", None)
         kinds.prepare_create(rt, obj)
-        obj = self._schema_pipeline(rt, obj, None)
+        obj = self._schema_pipeline(rt, obj, None, strict)
         for _ in range(8):
             if (
                 self.store.get(rt.storage, metadata.get("namespace", ""), obj["metadata"]["name"])
@@ -244,6 +256,7 @@ class Objects:
         body: Any,
         sub: str | None,
         dry_run: bool = False,
+        strict: bool = False,
     ) -> JSON:
         new = self._check_body(rt, body)
         metadata = new.setdefault("metadata", {})
@@ -273,7 +286,7 @@ class Objects:
                     )
                 ],
             )
-        return self._update(rt, old, new, sub, dry_run)
+        return self._update(rt, old, new, sub, dry_run, strict)
 
     def patch(
         self,
@@ -284,6 +297,7 @@ class Objects:
         patch: Any,
         sub: str | None,
         dry_run: bool = False,
+        strict: bool = False,
     ) -> JSON:
         old = self._fetch(rt, ns, name)
         current = self.render(rt, old)
@@ -300,10 +314,17 @@ class Objects:
                 f"the name of the object ({patched_meta.get('name')}) does not "
                 f"match the name on the URL ({name})"
             )
-        return self._update(rt, old, self._check_body(rt, patched), sub, dry_run)
+        return self._update(rt, old, self._check_body(rt, patched), sub, dry_run, strict)
 
     def apply(
-        self, rt: ResourceType, ns: str, name: str, body: Any, sub: str | None, dry_run: bool
+        self,
+        rt: ResourceType,
+        ns: str,
+        name: str,
+        body: Any,
+        sub: str | None,
+        dry_run: bool,
+        strict: bool = False,
     ) -> tuple[JSON, bool]:
         """Server-side apply, approximated: create when missing, else a merge patch. Field
         ownership is not tracked, so fields dropped from a later apply are not removed."""
@@ -320,12 +341,20 @@ class Objects:
             if sub is not None:
                 raise not_found(rt.plural, name, rt.group)
             fresh = {**body, "metadata": {**body_meta, "name": name}}
-            return self.create(rt, ns, fresh, dry_run), True
-        merged = self.patch(rt, ns, name, "application/merge-patch+json", body, sub, dry_run)
+            return self.create(rt, ns, fresh, dry_run, strict), True
+        merged = self.patch(
+            rt, ns, name, "application/merge-patch+json", body, sub, dry_run, strict
+        )
         return merged, False
 
     def _update(
-        self, rt: ResourceType, old: JSON, new: JSON, sub: str | None, dry_run: bool
+        self,
+        rt: ResourceType,
+        old: JSON,
+        new: JSON,
+        sub: str | None,
+        dry_run: bool,
+        strict: bool = False,
     ) -> JSON:
         old_meta = old["metadata"]
         if sub == "status":
@@ -369,7 +398,7 @@ class Objects:
                         )
                     ],
                 )
-        result = self._schema_pipeline(rt, result, old)
+        result = self._schema_pipeline(rt, result, old, strict)
         if self._spec_changed(rt, old, result):
             result["metadata"]["generation"] = int(old_meta.get("generation") or 1) + 1
         if result == old:

@@ -214,6 +214,7 @@ class Routes:
         if fault is not None and not (verb == "watch" and fault.code == 410):
             raise fault.error()
         dry_run = bool(query.get("dryRun"))
+        strict = query.get("fieldValidation", "").lower() == "strict"
         accept = request.headers.get("Accept", "")
         if verb == "get":
             if t.sub == "log":
@@ -250,14 +251,16 @@ class Routes:
             )
         if verb == "create":
             body = await self._body(request)
-            obj = self.objects.create(t.rt, ns, body, dry_run)
+            obj = self.objects.create(t.rt, ns, body, dry_run, strict)
             return json_response(obj, 201)
         if verb == "update":
             body = await self._body(request)
             sub = "status" if t.sub == "status" else None
             if t.sub == "finalize":
                 return json_response(self._finalize_namespace(t, body))
-            return json_response(self.objects.replace(t.rt, ns, str(t.name), body, sub, dry_run))
+            return json_response(
+                self.objects.replace(t.rt, ns, str(t.name), body, sub, dry_run, strict)
+            )
         if verb == "patch":
             body = await self._body(request, allow_list=True)
             sub = "status" if t.sub == "status" else None
@@ -265,10 +268,10 @@ class Routes:
             if content_type.split(";")[0].strip().lower() == APPLY:
                 if not request.query.get("fieldManager"):
                     raise bad_request("PATCH with an apply patch requires a fieldManager")
-                obj, created = self.objects.apply(t.rt, ns, str(t.name), body, sub, dry_run)
+                obj, created = self.objects.apply(t.rt, ns, str(t.name), body, sub, dry_run, strict)
                 return json_response(obj, 201 if created else 200)
             return json_response(
-                self.objects.patch(t.rt, ns, str(t.name), content_type, body, sub, dry_run)
+                self.objects.patch(t.rt, ns, str(t.name), content_type, body, sub, dry_run, strict)
             )
         options = await self._delete_options(request)
         if verb == "delete":

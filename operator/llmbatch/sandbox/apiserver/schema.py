@@ -19,8 +19,15 @@ def _preserves(schema: JSON) -> bool:
     return bool(schema.get("x-kubernetes-preserve-unknown-fields"))
 
 
-def prune(value: Any, schema: JSON | None, root: bool = False) -> Any:
-    """Drop fields the schema does not declare and nulls it does not allow."""
+def prune(
+    value: Any,
+    schema: JSON | None,
+    root: bool = False,
+    dropped: list[str] | None = None,
+    path: str = "",
+) -> Any:
+    """Drop fields the schema does not declare (their paths go to ``dropped``) and nulls it
+    does not allow."""
     if schema is None:
         return value
     if isinstance(value, dict):
@@ -29,6 +36,7 @@ def prune(value: Any, schema: JSON | None, root: bool = False) -> Any:
         embedded = root or schema.get("x-kubernetes-embedded-resource")
         out: JSON = {}
         for key, item in value.items():
+            child = f"{path}.{key}" if path else key
             if embedded and key in _OBJECT_ENVELOPE:
                 out[key] = item
                 continue
@@ -41,14 +49,18 @@ def prune(value: Any, schema: JSON | None, root: bool = False) -> Any:
                 out[key] = item
                 continue
             else:
+                if dropped is not None:
+                    dropped.append(child)
                 continue
             if item is None and not (sub or {}).get("nullable"):
                 continue
-            out[key] = prune(item, sub)
+            out[key] = prune(item, sub, dropped=dropped, path=child)
         return out
     if isinstance(value, list):
         items = schema.get("items")
-        return [prune(v, items) if isinstance(items, dict) else v for v in value]
+        if not isinstance(items, dict):
+            return value
+        return [prune(v, items, dropped=dropped, path=f"{path}[{i}]") for i, v in enumerate(value)]
     return value
 
 
