@@ -15,6 +15,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import re
 import secrets
 import time
@@ -23,6 +24,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from llmbatch.gateway.kube import Conflict, KubeClient, NotFound
+
+log = logging.getLogger(__name__)
 
 KEY_PREFIX = "sk-lb-"
 _KEY = re.compile(r"^sk-lb-([0-9a-f]{12})-([A-Za-z0-9_\-]{32,})$")
@@ -104,6 +107,7 @@ class KeyStore:
         self._records: dict[str, KeyRecord] = {}
         self._read_at = float("-inf")
         self._lock = asyncio.Lock()
+        self._refresh: asyncio.Task[None] | None = None
 
     async def _load(self) -> dict[str, KeyRecord]:
         try:
@@ -114,14 +118,34 @@ class KeyStore:
 
     async def records(self, max_age: float | None = None) -> dict[str, KeyRecord]:
         max_age = self.cache_seconds if max_age is None else max_age
-        if time.monotonic() - self._read_at < max_age:
+        age = time.monotonic() - self._read_at
+        if age < max_age:
+            if age > max_age / 2 and self._refresh is None:
+                # Refresh ahead in the background: under steady traffic no request ever waits
+                # for the Secret, and the copy in use is never older than max_age.
+                self._refresh = asyncio.create_task(self._reload())
             return self._records
-        # One read refreshes the cache for every request waiting on it.
+        # Too old to use: one read refreshes the cache for every request waiting on it.
         async with self._lock:
             if time.monotonic() - self._read_at >= max_age:
-                self._records = await self._load()
-                self._read_at = time.monotonic()
+                await self._reload_now()
         return self._records
+
+    async def _reload_now(self) -> None:
+        started = time.monotonic()
+        records = await self._load()
+        # The copy is as old as the moment the read started.
+        if started > self._read_at:
+            self._records, self._read_at = records, started
+
+    async def _reload(self) -> None:
+        try:
+            async with self._lock:
+                await self._reload_now()
+        except Exception as exc:  # the next request past max_age reads (and reports) again
+            log.warning("background refresh of the API keys failed: %s", exc)
+        finally:
+            self._refresh = None
 
     async def authenticate(self, key: str) -> Principal | None:
         key_id = parse_key_id(key)

@@ -44,7 +44,8 @@ class Gateway:
         )
 
 
-def get_gateway(request: Request) -> Gateway:
+async def get_gateway(request: Request) -> Gateway:
+    # async: FastAPI would run a plain function in its threadpool, a thread hop per request.
     gateway: Gateway = request.app.state.gateway
     return gateway
 
