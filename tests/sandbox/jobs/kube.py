@@ -22,8 +22,15 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
+# A real cluster pulls images and backs off 10 s and more between retries: the fixtures raise
+# this for LLMBATCH_E2E_KUBECONFIG runs.
+TIMEOUT_SCALE = {"value": 1.0}
+
+
 def wait_for(probe: Callable[[], T | None], what: str, timeout: float = 30.0) -> T:
-    """Poll ``probe`` until it returns something truthy; fail with ``what`` after ``timeout``."""
+    """Poll ``probe`` until it returns something truthy; fail with ``what`` after ``timeout``
+    (times TIMEOUT_SCALE)."""
+    timeout *= TIMEOUT_SCALE["value"]
     deadline = time.monotonic() + timeout
     last: T | None = None
     while time.monotonic() < deadline:

@@ -12,6 +12,7 @@ import pytest
 
 from tests.fixtures.sandbox import SandboxInfo
 from tests.sandbox.jobs.kube import (
+    TIMEOUT_SCALE,
     Kube,
     condition,
     job_manifest,
@@ -28,7 +29,8 @@ INDEX_EXIT = "import os, sys; sys.exit({codes}.get(int(os.environ['JOB_COMPLETIO
 
 
 @pytest.fixture
-def kube(kube_api_client: Any) -> Iterator[Kube]:
+def kube(kube_api_client: Any, sandbox: SandboxInfo) -> Iterator[Kube]:
+    TIMEOUT_SCALE["value"] = 1.0 if sandbox.is_sandbox else 6.0
     helper = Kube(kube_api_client)
     helper.created: list[str] = []  # type: ignore[misc]
     yield helper

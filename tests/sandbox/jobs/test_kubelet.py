@@ -11,7 +11,16 @@ from typing import Any
 import pytest
 
 from tests.fixtures.sandbox import SandboxInfo
-from tests.sandbox.jobs.kube import NS, Kube, container, phase, terminated, unique, wait_for
+from tests.sandbox.jobs.kube import (
+    NS,
+    TIMEOUT_SCALE,
+    Kube,
+    container,
+    phase,
+    terminated,
+    unique,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -19,7 +28,8 @@ SLEEP = "import time; print('started', flush=True); time.sleep(60)"
 
 
 @pytest.fixture
-def kube(kube_api_client: Any) -> Iterator[Kube]:
+def kube(kube_api_client: Any, sandbox: SandboxInfo) -> Iterator[Kube]:
+    TIMEOUT_SCALE["value"] = 1.0 if sandbox.is_sandbox else 6.0
     helper = Kube(kube_api_client)
     helper.created: list[str] = []  # type: ignore[misc]
     yield helper
