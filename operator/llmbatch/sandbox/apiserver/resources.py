@@ -110,6 +110,68 @@ BUILTINS: tuple[ResourceType, ...] = (
         subresources=frozenset({"status"}),
     ),
     ResourceType("coordination.k8s.io", "v1", "leases", "lease", "Lease", True),
+    # Stored only (no controller acts on them), so charts and manifests apply as on a cluster.
+    _core(
+        "persistentvolumeclaims",
+        "persistentvolumeclaim",
+        "PersistentVolumeClaim",
+        short_names=("pvc",),
+        subresources=frozenset({"status"}),
+    ),
+    ResourceType(
+        "apps",
+        "v1",
+        "deployments",
+        "deployment",
+        "Deployment",
+        True,
+        short_names=("deploy",),
+        categories=("all",),
+        subresources=frozenset({"status"}),
+    ),
+    ResourceType("rbac.authorization.k8s.io", "v1", "roles", "role", "Role", True),
+    ResourceType(
+        "rbac.authorization.k8s.io", "v1", "rolebindings", "rolebinding", "RoleBinding", True
+    ),
+    ResourceType(
+        "rbac.authorization.k8s.io", "v1", "clusterroles", "clusterrole", "ClusterRole", False
+    ),
+    ResourceType(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterrolebindings",
+        "clusterrolebinding",
+        "ClusterRoleBinding",
+        False,
+    ),
+    ResourceType(
+        "policy",
+        "v1",
+        "poddisruptionbudgets",
+        "poddisruptionbudget",
+        "PodDisruptionBudget",
+        True,
+        short_names=("pdb",),
+        subresources=frozenset({"status"}),
+    ),
+    ResourceType(
+        "scheduling.k8s.io",
+        "v1",
+        "priorityclasses",
+        "priorityclass",
+        "PriorityClass",
+        False,
+        short_names=("pc",),
+    ),
+    ResourceType(
+        "networking.k8s.io",
+        "v1",
+        "networkpolicies",
+        "networkpolicy",
+        "NetworkPolicy",
+        True,
+        short_names=("netpol",),
+    ),
     ResourceType(
         "events.k8s.io",
         "v1",
