@@ -209,12 +209,14 @@ class ShardRun:
         return state.done
 
     def _load_engine(self) -> None:
-        from llmbatch.runner.engine import load_engine
         from llmbatch.runner.model_source import resolve_model
 
         path = resolve_model(
             self.config.model_source, self.config.settings, self.config.model_cache_dir
         )
+        # Imported only now: vLLM takes seconds to import, and a bad source should fail fast.
+        from llmbatch.runner.engine import load_engine
+
         try:
             self.engine = load_engine(
                 path,
