@@ -157,3 +157,25 @@ def test_job_defaults_and_selector(cluster: Cluster, namespace: str) -> None:
             },
         )
     assert exc.value.status == 422 and "spec.template.spec.restartPolicy" in exc.value.body
+
+
+def test_delete_collection_by_label(cluster: Cluster, namespace: str) -> None:
+    core = client.CoreV1Api(cluster.api)
+    for name, team in (("a", "x"), ("b", "x"), ("c", "y")):
+        core.create_namespaced_config_map(
+            namespace, {"metadata": {"name": name, "labels": {"team": team}}}
+        )
+    core.delete_collection_namespaced_config_map(namespace, label_selector="team=x")
+    left = core.list_namespaced_config_map(namespace).items
+    assert [cm.metadata.name for cm in left] == ["c"]
+
+
+def test_dry_run_writes_nothing(cluster: Cluster, namespace: str) -> None:
+    core = client.CoreV1Api(cluster.api)
+    made = core.create_namespaced_config_map(
+        namespace, {"metadata": {"name": "dry"}}, dry_run="All"
+    )
+    assert made.metadata.name == "dry"
+    with pytest.raises(ApiException) as exc:
+        core.read_namespaced_config_map("dry", namespace)
+    assert exc.value.status == 404
