@@ -50,4 +50,11 @@ def sandbox(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines
     config = SandboxConfig(port=port, kubeconfig=kubeconfig, gpu_slots=gpu_slots, operator=operator)
-    raise typer.Exit(asyncio.run(serve(config)))
+    from llmbatch.sandbox.bootstrap import BootstrapError
+
+    try:
+        code = asyncio.run(serve(config))
+    except (BootstrapError, OSError) as error:
+        typer.echo(f"llmbatch sandbox: cannot start: {error}", err=True)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)

@@ -121,6 +121,17 @@ class Sandbox:
         await self.apiserver.stop()
         await asyncio.to_thread(self.s3.stop)
 
+    async def __aenter__(self) -> Sandbox:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
     # -- sandbox-only controls (see llmbatch.sandbox.kubelet.kubelet) -------------------
 
     async def preempt_pod(self, namespace: str, name: str) -> bool:

@@ -207,3 +207,24 @@ def _operator_reconciles(api_client: Any) -> bool | None:
     except AssertionError:
         return False
     return True
+
+
+@pytest.mark.slow
+@pytest.mark.sandbox_only
+def test_a_taken_port_is_a_clear_error(sandbox: SandboxInfo, tmp_path: Path) -> None:
+    if not sandbox.is_sandbox:
+        pytest.skip("needs the sandbox's port")
+    port = sandbox.api_url.rsplit(":", 1)[1]
+    command = [sys.executable, "-m", "llmbatch.cli.main", "sandbox", "--port", port]
+    command += ["--kubeconfig", str(tmp_path / "kubeconfig")]
+    result = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert "cannot start" in result.stderr and "address already in use" in result.stderr
+    assert "KUBECONFIG=" not in result.stdout
