@@ -99,3 +99,14 @@ def test_expire_history_forces_410(
         f"{rv.resource_version}&timeoutSeconds=1"
     )
     assert events[0]["type"] == "ERROR" and events[0]["object"]["code"] == 410
+
+
+def test_delay_only_fault(sandbox: ThreadedApiServer, cluster: Cluster, namespace: str) -> None:
+    import time
+
+    sandbox.run(
+        lambda: sandbox.server.faults.inject(0, verb="list", resource="configmaps", delay=0.5)
+    )
+    started = time.monotonic()
+    status, _ = cluster.raw("GET", f"/api/v1/namespaces/{namespace}/configmaps")
+    assert status == 200 and time.monotonic() - started >= 0.5

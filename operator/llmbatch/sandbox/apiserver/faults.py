@@ -1,7 +1,8 @@
 """Fault injection for the chaos tests: make the next N requests matching a verb, resource,
 namespace or name fail with a status code (a 410 on a watch arrives as an in-stream ERROR
-event, as Kubernetes sends it). Watches can also be closed and history compacted: see
-``ApiServer.close_watches`` and ``ApiServer.expire_history``."""
+event, as Kubernetes sends it), optionally after a delay (``code=0``: only slow). Watches
+can also be closed and history compacted: see ``ApiServer.close_watches`` and
+``ApiServer.expire_history``."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class Fault:
     name: str | None = None
     message: str | None = None
     retry_after: int | None = None
+    delay: float = 0.0  # seconds to stall first (code 0: stall, then answer normally)
     hits: int = 0
 
     def matches(self, verb: str, resource: str, namespace: str | None, name: str | None) -> bool:
@@ -59,10 +61,11 @@ class Faults:
         name: str | None = None,
         message: str | None = None,
         retry_after: int | None = None,
+        delay: float = 0.0,
     ) -> Fault:
         if verb is not None and verb not in VERBS:
             raise ValueError(f"unknown verb {verb!r}; one of {sorted(VERBS)}")
-        fault = Fault(code, times, verb, resource, namespace, name, message, retry_after)
+        fault = Fault(code, times, verb, resource, namespace, name, message, retry_after, delay)
         self.rules.append(fault)
         return fault
 
@@ -76,6 +79,7 @@ class Faults:
             "name",
             "message",
             "retry_after",
+            "delay",
         }
         unknown = set(body) - allowed
         if unknown or "code" not in body:

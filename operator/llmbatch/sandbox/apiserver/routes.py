@@ -211,7 +211,9 @@ class Routes:
         if t.sub == "finalize" and verb != "update":
             raise method_not_allowed()
         fault = self.server.faults.take(verb, t.resource, t.namespace, t.name)
-        if fault is not None and not (verb == "watch" and fault.code == 410):
+        if fault is not None and fault.delay > 0:
+            await asyncio.sleep(fault.delay)
+        if fault is not None and fault.code and not (verb == "watch" and fault.code == 410):
             raise fault.error()
         dry_run = bool(query.get("dryRun"))
         strict = query.get("fieldValidation", "").lower() == "strict"
@@ -244,7 +246,9 @@ class Routes:
                 {"kind": kind, "apiVersion": t.rt.api_version, "metadata": meta, "items": items}
             )
         if verb == "watch":
-            return await self._watch(request, t, forced_gone=fault is not None)
+            return await self._watch(
+                request, t, forced_gone=fault is not None and fault.code == 410
+            )
         if verb == "create" and t.sub == "binding":
             return json_response(
                 self.objects.bind(t.rt, ns, str(t.name), await self._body(request)), 201
