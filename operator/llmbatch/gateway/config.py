@@ -28,6 +28,10 @@ class StorageConfig(_Model):
     region: str | None = None
     bucket: str | None = Field(default=None, min_length=3, max_length=63)
     prefix: str = "gateway"
+    # Multipart part size and parts in flight for uploads: the gateway's memory per upload is
+    # about (writeConcurrency + 2) * partSize. 5 MiB is S3's minimum part size.
+    part_size: int = Field(default=5 * 1024 * 1024, ge=5 * 1024 * 1024)
+    write_concurrency: int = Field(default=2, ge=1, le=16)
     # A file:///abs/path root instead of a bucket: one machine, a shared volume, or tests.
     root: str | None = Field(default=None, pattern=r"^file:///.+$")
     # Name of a Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY. The gateway reads it for

@@ -116,10 +116,13 @@ class UploadSink:
             if self._skipping:
                 self._skipping = False
                 self._pending.clear()
-            else:
+            elif self._pending:
                 self._pending += data[start:end]
-                self._line(bytes(self._pending))
+                line = bytes(self._pending)
                 self._pending.clear()
+                self._line(line)
+            else:
+                self._line(data[start:end])
             start = end + 1
         if not self._skipping:
             self._pending += data[start:]

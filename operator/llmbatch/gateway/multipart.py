@@ -99,7 +99,7 @@ class _State:
 async def parse_upload(
     request: Request,
     on_file_block: Callable[[bytes], Awaitable[None]],
-    block_size: int = 2 * 1024 * 1024,
+    block_size: int = 1024 * 1024,
 ) -> FormResult:
     """Parse the request body; the file part's bytes go to ``on_file_block`` in order."""
     content_type, params = parse_options_header(request.headers.get("content-type", ""))

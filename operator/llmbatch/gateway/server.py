@@ -42,6 +42,8 @@ def storage_settings(config: GatewayConfig) -> StorageSettings:
         region=config.storage.region or env.region,
         access_key_id=access,
         secret_access_key=secret,
+        part_size=config.storage.part_size,
+        write_concurrency=config.storage.write_concurrency,
     )
 
 
