@@ -20,7 +20,11 @@ CHART = Path(__file__).resolve().parents[2] / "charts" / "llm-batch-operator"
 RELEASE = "llmbatch"
 NAMESPACE = "llmbatch-system"
 # Kinds that belong to other projects' CRDs: kubernetes-validate ships only built-in schemas.
-FOREIGN_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+FOREIGN_KINDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("monitoring.coreos.com/v1", "PrometheusRule"),
+}
 
 TOGGLES: dict[str, dict[str, Any]] = {
     "default": {},
@@ -33,10 +37,18 @@ TOGGLES: dict[str, dict[str, Any]] = {
     },
     "namespaced": {"rbac": {"scope": "namespaced"}, "watchNamespaces": ["team-a", "team-b"]},
     "namespaced-default": {"rbac": {"scope": "namespaced"}},
+    "observability": {
+        "dashboards": {"enabled": True},
+        "prometheusRule": {"enabled": True},
+        "podMonitor": {"enabled": True},
+    },
     "everything": {
         "gateway": {"enabled": True, "config": {"namespace": "batches"}},
         "minio": {"enabled": True},
         "metrics": {"serviceMonitor": {"enabled": True}},
+        "dashboards": {"enabled": True, "annotations": {"grafana_folder": "LLM"}},
+        "prometheusRule": {"enabled": True, "alertLabels": {"team": "ml"}},
+        "podMonitor": {"enabled": True, "portName": "metrics"},
         "rbac": {"scope": "namespaced"},
         "watchNamespaces": ["batches"],
         "storage": {"region": "eu-west-1"},
