@@ -449,3 +449,22 @@ def test_s3_faults_on_reads_and_writes_lose_nothing(
     output = read_jsonl(direct.read_bytes(f"s3://{s3_bucket}/out/output.jsonl"))
     assert sorted(r["custom_id"] for r in output) == sorted(f"req-{i}" for i in range(30))
     assert manifest["requestCounts"] == {"total": 30, "completed": 30, "failed": 0}
+
+
+def test_chat_template_override(tmp_path: Path, chat_engine: Any, tiny_model: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from llmbatch.runner.engine import GenerationEngine
+
+    plain = GenerationEngine(
+        chat_engine.llm,
+        NAME,
+        Endpoint.CHAT_COMPLETIONS,
+        chat_engine.engine_args,
+        chat_template="{% for m in messages %}{{ m['content'] }}{% endfor %}",
+    )
+    source = write_lines(tmp_path / "in.jsonl", [chat_line("t", "only these words", max_tokens=2)])
+    run_local(str(source), str(tmp_path / "out"), "unused", NAME, engine=plain)
+    usage = _results(tmp_path / "out")[0][0]["response"]["body"]["usage"]
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    assert usage["prompt_tokens"] == len(tokenizer("only these words")["input_ids"])

@@ -34,6 +34,11 @@ def _env_float(name: str, default: float) -> float:
     return float(value) if value not in (None, "") else default
 
 
+def _batch_name_env() -> str:
+    # LLMBATCH_BATCHJOB is what the operator sets on its pods (the BatchJob's name).
+    return os.environ.get("LLMBATCH_BATCH_NAME") or os.environ.get("LLMBATCH_BATCHJOB") or ""
+
+
 def parse_deadline(text: str) -> datetime:
     try:
         moment = datetime.fromisoformat(text.strip().replace("z", "Z"))
@@ -105,7 +110,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env_int("LLMBATCH_MAX_IN_FLIGHT", 0),
         help="requests kept in the engine (0: twice max_num_seqs)",
     )
-    run.add_argument("--batch-name", default=os.environ.get("LLMBATCH_BATCH_NAME", ""))
+    run.add_argument(
+        "--batch-name",
+        default=_batch_name_env(),
+        help="name in logs, metrics and ids (default: the output URI)",
+    )
+    run.add_argument(
+        "--chat-template",
+        default=os.environ.get("LLMBATCH_CHAT_TEMPLATE"),
+        help="Jinja chat template overriding the tokenizer's own",
+    )
     run.add_argument("--spool-dir", type=Path, default=None)
     run.add_argument("--model-cache-dir", type=Path, default=None)
 
@@ -119,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="none",
         help="what lines no shard finished become",
     )
-    fin.add_argument("--batch-name", default=os.environ.get("LLMBATCH_BATCH_NAME", ""))
+    fin.add_argument("--batch-name", default=_batch_name_env())
     return parser
 
 
@@ -144,6 +158,7 @@ def _run(args: argparse.Namespace) -> ExitCode:
         metrics_port=args.metrics_port,
         batch_name=args.batch_name,
         max_in_flight=args.max_in_flight,
+        chat_template=args.chat_template,
         spool_dir=args.spool_dir,
         model_cache_dir=args.model_cache_dir,
         settings=StorageSettings.from_env(),

@@ -83,6 +83,7 @@ def load_engine(
     endpoint: Endpoint,
     engine_args: Mapping[str, Any] | None = None,
     max_in_flight: int = 0,
+    chat_template: str | None = None,
 ) -> Engine:
     from vllm import LLM
     from vllm.platforms import current_platform
@@ -97,7 +98,7 @@ def load_engine(
     llm = LLM(model=str(model_path), served_model_name=served_name, **args)
     if endpoint == Endpoint.EMBEDDINGS:
         return EmbeddingEngine(llm, served_name, args, max_in_flight)
-    return GenerationEngine(llm, served_name, endpoint, args, max_in_flight)
+    return GenerationEngine(llm, served_name, endpoint, args, max_in_flight, chat_template)
 
 
 @dataclass
@@ -133,9 +134,11 @@ class GenerationEngine:
         endpoint: Endpoint,
         engine_args: Mapping[str, Any],
         max_in_flight: int = 0,
+        chat_template: str | None = None,
     ) -> None:
         self.llm = llm
         self.engine = llm.llm_engine
+        self.chat_template = chat_template
         self.served_name = served_name
         self.endpoint = endpoint
         self.engine_args = dict(engine_args)
@@ -150,7 +153,11 @@ class GenerationEngine:
         self._tokenizer: Any = None
 
     def describe(self) -> dict[str, Any]:
-        return {"servedName": self.served_name, "engineArgs": self.engine_args}
+        return {
+            "servedName": self.served_name,
+            "engineArgs": self.engine_args,
+            "chatTemplate": self.chat_template is not None,
+        }
 
     def in_flight(self) -> int:
         return len(self._pending)
@@ -166,7 +173,9 @@ class GenerationEngine:
                     raise RequestError("messages must be a non-empty list")
                 tools = body.get("tools")
                 engine_input = self.llm._preprocess_chat_one(
-                    messages, tools=tools if isinstance(tools, list) else None
+                    messages,
+                    chat_template=self.chat_template,
+                    tools=tools if isinstance(tools, list) else None,
                 )
                 top = body.get("top_logprobs") or 0
             else:

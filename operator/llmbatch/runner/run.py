@@ -86,6 +86,7 @@ class RunConfig:
     metrics_port: int = DEFAULT_PORT
     batch_name: str = ""
     max_in_flight: int = 0
+    chat_template: str | None = None
     spool_dir: Path | None = None
     model_cache_dir: Path | None = None
     settings: StorageSettings | None = None
@@ -224,6 +225,7 @@ class ShardRun:
                 self.config.endpoint,
                 self.config.engine_args,
                 self.config.max_in_flight,
+                self.config.chat_template,
             )
         except Exception as exc:
             raise PermanentError(
