@@ -75,3 +75,40 @@ def test_unbound_or_finished_pods_go_at_once(cluster: Cluster, namespace: str) -
     core.delete_namespaced_pod("bp", namespace)
     with pytest.raises(ApiException):
         core.read_namespaced_pod("bp", namespace)
+
+
+def test_terminating_pod_stays_until_grace_and_finalizers_end(
+    cluster: Cluster, namespace: str
+) -> None:
+    core = client.CoreV1Api(cluster.api)
+    core.create_namespaced_pod(
+        namespace,
+        {**POD, "metadata": {"name": "bp", "finalizers": ["batch.kubernetes.io/job-tracking"]}},
+    )
+    _bind(cluster, namespace, "node-a")
+    core.patch_namespaced_pod_status("bp", namespace, {"status": {"phase": "Running"}})
+    core.delete_namespaced_pod("bp", namespace)
+    # The kubelet reports the stopped container; a controller drops its finalizer: still there,
+    # the grace period is the kubelet's to end.
+    core.patch_namespaced_pod_status("bp", namespace, {"status": {"phase": "Failed"}})
+    core.patch_namespaced_pod("bp", namespace, {"metadata": {"finalizers": None}})
+    assert core.read_namespaced_pod("bp", namespace).metadata.deletion_timestamp is not None
+    core.delete_namespaced_pod("bp", namespace, grace_period_seconds=0)
+    with pytest.raises(ApiException) as exc:
+        core.read_namespaced_pod("bp", namespace)
+    assert exc.value.status == 404
+
+
+def test_grace_zero_then_finalizer_removal(cluster: Cluster, namespace: str) -> None:
+    core = client.CoreV1Api(cluster.api)
+    core.create_namespaced_pod(
+        namespace, {**POD, "metadata": {"name": "bp", "finalizers": ["example.com/hold"]}}
+    )
+    _bind(cluster, namespace, "node-a")
+    core.delete_namespaced_pod("bp", namespace)
+    core.delete_namespaced_pod("bp", namespace, grace_period_seconds=0)
+    pod = core.read_namespaced_pod("bp", namespace)
+    assert pod.metadata.deletion_grace_period_seconds == 0
+    core.patch_namespaced_pod("bp", namespace, {"metadata": {"finalizers": None}})
+    with pytest.raises(ApiException):
+        core.read_namespaced_pod("bp", namespace)

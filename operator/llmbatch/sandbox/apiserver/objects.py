@@ -380,8 +380,12 @@ class Objects:
             kinds.prepare_update(rt, old, result)
         result["metadata"]["resourceVersion"] = old_meta["resourceVersion"]
         name = str(old_meta["name"])
-        if old_meta.get("deletionTimestamp"):
-            added = set(result["metadata"].get("finalizers") or []) - set(
+        if not isinstance(result.get("metadata"), dict):
+            raise bad_request("metadata must be an object")
+        if old_meta.get("deletionTimestamp") and isinstance(
+            result["metadata"].get("finalizers") or [], list
+        ):
+            added = {str(f) for f in result["metadata"].get("finalizers") or []} - set(
                 old_meta.get("finalizers") or []
             )
             if added:
@@ -399,13 +403,15 @@ class Objects:
                     ],
                 )
         result = self._schema_pipeline(rt, result, old, strict)
+        # Stored in the version it was first written in (one storage version per resource).
+        result["apiVersion"] = old.get("apiVersion", result.get("apiVersion"))
         if self._spec_changed(rt, old, result):
             result["metadata"]["generation"] = int(old_meta.get("generation") or 1) + 1
         if result == old:
             return self.render(rt, old)
         if dry_run:
             return self.render(rt, result)
-        if result["metadata"].get("deletionTimestamp") and not result["metadata"].get("finalizers"):
+        if self._deletion_complete(result["metadata"]):
             final = self._remove(rt, result)
             return self.render(rt, final)
         stored = self.store.put(rt.storage, result)
@@ -413,6 +419,16 @@ class Objects:
             self._register_crd(stored)
         self._notify()
         return self.render(rt, stored)
+
+    @staticmethod
+    def _deletion_complete(metadata: JSON) -> bool:
+        """Deleting, no finalizer left and no grace period still running (a pod's kubelet
+        confirms with a grace-0 delete): the object can go."""
+        return bool(
+            metadata.get("deletionTimestamp")
+            and not metadata.get("finalizers")
+            and not metadata.get("deletionGracePeriodSeconds")
+        )
 
     @staticmethod
     def _spec_changed(rt: ResourceType, old: JSON, new: JSON) -> bool:
@@ -473,6 +489,9 @@ class Objects:
             changed = finalizers != list(metadata.get("finalizers") or [])
             if not metadata.get("deletionTimestamp"):
                 metadata["deletionTimestamp"] = meta.now()
+                changed = True
+            if metadata.get("deletionGracePeriodSeconds") != 0:
+                # Grace is over (or never was): the finalizers alone now hold the object.
                 metadata["deletionGracePeriodSeconds"] = 0
                 changed = True
             if changed:
