@@ -46,3 +46,14 @@ def test_defaults_and_secret_ref_forms() -> None:
 def test_mistakes_name_the_field(bad: dict[str, object], field: str) -> None:
     with pytest.raises(ValidationError, match=field):
         GatewayConfig.model_validate(bad)
+
+
+def test_a_model_that_cannot_be_a_batchjob_fails_at_load() -> None:
+    with pytest.raises(ValidationError, match=r"models\.bad name"):
+        GatewayConfig.model_validate(
+            {"storage": {"bucket": "bkt"}, "models": {"bad name": {"source": "/m"}}}
+        )
+    with pytest.raises(ValidationError, match=r"models\.m"):
+        GatewayConfig.model_validate(
+            {"storage": {"bucket": "bkt"}, "models": {"m": {"source": "ftp://nope"}}}
+        )

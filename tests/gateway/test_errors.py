@@ -296,3 +296,24 @@ def test_oversized_json_body_is_413(gateway_env: GatewayEnv) -> None:
             headers={"Content-Type": "application/json"},
         )
         assert_openai_error(chunked, 413, code="request_too_large")
+
+
+def test_backend_failures_are_503(gateway_env: GatewayEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmbatch.gateway.kube import KubeError
+    from llmbatch.storage import StorageError
+
+    key = gateway_env.key()
+    gateway = gateway_env.gateway
+
+    def broken_list(tenant: str) -> list[str]:
+        raise StorageError("s3://bucket/x: connection refused", "s3://bucket/x")
+
+    async def broken_kube(label_selector: str) -> list[dict[str, Any]]:
+        raise KubeError(500, "etcd timeout")
+
+    monkeypatch.setattr(gateway.files, "list_ids", broken_list)
+    monkeypatch.setattr(gateway.jobs, "list", broken_kube)
+    with gateway_env.http(key) as http:
+        storage = assert_openai_error(http.get("/v1/files", params={"purpose": "batch"}), 503)
+        assert "connection refused" not in storage["message"]
+        assert_openai_error(http.get("/v1/batches"), 503)

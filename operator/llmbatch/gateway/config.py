@@ -134,6 +134,16 @@ class GatewayConfig(_Model):
     # Largest completion window a batch may ask for (OpenAI allows 24h).
     max_completion_window: str = "24h"
 
+    @model_validator(mode="after")
+    def _models_make_valid_batchjobs(self) -> GatewayConfig:
+        # Fail at startup, not on the first batch: each entry must give a valid BatchJob model.
+        for name, entry in self.models.items():
+            try:
+                entry.model_spec(name)
+            except ValueError as exc:
+                raise ValueError(f"models.{name}: {exc}") from None
+        return self
+
     @field_validator("tiers")
     @classmethod
     def _positive_tiers(cls, value: dict[str, int]) -> dict[str, int]:

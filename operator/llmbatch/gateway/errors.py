@@ -4,12 +4,15 @@ would otherwise turn into unreadable exceptions)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
 
 INVALID_REQUEST = "invalid_request_error"
 AUTHENTICATION = "authentication_error"
@@ -114,8 +117,33 @@ def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     ).response()
 
 
+def _storage_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("storage error on %s %s: %s", request.method, request.url.path, exc)
+    return ApiError(
+        503,
+        "The file store is not available right now; retry shortly.",
+        type=UNAVAILABLE,
+        headers={"Retry-After": "5"},
+    ).response()
+
+
+def _kube_error(request: Request, exc: Exception) -> JSONResponse:
+    log.error("Kubernetes API error on %s %s: %s", request.method, request.url.path, exc)
+    return ApiError(
+        503,
+        "The batch service is not available right now; retry shortly.",
+        type=UNAVAILABLE,
+        headers={"Retry-After": "5"},
+    ).response()
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    from llmbatch.gateway.kube import KubeError
+    from llmbatch.storage import StorageError
+
     app.add_exception_handler(Exception, _unexpected)
+    app.add_exception_handler(StorageError, _storage_error)
+    app.add_exception_handler(KubeError, _kube_error)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(RequestValidationError, _validation_error)
