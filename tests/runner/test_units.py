@@ -195,3 +195,23 @@ def test_json_logs_carry_batch_shard_and_custom_id() -> None:
     payload = json.loads(JsonFormatter().format(record))
     assert payload["message"] == "rejected x" and payload["level"] == "info"
     assert (payload["batch"], payload["shard"], payload["custom_id"]) == ("batch-a", 2, "cid-1")
+
+
+def test_parts_of_two_live_attempts_never_collide(tmp_path: Path) -> None:
+    source = write_lines(tmp_path / "in.jsonl", chat_batch(3))
+    out = tmp_path / "out"
+    store = get_store(str(out))
+    # A zombie attempt and its replacement both write "part 0", with their own writer ids.
+    for writer, lines in (("aa11", (1, 2)), ("bb22", (2, 3))):
+        data = b"".join(
+            records.success_record("b", n, f"req-{n - 1}", {"w": writer}, 1, 1).encode()
+            for n in lines
+        )
+        store.write_bytes(part_uri(str(out), 0, 0, writer), data)
+    assert len(list(store.list(str(out / "parts") + "/"))) == 2
+    state = recover(store, str(out), 0)
+    assert state.done.count == 3 and state.next_part == 1
+    manifest = finalize(FinalizeConfig(str(source), str(out)))
+    assert manifest["requestCounts"] == {"total": 3, "completed": 3, "failed": 0}
+    output = read_jsonl((out / "output.jsonl").read_bytes())
+    assert sorted(r["custom_id"] for r in output) == ["req-0", "req-1", "req-2"]

@@ -1,13 +1,16 @@
 """Checkpointed output: a local spool sealed into immutable numbered parts in the store.
 
 Layout under the output prefix:
-  parts/shard-<i>/part-<n>.jsonl   records (see records.py), sorted by input line number
+  parts/shard-<i>/part-<n>-<writer>.jsonl   records (see records.py), sorted by line number
   checkpoints/shard-<i>.json       summary of the shard's committed parts and counts
 
 A part is committed the moment its object exists: both a restarted runner and finalize list
 ``parts/shard-<i>/`` and take every part found. The checkpoint record is a summary for people
 and the operator, never the source of truth, so a kill between a part's upload and the
 checkpoint write loses nothing and duplicates nothing: the part is adopted on restart.
+Each attempt tags its parts with its own writer id, so even two attempts alive at once (a
+pod on a lost node that still runs) never overwrite each other's parts; finalize keeps the
+first answer for a line and drops the rest.
 """
 
 from __future__ import annotations
@@ -28,15 +31,16 @@ from llmbatch.storage import ObjectStore, join_uri
 
 log = logging.getLogger(__name__)
 
-_PART_NAME = re.compile(r"part-(\d+)\.jsonl$")
+_PART_NAME = re.compile(r"part-(\d+)(?:-[0-9a-f]+)?\.jsonl$")
 
 
 def parts_prefix(output_uri: str, shard: int) -> str:
     return join_uri(output_uri, "parts", f"shard-{shard}") + "/"
 
 
-def part_uri(output_uri: str, shard: int, number: int) -> str:
-    return join_uri(output_uri, "parts", f"shard-{shard}", f"part-{number:06d}.jsonl")
+def part_uri(output_uri: str, shard: int, number: int, writer: str = "") -> str:
+    name = f"part-{number:06d}-{writer}.jsonl" if writer else f"part-{number:06d}.jsonl"
+    return join_uri(output_uri, "parts", f"shard-{shard}", name)
 
 
 def checkpoint_uri(output_uri: str, shard: int) -> str:

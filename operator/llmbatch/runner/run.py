@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import secrets
 import shutil
 import signal
 import tempfile
@@ -184,6 +185,7 @@ class ShardRun:
         self.attempt = 1
         self.tracker: ProgressTracker | None = None
         self.engine_info: dict[str, Any] = {}
+        self.writer_id = secrets.token_hex(4)
 
     # Setup -------------------------------------------------------------------------------
 
@@ -380,7 +382,7 @@ class ShardRun:
         if path is not None:
             number = self.next_part
             self.next_part += 1
-            uri = part_uri(output, self.shard, number)
+            uri = part_uri(output, self.shard, number, self.writer_id)
             self.parts.append(uri.rsplit("/", 1)[-1])
             payload = self._checkpoint_payload(state)
 
