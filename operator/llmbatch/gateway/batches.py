@@ -93,7 +93,7 @@ def build_batchjob(
     }
 
 
-def _unix(value: Any) -> int | None:
+def unix_time(value: Any) -> int | None:
     if not value:
         return None
     if isinstance(value, datetime):
@@ -138,15 +138,15 @@ def to_openai(job: dict[str, Any]) -> dict[str, Any]:
     batch_id = labels.get(BATCH_ID_LABEL, "")
     window = spec.get("completionWindow", "24h")
     stamps = status.get("timestamps") or {}
-    created_at = _unix(stamps.get("createdAt")) or _unix(meta.get("creationTimestamp")) or 0
-    expires_at = _unix(status.get("deadline"))
+    created_at = unix_time(stamps.get("createdAt")) or unix_time(meta.get("creationTimestamp")) or 0
+    expires_at = unix_time(status.get("deadline"))
     if expires_at is None and created_at:
         expires_at = created_at + int(parse_duration(window).total_seconds())
 
-    times = {name: _unix(stamps.get(_camel(name))) for name in _STATUS_TIMESTAMPS}
+    times = {name: unix_time(stamps.get(_camel(name))) for name in _STATUS_TIMESTAMPS}
     state = openai_status(job)
     if state == "cancelling" and times["cancelling_at"] is None:
-        times["cancelling_at"] = _unix(annotations.get(CANCEL_AT_ANNOTATION))
+        times["cancelling_at"] = unix_time(annotations.get(CANCEL_AT_ANNOTATION))
 
     counts = status.get("requestCounts") or {}
     usage = status.get("usage") or {}

@@ -9,7 +9,7 @@ from typing import Any
 from anyio import to_thread
 
 from llmbatch.gateway import ids
-from llmbatch.gateway.batches import TENANT_LABEL, _unix
+from llmbatch.gateway.batches import TENANT_LABEL, unix_time
 from llmbatch.gateway.errors import ApiError, not_found
 from llmbatch.gateway.files import FileMeta
 from llmbatch.gateway.kube import NotFound
@@ -68,9 +68,9 @@ async def get_file(
         status = job.get("status") or {}
         stamps = status.get("timestamps") or {}
         created = (
-            _unix(status.get("completionTime"))
-            or _unix(stamps.get("completedAt"))
-            or _unix(job["metadata"].get("creationTimestamp"))
+            unix_time(status.get("completionTime"))
+            or unix_time(stamps.get("completedAt"))
+            or unix_time(job["metadata"].get("creationTimestamp"))
             or 0
         )
         name = "output.jsonl" if ref.kind == "output" else "errors.jsonl"

@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from llmbatch.api.lines import Limits, LineError
 from llmbatch.gateway import ids
 from llmbatch.gateway.auth import PrincipalDep
-from llmbatch.gateway.batches import tenant_selector
+from llmbatch.gateway.batches import BATCH_ID_LABEL, tenant_selector
 from llmbatch.gateway.errors import ApiError, bad_request
 from llmbatch.gateway.files import FileMeta, UploadOutcome, UploadSink
 from llmbatch.gateway.lookup import FileView, get_file, result_uri
@@ -188,7 +188,7 @@ async def _output_file_ids(gateway: Gateway, tenant: str) -> list[str]:
     jobs = await gateway.jobs.list(tenant_selector(tenant))
     found = []
     for job in jobs:
-        batch_id = (job["metadata"].get("labels") or {}).get("llmbatch.io/batch-id", "")
+        batch_id = (job["metadata"].get("labels") or {}).get(BATCH_ID_LABEL, "")
         if not ids.is_batch_id(batch_id):
             continue
         for kind in _RESULT_KINDS:
