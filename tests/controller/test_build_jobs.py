@@ -41,6 +41,8 @@ def test_runner_job_is_an_indexed_job_per_shard() -> None:
     assert spec["completionMode"] == "Indexed"
     assert spec["completions"] == spec["parallelism"] == 3
     assert spec["backoffLimitPerIndex"] == 2
+    # The operator decides when one failed index fails the batch (see compute).
+    assert "maxFailedIndexes" not in spec
     assert spec["suspend"] is True  # Kueue admits by unsuspending
     # One hour to the deadline plus the grace margin.
     assert spec["activeDeadlineSeconds"] == 3600 + CONFIG.deadline_grace_seconds

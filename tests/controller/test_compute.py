@@ -533,3 +533,58 @@ def test_all_shards_done_before_the_operator_saw_the_deadline_still_succeeds() -
     )
     assert decision.phase == Phase.FINALIZING
     assert decision.actions == [CreateFinalizeJob("none")]
+
+
+def test_at_the_deadline_shards_get_a_grace_to_stop_by_themselves() -> None:
+    body = batchjob(validated("Running"))
+    early = compute_status(body, job(active=2), None, [pod(0), pod(1)], [], at(60.25))
+    assert early.phase == Phase.FINALIZING and early.status["reason"] == "DeadlineExceeded"
+    assert early.actions == []
+    assert "waiting for 2 shard pod(s) to stop" in early.status["message"]
+    late = compute_status(batchjob(early.status), job(active=2), None, [pod(0)], [], at(61))
+    assert late.actions == [SetRunJobSuspended(True)]
+    assert late.status["message"].count("waiting") == 1
+
+
+def test_a_shard_stopped_at_the_deadline_does_not_stop_the_others() -> None:
+    running = job(active=1, failed_indexes="0")
+    decision = compute_status(
+        batchjob(validated("Running")),
+        running,
+        None,
+        [pod(0, "Failed", exit_code=43), pod(1)],
+        [],
+        at(59.9),
+    )
+    assert decision.phase == Phase.FINALIZING
+    assert decision.actions == []
+
+
+def test_a_permanent_error_on_one_shard_fails_the_batch_and_stops_the_others() -> None:
+    running = job(active=1, failed_indexes="1")
+    decision = compute_status(
+        batchjob(validated("Running")),
+        running,
+        None,
+        [pod(0), pod(1, "Failed", exit_code=42)],
+        [],
+        at(5),
+    )
+    assert decision.phase == Phase.FAILED
+    assert decision.status["reason"] == "PermanentError"
+    assert decision.actions == [SetRunJobSuspended(True)]
+
+
+def test_an_index_out_of_retries_fails_the_batch_while_others_run() -> None:
+    running = job(active=1, failed_indexes="1")
+    decision = compute_status(
+        batchjob(validated("Running")),
+        running,
+        None,
+        [pod(0), pod(1, "Failed", exit_code=137)],
+        [],
+        at(5),
+    )
+    assert decision.status["reason"] == "BackoffLimitExceeded"
+    assert "shard(s) 1" in decision.status["message"]
+    assert decision.actions == [SetRunJobSuspended(True)]

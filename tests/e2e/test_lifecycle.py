@@ -164,6 +164,8 @@ def test_deadline_expires_with_batch_expired_errors(
     out, errors = assert_exactly_once(store, body, status, requests)
     codes = collections.Counter(line["error"]["code"] for line in errors)
     assert codes["batch_expired"] > 0, (len(out), codes, status)
+    # Shards stopped by the deadline, not by the operator: nothing reads "cancelled".
+    assert codes["batch_cancelled"] == 0, codes
     assert status["reason"] == "DeadlineExceeded"
     assert "expiredAt" in status["timestamps"]
 

@@ -180,10 +180,11 @@ def build_runner_job(
             "completionMode": "Indexed",
             "completions": spec.parallelism,
             "parallelism": spec.parallelism,
+            # No maxFailedIndexes: when a shard fails, the operator decides. A shard that
+            # stopped at the deadline (43) must not get the others killed mid-way (they stop
+            # by themselves and record their lines as expired); any other failed index fails
+            # the batch and the operator suspends the Job to stop the remaining shards.
             "backoffLimitPerIndex": spec.max_retries,
-            # One shard that cannot finish fails the batch: stop the others instead of
-            # spending GPU hours on a result that will be Failed anyway.
-            "maxFailedIndexes": 0,
             "podFailurePolicy": {
                 "rules": [
                     # Preemption, node drain, eviction: not the shard's fault, not a retry.

@@ -125,7 +125,10 @@ def compute_status(
     *,
     validation: ValidationResult | None = None,
     manifest: Mapping[str, Any] | None = None,
+    stop_grace_seconds: float = 45.0,
 ) -> Decision:
+    """``stop_grace_seconds``: after the deadline, how long shards get to stop by themselves
+    (recording their lines as batch_expired) before the operator suspends the Job."""
     meta = batchjob.get("metadata") or {}
     old: dict[str, Any] = copy.deepcopy(dict(batchjob.get("status") or {}))
     new: dict[str, Any] = copy.deepcopy(old)
@@ -221,7 +224,18 @@ def compute_status(
             )
     if target is None:
         target = _decide_running(
-            spec, phase, new, run, fin, agg, progress_states, deadline, now, actions, manifest
+            spec,
+            phase,
+            new,
+            run,
+            fin,
+            agg,
+            progress_states,
+            deadline,
+            now,
+            actions,
+            manifest,
+            stop_grace_seconds,
         )
     return _finish(
         batchjob,
@@ -252,6 +266,7 @@ def _decide_running(
     now: datetime,
     actions: list[Action],
     manifest: Mapping[str, Any] | None,
+    stop_grace_seconds: float,
 ) -> _Target:
     """The phases after validation: run, stop, finalize."""
     job_name = str(old.get("jobName"))
@@ -281,7 +296,10 @@ def _decide_running(
                 f"the deadline {format_time(deadline)} passed: stopping shards, "
                 "unfinished requests become batch_expired errors",
             )
-        elif run.failed:
+        elif run.failed or run.failed_indexes:
+            if run.exists and not run.finished and not run.suspended:
+                # Stop the shards still running: the batch cannot succeed any more.
+                actions.append(SetRunJobSuspended(True))
             if run.permanent_error or "failed" in progress_states:
                 return _Target(
                     Phase.FAILED,
@@ -290,12 +308,12 @@ def _decide_running(
                     f"or arguments cannot work); see kubectl logs job/{job_name}",
                 )
             failed = _shard_list(run.failed_indexes) or "?"
+            reason = f" ({run.failed_reason})" if run.failed_reason else ""
             return _Target(
                 Phase.FAILED,
                 Reason.BACKOFF_LIMIT_EXCEEDED,
                 f"shard(s) {failed} failed more than spec.maxRetries="
-                f"{spec.max_retries} times ({run.failed_reason}); "
-                f"see kubectl logs job/{job_name}",
+                f"{spec.max_retries} times{reason}; see kubectl logs job/{job_name}",
             )
         else:
             return _decide_active(spec, phase, run, actions)
@@ -306,7 +324,15 @@ def _decide_running(
     # Stopping: no shard may still write when finalize starts, or a line could be lost or
     # counted twice.
     if run.exists and not run.finished and (run.has_live_pods or not run.suspended):
-        if not run.suspended:
+        # At the deadline the shards stop by themselves and record their lines as expired;
+        # suspending would SIGTERM them into recording "cancelled". Only shards that do not
+        # stop within the grace (stuck, or still loading the model) are suspended.
+        self_stopping = (
+            stop == "expired"
+            and run.has_live_pods
+            and (now - deadline).total_seconds() < stop_grace_seconds
+        )
+        if not run.suspended and not self_stopping:
             actions.append(SetRunJobSuspended(True))
         live = max(run.live_pods, run.active)
         target.message = (

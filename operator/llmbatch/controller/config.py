@@ -47,6 +47,9 @@ class OperatorConfig:
     # SIGTERM to SIGKILL for a shard: time to commit the part in flight and its checkpoint.
     termination_grace_seconds: int = 60
     finalize_backoff_limit: int = 2
+    # After the deadline, shards get this long to stop by themselves (runner grace period
+    # 20 s, plus margin) before the operator suspends the Job.
+    expire_stop_grace_seconds: float = 45.0
     # Polling intervals of the per-BatchJob daemon; Job watch events wake it earlier.
     active_interval: float = 2.5
     idle_interval: float = 30.0
@@ -84,6 +87,9 @@ class OperatorConfig:
                 "LLMBATCH_PROGRESS_INTERVAL", base.progress_write_interval
             ),
             max_input_bytes=_env_int("LLMBATCH_MAX_INPUT_BYTES", base.max_input_bytes),
+            expire_stop_grace_seconds=_env_float(
+                "LLMBATCH_EXPIRE_STOP_GRACE", base.expire_stop_grace_seconds
+            ),
             namespaces=namespaces,
             runner_env=extra,
         )

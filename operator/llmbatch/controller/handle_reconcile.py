@@ -133,6 +133,7 @@ async def observe_and_decide(
         now,
         validation=validation,
         manifest=manifest,
+        stop_grace_seconds=runtime.config.expire_stop_grace_seconds,
     )
 
 
