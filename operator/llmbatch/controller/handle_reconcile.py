@@ -286,11 +286,18 @@ async def batchjob_daemon(
             try:
                 delay = await reconcile_once(body, memory, runtime)
                 memory.failures = 0
-            except (KubeError, StorageError, OSError) as exc:
+            except Exception as exc:
+                # API or storage trouble (or a bug): back off and retry; the traceback goes
+                # to the log, the loop keeps the other BatchJobs' daemons unaffected.
                 memory.failures += 1
                 delay = min(60.0, 2.0**memory.failures)
                 logger.warning(
-                    "%s/%s: reconcile failed (retry in %.0fs): %s", namespace, name, delay, exc
+                    "%s/%s: reconcile failed (retry in %.0fs): %s",
+                    namespace,
+                    name,
+                    delay,
+                    exc,
+                    exc_info=not isinstance(exc, (KubeError, StorageError, OSError)),
                 )
             if delay is None:
                 return
