@@ -87,3 +87,34 @@ def test_crd_served_on_create_and_gone_on_delete(cluster: Cluster) -> None:
     wait_for(lambda: cluster.raw("GET", f"/apis/{group}/v1")[0] == 404, what="unserved")
     assert cluster.raw("GET", f"/apis/{group}/v1/namespaces/default/gadgets/g1")[0] == 404
     assert group != TEST_GROUP
+
+
+def test_cluster_scoped_custom_resource(cluster: Cluster) -> None:
+    group = "scope.llmbatch.io"
+    crd = widget_crd(group=group, plural="globals", kind="Global")
+    crd["spec"]["scope"] = "Cluster"
+    ext = client.ApiextensionsV1Api(cluster.api)
+    ext.create_custom_resource_definition(crd)
+    try:
+        wait_for(lambda: cluster.raw("GET", f"/apis/{group}/v1")[0] == 200, what="served")
+        _, resources = cluster.raw("GET", f"/apis/{group}/v1")
+        assert resources["resources"][0]["namespaced"] is False
+        custom = client.CustomObjectsApi(cluster.api)
+        made = custom.create_cluster_custom_object(
+            group,
+            "v1",
+            "globals",
+            {
+                "apiVersion": f"{group}/v1",
+                "kind": "Global",
+                "metadata": {"name": "one"},
+                "spec": {"size": 2},
+            },
+        )
+        assert "namespace" not in made["metadata"]
+        listed = custom.list_cluster_custom_object(group, "v1", "globals")
+        assert [i["metadata"]["name"] for i in listed["items"]] == ["one"]
+        status, _ = cluster.raw("GET", f"/apis/{group}/v1/namespaces/default/globals/one")
+        assert status == 404
+    finally:
+        ext.delete_custom_resource_definition(f"globals.{group}")
