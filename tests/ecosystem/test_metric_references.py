@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import helm_python as helm
+import promql_parser
 import pytest
 import yaml
 from prometheus_client import REGISTRY, CollectorRegistry
@@ -128,62 +129,41 @@ def test_allow_lists_are_not_stale() -> None:
     assert not {name for name in EXTERNAL if name.startswith("llmbatch_")}
 
 
-# --- a small PromQL reader ---------------------------------------------------------------------
+# --- reading PromQL ------------------------------------------------------------------------------
 
-# Aggregations and functions of PromQL (Prometheus 3) plus what Grafana's query editor adds.
-_FUNCTION_WORDS = """
-sum min max avg group stddev stdvar count count_values bottomk topk quantile limitk limit_ratio
-abs absent absent_over_time ceil changes clamp clamp_max clamp_min day_of_month day_of_week
-day_of_year days_in_month delta deriv exp floor histogram_avg histogram_count histogram_fraction
-histogram_quantile histogram_stddev histogram_stdvar histogram_sum holt_winters
-double_exponential_smoothing hour idelta increase irate label_join label_replace ln log2 log10
-minute month predict_linear rate resets round scalar sgn sort sort_desc sort_by_label
-sort_by_label_desc sqrt time timestamp vector year avg_over_time min_over_time max_over_time
-sum_over_time count_over_time quantile_over_time stddev_over_time stdvar_over_time
-last_over_time present_over_time mad_over_time acos acosh asin asinh atan atanh cos cosh sin
-sinh tan tanh deg pi rad info start end
-"""
-_KEYWORD_WORDS = "and or unless bool atan2 inf nan group_left group_right"
-FUNCTIONS = frozenset(_FUNCTION_WORDS.split())
-KEYWORDS = frozenset(_KEYWORD_WORDS.split())
-_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+# Grafana's interval variables, and any other variable (ours sit inside label matcher strings).
+_GRAFANA_INTERVALS = re.compile(r"\$(?:__rate_interval|__interval|__range)\b|\$\{__[a-z_]+\}")
 _GRAFANA_VARIABLES = re.compile(r"\$\{[^}]*\}|\[\[[^\]]*\]\]|\$[A-Za-z_][A-Za-z0-9_]*")
-_MATCHERS = re.compile(r"\{[^{}]*\}")
-_RANGES = re.compile(r"\[[^\[\]]*\]")
-_OFFSET = re.compile(r"\boffset\s+-?[0-9a-z]+", re.IGNORECASE)
-_GROUPING = re.compile(
-    r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)", re.IGNORECASE
-)
-_TOKEN = re.compile(
-    r"(?P<number>0x[0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)"
-    r"|(?P<name>[A-Za-z_:][A-Za-z0-9_:]*)(?P<call>\s*\()?"
-    r"|(?P<other>\S)"
-)
+
+
+def parse(expr: str) -> promql_parser.Expr:
+    """Parse (and type-check) PromQL, with Grafana's variables replaced by sample values."""
+    text = _GRAFANA_INTERVALS.sub("5m", expr)
+    text = _GRAFANA_VARIABLES.sub("x", text)
+    return promql_parser.parse(text)
 
 
 def metric_names(expr: str) -> set[str]:
-    """The metric names a PromQL expression selects (Grafana variables allowed).
-
-    Raises ValueError on a call of an unknown function, so a typo there is not read as a
-    metric name either."""
-    text = _STRINGS.sub('""', expr)
-    text = _GRAFANA_VARIABLES.sub("0", text)
+    """The metric names a PromQL expression selects. Raises ValueError when it does not parse
+    or selects series by something other than a fixed name."""
     names: set[str] = set()
-    # {__name__="..."} selectors name a metric inside the matchers.
-    names.update(re.findall(r'__name__\s*=\s*"([A-Za-z_:][A-Za-z0-9_:]*)"', expr))
-    text = _MATCHERS.sub(" ", text)
-    text = _RANGES.sub(" ", text)
-    text = _OFFSET.sub(" ", text)
-    text = _GROUPING.sub(" ", text)
-    for match in _TOKEN.finditer(text):
-        name = match.group("name")
-        if name is None or name.lower() in KEYWORDS:
-            continue
-        if match.group("call"):
-            if name not in FUNCTIONS:
-                raise ValueError(f"unknown PromQL function {name!r} in {expr!r}")
-        else:
-            names.add(name)
+
+    def visit(node: promql_parser.Expr) -> None:
+        if not isinstance(node, promql_parser.VectorSelector):
+            return
+        if node.name:
+            names.add(node.name)
+            return
+        fixed = [
+            m.value
+            for m in node.matchers.matchers
+            if m.name == "__name__" and m.op == promql_parser.MatchOp.Equal
+        ]
+        if len(fixed) != 1 or node.matchers.or_matchers:
+            raise ValueError(f"{expr!r}: a selector without one fixed metric name")
+        names.add(fixed[0])
+
+    promql_parser.walk(parse(expr), visit)
     return names
 
 
@@ -194,9 +174,8 @@ def variable_metric_names(query: str) -> set[str]:
     """Metric names in a Grafana Prometheus variable query (label_values, query_result)."""
     match = _LABEL_VALUES.match(query)
     if match:
-        args = match.group("args")
         # label_values(label) names no metric; label_values(selector, label) does.
-        selector, _, _label = args.rpartition(",")
+        selector, _, _label = match.group("args").rpartition(",")
         return metric_names(selector) if selector.strip() else set()
     inner = re.match(r"^\s*query_result\((.*)\)\s*$", query, re.DOTALL)
     if inner:
@@ -215,30 +194,36 @@ def variable_metric_names(query: str) -> set[str]:
             " by (outcome)",
             {"llmbatch_runner_requests_total"},
         ),
-        (
-            "histogram_quantile(0.95, sum by (le) (rate(x_bucket[5m]))) > 1e3",
-            {"x_bucket"},
-        ),
+        ("histogram_quantile(0.95, sum by (le) (rate(x_bucket[5m]))) > 1e3", {"x_bucket"}),
         (
             'a - on (namespace, batchjob) group_left(pod) b{c="d"} offset 1h unless ignoring(x) c',
             {"a", "b", "c"},
         ),
         (
-            'label_replace(up, "dst", "sum(fake)", "src", "(.*)") and bool DCGM_FI_DEV_GPU_UTIL',
+            'label_replace(up, "dst", "sum(fake)", "src", "(.*)") > bool DCGM_FI_DEV_GPU_UTIL',
             {"up", "DCGM_FI_DEV_GPU_UTIL"},
         ),
         ('{__name__="llmbatch_sla_at_risk"}', {"llmbatch_sla_at_risk"}),
         ("min_over_time(sum(q{phase='Queued'})[30m:1m]) > 0", {"q"}),
-        ("vector(0) or time() - 3 * inf", set()),
+        ("vector(0) or vector(time() - 3)", set()),
     ],
 )
 def test_metric_names_reads_promql(expr: str, names: set[str]) -> None:
     assert metric_names(expr) == names
 
 
-def test_metric_names_rejects_an_unknown_function() -> None:
-    with pytest.raises(ValueError, match="ratee"):
-        metric_names("sum(ratee(llmbatch_status_patches_total[5m]))")
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "sum(ratee(llmbatch_status_patches_total[5m]))",  # no such function
+        "rate(llmbatch_status_patches_total)",  # rate needs a range
+        "sum(llmbatch_batchjobs",  # unbalanced
+        '{__name__=~"llmbatch_.*"}',  # no fixed name to check
+    ],
+)
+def test_metric_names_rejects_bad_queries(expr: str) -> None:
+    with pytest.raises(ValueError):
+        metric_names(expr)
 
 
 def test_variable_queries() -> None:
