@@ -51,7 +51,7 @@ class Cluster:
         headers.update(extra or {})
         return headers
 
-    def raw(
+    def request(
         self,
         method: str,
         path: str,
@@ -59,8 +59,8 @@ class Cluster:
         content_type: str = "application/json",
         headers: dict[str, str] | None = None,
         timeout: float = 10.0,
-    ) -> tuple[int, Any]:
-        """One HTTP request; the decoded JSON body (or text) and the status code."""
+    ) -> urllib3.BaseHTTPResponse:
+        """One HTTP request with the cluster's credentials; the raw response."""
         data: bytes | None
         if isinstance(body, dict | list):
             data = json.dumps(body).encode()
@@ -71,9 +71,21 @@ class Cluster:
         hdrs = self._headers(headers)
         if data is not None:
             hdrs["Content-Type"] = content_type
-        resp = self._pool().request(
+        return self._pool().request(
             method, self.url + path, body=data, headers=hdrs, timeout=timeout, retries=False
         )
+
+    def raw(
+        self,
+        method: str,
+        path: str,
+        body: bytes | str | JSON | list[Any] | None = None,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+        timeout: float = 10.0,
+    ) -> tuple[int, Any]:
+        """One HTTP request; the status code and the decoded JSON body (or text)."""
+        resp = self.request(method, path, body, content_type, headers, timeout)
         text = resp.data.decode()
         try:
             return resp.status, json.loads(text)

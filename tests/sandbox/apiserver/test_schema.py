@@ -111,3 +111,20 @@ def test_cel_transition_rule(cluster: Cluster, namespace: str, widgets: str) -> 
 def test_metadata_name_validated(cluster: Cluster, namespace: str, widgets: str) -> None:
     status, body = _create(cluster, namespace, "Not_Valid", {"size": 1})
     assert status == 422 and "metadata.name" in body["message"]
+
+
+def test_unknown_fields_warn_by_default_and_fail_when_strict(
+    cluster: Cluster, namespace: str, widgets: str
+) -> None:
+    base = f"/apis/{TEST_GROUP}/v1/namespaces/{namespace}/widgets"
+    body = {
+        "apiVersion": f"{TEST_GROUP}/v1",
+        "kind": "Widget",
+        "metadata": {"name": "u"},
+        "spec": {"size": 1, "typo": 1},
+    }
+    status, answer = cluster.raw("POST", f"{base}?fieldValidation=Strict", body)
+    assert status == 400 and 'unknown field "spec.typo"' in answer["message"]
+    resp = cluster.request("POST", base, body)
+    assert resp.status == 201
+    assert 'unknown field \\"spec.typo\\"' in resp.headers.get("Warning", "")

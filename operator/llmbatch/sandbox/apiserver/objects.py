@@ -8,6 +8,7 @@ import base64
 import copy
 import json
 from collections.abc import Callable
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,6 +29,10 @@ from llmbatch.sandbox.apiserver.selectors import Filter
 from llmbatch.sandbox.apiserver.store import Store
 
 JSON = dict[str, Any]
+
+# Per request: where fieldValidation=Warn (the default) collects the dropped-field warnings
+# the HTTP layer sends as ``Warning`` headers; None when they are not wanted.
+FIELD_WARNINGS: ContextVar[list[str] | None] = ContextVar("field_warnings", default=None)
 
 ORPHAN = "orphan"
 FOREGROUND = "foregroundDeletion"
@@ -106,6 +111,9 @@ class Objects:
         if rt.custom and rt.schema is not None:
             dropped: list[str] = []
             obj = schema.prune(obj, rt.schema, root=True, dropped=dropped)
+            warnings = FIELD_WARNINGS.get()
+            if dropped and not strict and warnings is not None:
+                warnings.extend(f'unknown field "{p}"' for p in dropped)
             if strict and dropped:
                 unknown = ", ".join(f'unknown field "{p}"' for p in dropped)
                 raise bad_request(

@@ -20,6 +20,7 @@ from llmbatch.sandbox.apiserver.errors import (
     method_not_allowed,
     unknown_resource,
 )
+from llmbatch.sandbox.apiserver.objects import FIELD_WARNINGS
 from llmbatch.sandbox.apiserver.patch import APPLY
 from llmbatch.sandbox.apiserver.resources import ResourceType
 from llmbatch.sandbox.apiserver.selectors import make_filter
@@ -85,8 +86,11 @@ class Routes:
         self.registry = server.registry
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        mode = request.query.get("fieldValidation", "Warn").lower()
+        warnings: list[str] | None = [] if mode == "warn" else None
+        token = FIELD_WARNINGS.set(warnings)
         try:
-            return await self._dispatch(request)
+            response = await self._dispatch(request)
         except ApiError as exc:
             return error_response(exc)
         except (ConnectionResetError, asyncio.CancelledError):
@@ -94,6 +98,13 @@ class Routes:
         except Exception as exc:  # a bug: still answer as the API would, and log it
             log.exception("internal error on %s %s", request.method, request.path)
             return error_response(ApiError(500, f"internal error: {exc}"))
+        finally:
+            FIELD_WARNINGS.reset(token)
+        if warnings and not response.prepared:
+            for text in warnings:
+                escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+                response.headers.add("Warning", f'299 - "{escaped}"')
+        return response
 
     # -- dispatch --------------------------------------------------------------------------
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
