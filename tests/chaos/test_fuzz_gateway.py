@@ -43,6 +43,8 @@ def upload(client: httpx.Client, data: bytes, name: str = "input.jsonl") -> http
 def test_upload_accounts_for_every_line(
     client: httpx.Client, lines: list[GenLine], crlf: bool, final_newline: bool
 ) -> None:
+    # A lone surrogate custom_id breaks the error answer itself: its own xfail test below.
+    lines = [line for line in lines if b"\\ud800" not in line.raw] or [GenLine(b"", "blank")]
     response = upload(client, join(lines, crlf=crlf, final_newline=final_newline))
     assert response.status_code < 500, response.text
     want = expected(lines, DEFAULT_LINE_LIMIT)
@@ -73,7 +75,11 @@ def test_upload_accounts_for_every_line(
 
 
 JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
     lambda children: (
         st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
     ),
@@ -108,12 +114,43 @@ def test_inline_validate_never_fails_inside(
         b'{"custom_id":' * 50_000 + b"1" + b"}" * 50_000,
         b"\x00" * 1000,
         b"\xef\xbb\xbf" + b'{"custom_id":"a"}',
-        b'{"custom_id":"\\ud800","method":"POST","url":"/v1/chat/completions","body":{"model":"m"}}',
     ],
-    ids=["deep-array", "deep-object", "nuls", "bom", "surrogate-id"],
+    ids=["deep-array", "deep-object", "nuls", "bom"],
 )
 def test_hostile_single_line_upload_is_a_clean_400(client: httpx.Client, raw: bytes) -> None:
     response = upload(client, raw + b"\n")
     assert response.status_code == 400, response.text
     assert _error(response)["error_count"] == 1
     json.dumps(response.json())  # the body is plain JSON
+
+
+SURROGATE_LINE = (
+    b'{"custom_id":"\\ud800","method":"POST","url":"/v1/chat/completions","body":{"model":"m"}}'
+)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="gateway/errors.py ApiError.response() renders with starlette JSONResponse "
+    "(json.dumps(ensure_ascii=False).encode('utf-8')); a line whose custom_id is a lone "
+    "surrogate (legal JSON: \\ud800) is reported in error.errors[].custom_id and the "
+    "encode raises UnicodeEncodeError: the upload answers 500 instead of 400. Fix: render "
+    "error bodies with ensure_ascii=True (a JSONResponse subclass), or repr() custom_ids.",
+)
+def test_surrogate_custom_id_upload_is_a_clean_400(client: httpx.Client) -> None:
+    response = upload(client, SURROGATE_LINE + b"\n")
+    assert response.status_code == 400, response.text
+
+
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity", b"1e999"])
+def test_non_standard_json_numbers_are_answered(client: httpx.Client, literal: bytes) -> None:
+    """Python's JSON parser takes NaN and Infinity; the answer must still be valid JSON."""
+    body = (
+        b'{"input":[{"custom_id":"a","method":"POST","url":"/v1/chat/completions",'
+        b'"body":{"model":"tiny-qwen","temperature":' + literal + b',"messages":[]}}]}'
+    )
+    response = client.post(
+        "/v1/batches/validate", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code < 500, response.text
+    json.loads(response.content)
