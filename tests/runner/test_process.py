@@ -228,3 +228,58 @@ def test_embeddings_batch(tmp_path: Path, tiny_model: Path) -> None:
     assert [d["index"] for d in rows["e1"]["response"]["body"]["data"]] == [0, 1]
     assert rows["e2"]["response"]["body"]["usage"]["prompt_tokens"] == 3
     assert isinstance(rows["b64"]["response"]["body"]["data"][0]["embedding"], str)
+
+
+@pytest.mark.slow
+def test_llmbatch_run_command(tmp_path: Path, tiny_model: Path) -> None:
+    source = write_lines(tmp_path / "in.jsonl", [*chat_batch(4, max_tokens=3), b"{bad"])
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_ENABLE_V1")}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "llmbatch.cli.main",
+            "run",
+            str(source),
+            "--output",
+            f"file://{out}",
+            "--model",
+            str(tiny_model),
+            "--served-model-name",
+            NAME,
+            "--engine-args",
+            ENGINE_ARGS,
+        ],
+        env=env,
+        capture_output=True,
+        check=False,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-3000:]
+    summary = json.loads(proc.stdout.decode().strip().splitlines()[-1])
+    assert summary["requestCounts"] == {"total": 5, "completed": 4, "failed": 1}
+    assert summary["usage"]["completionTokens"] == 12
+    assert len(read_jsonl((out / "output.jsonl").read_bytes())) == 4
+    assert json.loads((out / "manifest.json").read_bytes())["requestCounts"]["total"] == 5
+
+
+def test_llmbatch_run_missing_input(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "llmbatch.cli.main",
+            "run",
+            str(tmp_path / "none.jsonl"),
+            "--output",
+            str(tmp_path / "out"),
+            "--model",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+    assert proc.returncode == ExitCode.PERMANENT
+    assert "does not exist" in proc.stderr.decode()

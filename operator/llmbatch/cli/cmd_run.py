@@ -52,10 +52,10 @@ def run(
             checkpoint_seconds=checkpoint_seconds,
         )
     except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(int(ExitCode.PERMANENT)) from exc
     except PermanentError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(int(ExitCode.PERMANENT)) from exc
     counts = manifest["requestCounts"]
     usage = manifest["usage"]
