@@ -9,8 +9,8 @@ import contextlib
 import logging
 from typing import Any
 
+from llmbatch.sandbox.apiserver.crds import CRD_CLEANUP_FINALIZER
 from llmbatch.sandbox.apiserver.errors import ApiError
-from llmbatch.sandbox.apiserver.kinds import CRD_CLEANUP_FINALIZER
 from llmbatch.sandbox.apiserver.objects import (
     CRD_STORAGE,
     FOREGROUND,

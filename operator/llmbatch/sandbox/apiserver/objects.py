@@ -12,7 +12,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from llmbatch.sandbox.apiserver import cel, kinds, meta, schema
+from llmbatch.sandbox.apiserver import cel, kinds, meta, pods, schema
 from llmbatch.sandbox.apiserver.conversion import to_storage, to_version
 from llmbatch.sandbox.apiserver.errors import (
     ApiError,
@@ -244,7 +244,7 @@ class Objects:
         pod = self._fetch(rt, ns, name)
         if pod["metadata"].get("deletionTimestamp"):
             raise ApiError(409, f"pod {name} is being deleted, cannot be assigned to a host")
-        kinds.bind_pod(pod, body)
+        pods.bind_pod(pod, body)
         self.store.put(rt.storage, pod)
         self._notify()
         return {

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from dataclasses import dataclass
@@ -13,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from aiohttp import web
 
-from llmbatch.sandbox.apiserver import discovery, logs, protobuf, tables
+from llmbatch.sandbox.apiserver import discovery, protobuf, tables
+from llmbatch.sandbox.apiserver.admin import serve_admin
 from llmbatch.sandbox.apiserver.errors import (
     ApiError,
     bad_request,
@@ -22,7 +22,9 @@ from llmbatch.sandbox.apiserver.errors import (
 )
 from llmbatch.sandbox.apiserver.objects import FIELD_WARNINGS
 from llmbatch.sandbox.apiserver.patch import APPLY
+from llmbatch.sandbox.apiserver.podlogs import serve_log
 from llmbatch.sandbox.apiserver.resources import ResourceType
+from llmbatch.sandbox.apiserver.responses import error_response, flag, int_param, json_response
 from llmbatch.sandbox.apiserver.selectors import make_filter
 from llmbatch.sandbox.apiserver.watch import WatchRequest, WatchStream
 
@@ -48,35 +50,6 @@ class Target:
     @property
     def resource(self) -> str:
         return f"{self.rt.plural}/{self.sub}" if self.sub else self.rt.plural
-
-
-def json_response(body: JSON, status: int = 200) -> web.Response:
-    return web.Response(
-        body=json.dumps(body, separators=(",", ":")).encode(),
-        status=status,
-        content_type="application/json",
-    )
-
-
-def error_response(exc: ApiError) -> web.Response:
-    response = json_response(exc.status(), exc.code)
-    if exc.retry_after is not None:
-        response.headers["Retry-After"] = str(exc.retry_after)
-    return response
-
-
-def _flag(value: str | None) -> bool:
-    return value is not None and value.lower() in ("true", "1")
-
-
-def _int(query: Any, key: str) -> int | None:
-    value = query.get(key)
-    if value in (None, ""):
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise bad_request(f"invalid value for {key}: {value!r}") from None
 
 
 class Routes:
@@ -131,7 +104,7 @@ class Routes:
         if head == "openapi":
             return self._openapi(request, parts)
         if head == "sandbox":
-            return await self._admin(request, parts[1:])
+            return await serve_admin(self.server, request, parts[1:], self._body)
         if head == "api":
             if len(parts) == 1:
                 return json_response(discovery.api_versions(request.host))
@@ -201,7 +174,7 @@ class Routes:
         ns = t.namespace or ""
         if t.rt.namespaced and t.name is not None and t.namespace is None:
             raise unknown_resource()
-        watching = t.watch_path or _flag(query.get("watch"))
+        watching = t.watch_path or flag(query.get("watch"))
         verb = {
             "GET": "watch" if watching else ("get" if t.name else "list"),
             "POST": "create",
@@ -231,7 +204,7 @@ class Routes:
         accept = request.headers.get("Accept", "")
         if verb == "get":
             if t.sub == "log":
-                return await self._log(request, t)
+                return await serve_log(self.server, request, t.rt, ns, str(t.name))
             obj = self.objects.get(t.rt, ns, str(t.name))
             if tables.wants_table(accept):
                 return json_response(
@@ -246,7 +219,7 @@ class Routes:
         if verb == "list":
             flt = make_filter(t.namespace, query.get("labelSelector"), query.get("fieldSelector"))
             items, meta = self.objects.list_objects(
-                t.rt, flt, _int(query, "limit"), query.get("continue")
+                t.rt, flt, int_param(query, "limit"), query.get("continue")
             )
             if tables.wants_table(accept):
                 return json_response(
@@ -331,9 +304,9 @@ class Routes:
         if query.get("propagationPolicy"):
             options["propagationPolicy"] = query["propagationPolicy"]
         if query.get("gracePeriodSeconds"):
-            options["gracePeriodSeconds"] = _int(query, "gracePeriodSeconds")
+            options["gracePeriodSeconds"] = int_param(query, "gracePeriodSeconds")
         if query.get("orphanDependents"):
-            options["orphanDependents"] = _flag(query["orphanDependents"])
+            options["orphanDependents"] = flag(query["orphanDependents"])
         return options
 
     def _finalize_namespace(self, t: Target, body: JSON) -> JSON:
@@ -376,7 +349,7 @@ class Routes:
                 )
             return shown
 
-        timeout = _int(query, "timeoutSeconds")
+        timeout = int_param(query, "timeoutSeconds")
         resource_version = query.get("resourceVersion")
         if forced_gone:
             resource_version = "1"
@@ -388,8 +361,8 @@ class Routes:
                 flt,
                 resource_version,
                 float(timeout) if timeout is not None else None,
-                _flag(query.get("allowWatchBookmarks")),
-                _flag(query.get("sendInitialEvents")),
+                flag(query.get("allowWatchBookmarks")),
+                flag(query.get("sendInitialEvents")),
                 render,
             ),
             self.server.bookmark_interval,
@@ -399,90 +372,3 @@ class Routes:
             return await watch.serve(request)
         finally:
             self.server.watches.discard(watch)
-
-    # -- logs ------------------------------------------------------------------------------
-    async def _log(self, request: web.Request, t: Target) -> web.StreamResponse:
-        ns, name = t.namespace or "", str(t.name)
-        pod = self.objects.get(t.rt, ns, name)
-        containers = [c.get("name") for c in (pod.get("spec") or {}).get("containers") or []]
-        container = request.query.get("container")
-        if not container:
-            if len(containers) != 1:
-                raise bad_request(
-                    f"a container name must be specified for pod {name}, choose one "
-                    f"of: [{' '.join(map(str, containers))}]"
-                )
-            container = str(containers[0])
-        elif container not in containers:
-            raise bad_request(f"container {container} is not valid for pod {name}")
-        store: logs.PodLogs = self.server.logs
-        data = store.read(ns, name, container)
-        lines, limit = _int(request.query, "tailLines"), _int(request.query, "limitBytes")
-        if not _flag(request.query.get("follow")):
-            return web.Response(body=logs.tail(data, lines, limit), content_type="text/plain")
-        return await self._follow(request, t, container, logs.tail(data, lines, None))
-
-    async def _follow(
-        self, request: web.Request, t: Target, container: str, initial: bytes
-    ) -> web.StreamResponse:
-        ns, name = t.namespace or "", str(t.name)
-        response = web.StreamResponse()
-        response.content_type = "text/plain"
-        response.enable_chunked_encoding()
-        await response.prepare(request)
-        await response.write(initial)
-        done = asyncio.Event()
-        sub = self.server.store.subscribe(t.rt.storage)
-
-        def finished(obj: JSON | None) -> bool:
-            return obj is None or (obj.get("status") or {}).get("phase") in ("Succeeded", "Failed")
-
-        async def watch_pod() -> None:
-            while True:
-                change = await sub.queue.get()
-                if change is None:
-                    break
-                md = change.obj["metadata"]
-                if (md.get("namespace"), md.get("name")) == (ns, name) and (
-                    change.type == "DELETED" or finished(change.obj)
-                ):
-                    break
-            done.set()
-
-        watcher = asyncio.ensure_future(watch_pod())
-        self.server.log_followers.add(sub)
-        try:
-            if finished(self.server.store.get(t.rt.storage, ns, name)):
-                done.set()
-            offset = len(self.server.logs.read(ns, name, container))
-            async for chunk in self.server.logs.follow(ns, name, container, offset, done):
-                await response.write(chunk)
-        except ConnectionResetError:
-            pass
-        finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
-            self.server.store.unsubscribe(sub)
-            self.server.log_followers.discard(sub)
-        return response
-
-    # -- sandbox admin (fault injection, log appends from another process) -----------------
-    async def _admin(self, request: web.Request, parts: list[str]) -> web.StreamResponse:
-        server = self.server
-        if parts == ["faults"] and request.method == "POST":
-            body = await self._body(request)
-            fault = server.faults.from_json(body)
-            return json_response({"code": fault.code, "times": fault.times}, 201)
-        if parts == ["faults"] and request.method == "DELETE":
-            server.faults.clear()
-            return json_response({})
-        if parts == ["close-watches"] and request.method == "POST":
-            return json_response({"closed": server.close_watches(request.query.get("resource"))})
-        if parts == ["expire-history"] and request.method == "POST":
-            server.expire_history()
-            return json_response({})
-        if len(parts) == 4 and parts[0] == "logs" and request.method == "POST":
-            server.append_pod_log(parts[1], parts[2], await request.read(), container=parts[3])
-            return json_response({})
-        raise unknown_resource()
