@@ -418,3 +418,27 @@ def test_on_failure_pod_restarts_until_it_succeeds(kube: Kube) -> None:
     assert cs["restartCount"] == 1
     assert cs["lastState"]["terminated"]["exitCode"] == 2
     assert cs["state"]["terminated"]["exitCode"] == 0
+
+
+def test_max_failed_indexes_stops_the_other_indexes(kube: Kube) -> None:
+    """The operator's shape: one shard that cannot finish fails the Job at once."""
+    name = unique("maxfailed")
+    code = (
+        "import os, sys, time\n"
+        "if os.environ['JOB_COMPLETION_INDEX'] == '0': sys.exit(3)\n"
+        "time.sleep(60)"
+    )
+    create(
+        kube,
+        name,
+        code,
+        completionMode="Indexed",
+        completions=2,
+        parallelism=2,
+        backoffLimitPerIndex=0,
+        maxFailedIndexes=0,
+    )
+    job = finished(kube, name, "Failed")
+    assert condition(job, "Failed")["reason"] == "MaxFailedIndexesExceeded"  # type: ignore[index]
+    assert job["status"]["failedIndexes"].startswith("0")
+    assert not [p for p in kube.job_pods(name) if phase(p) in ("Running", "Pending")]

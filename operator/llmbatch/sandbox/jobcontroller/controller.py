@@ -267,10 +267,10 @@ class JobController:
         if backoff_limit is None:
             backoff_limit = MAX_INT32 if per_index else DEFAULT_BACKOFF_LIMIT
         max_failed = spec.get("maxFailedIndexes")
+        # The order of Kubernetes' syncJob: podFailurePolicy FailJob, backoffLimit, deadline,
+        # maxFailedIndexes, then all indexes ended.
         if tracking.outcome is not None:
             return tracking.outcome
-        if per_index and max_failed is not None and len(tracking.failed_indexes) > max_failed:
-            return cond.MAX_FAILED_INDEXES_EXCEEDED
         if tracking.failed + _restarts(job, pods) > int(backoff_limit):
             return cond.BACKOFF_LIMIT_EXCEEDED
         deadline = spec.get("activeDeadlineSeconds")
@@ -278,6 +278,8 @@ class JobController:
             elapsed = seconds_since(status.get("startTime"))
             if elapsed is not None and elapsed >= float(deadline):
                 return cond.DEADLINE_EXCEEDED
+        if per_index and max_failed is not None and len(tracking.failed_indexes) > max_failed:
+            return cond.MAX_FAILED_INDEXES_EXCEEDED
         if is_indexed(job) and completions is not None:
             done = tracking.completed_indexes | tracking.failed_indexes
             if len(done & set(range(completions))) >= completions:
