@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -368,3 +370,120 @@ def test_chart_files_include_the_dashboard() -> None:
     ignore = CHART / ".helmignore"
     patterns = ignore.read_text().split() if ignore.exists() else []
     assert not [p for p in patterns if Path("dashboards/llmbatch.json").match(p)]
+
+
+# --- the alerts, evaluated by Prometheus's own rule tester --------------------------------------
+
+PROMTOOL = shutil.which("promtool")
+
+
+def expected_alert(rule: dict[str, Any], value: str) -> dict[str, Any]:
+    annotations = dict(rule["annotations"])
+    annotations["description"] = annotations["description"].replace("{{ $value }}", value)
+    return {"exp_labels": rule["labels"], "exp_annotations": annotations}
+
+
+def alert_cases(rules: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Scenarios on a 1-minute grid (window 30m, for 15m, as the defaults)."""
+    sla, failed, stuck = (
+        rules[n] for n in ("BatchJobSLAAtRisk", "BatchJobFailed", "BatchJobStuckQueued")
+    )
+    queued = 'llmbatch_batchjobs{phase="Queued"}'
+    out_of_queued = 'llmbatch_phase_transitions_total{from="Queued",to="Running"}'
+
+    def case(
+        series: dict[str, str], checks: list[tuple[str, str, list[dict[str, Any]]]]
+    ) -> dict[str, Any]:
+        return {
+            "interval": "1m",
+            "input_series": [{"series": s, "values": v} for s, v in series.items()],
+            "alert_rule_test": [
+                {"eval_time": at, "alertname": name, "exp_alerts": alerts}
+                for at, name, alerts in checks
+            ],
+        }
+
+    return [
+        # At risk from minute 10: pending 15 minutes, then firing with the count.
+        case(
+            {"llmbatch_sla_at_risk": "0x10 2x40"},
+            [
+                ("20m", "BatchJobSLAAtRisk", []),
+                ("30m", "BatchJobSLAAtRisk", [expected_alert(sla, "2")]),
+            ],
+        ),
+        case(
+            {'llmbatch_batchjobs{phase="Failed"}': "0x5 1x20 0x10"},
+            [
+                ("4m", "BatchJobFailed", []),
+                ("8m", "BatchJobFailed", [expected_alert(failed, "1")]),
+                ("34m", "BatchJobFailed", []),  # deleted
+            ],
+        ),
+        # Queued from the start and nothing leaves: window 30m + for 15m.
+        case(
+            {queued: "1x120"},
+            [
+                ("40m", "BatchJobStuckQueued", []),
+                ("50m", "BatchJobStuckQueued", [expected_alert(stuck, "1")]),
+            ],
+        ),
+        # A moving queue: something leaves Queued every 10 minutes.
+        case(
+            {queued: "1x120", out_of_queued: " ".join(f"{i}x9" for i in range(12))},
+            [("60m", "BatchJobStuckQueued", []), ("110m", "BatchJobStuckQueued", [])],
+        ),
+        # The first transition ever (a new counter series at 40m) counts as leaving Queued.
+        case(
+            {queued: "1x120", out_of_queued: "_x40 1x80"},
+            [
+                ("45m", "BatchJobStuckQueued", []),
+                ("80m", "BatchJobStuckQueued", []),
+                ("90m", "BatchJobStuckQueued", [expected_alert(stuck, "1")]),
+            ],
+        ),
+        # Queued seen only since minute 60 (an operator restart): a full window first.
+        case(
+            {queued: "_x60 1x60"},
+            [
+                ("80m", "BatchJobStuckQueued", []),
+                ("110m", "BatchJobStuckQueued", [expected_alert(stuck, "1")]),
+            ],
+        ),
+    ]
+
+
+@pytest.mark.skipif(
+    PROMTOOL is None,
+    reason="promtool is not installed (Debian/Ubuntu package prometheus); it evaluates the alerts",
+)
+def test_alerts_fire_when_they_should(
+    rendered: dict[str, list[dict[str, Any]]], tmp_path: Path
+) -> None:
+    assert PROMTOOL is not None
+    [rule] = of_kind(rendered["rules"], "PrometheusRule")
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rule["spec"], sort_keys=False))
+    checked = subprocess.run(
+        [PROMTOOL, "check", "rules", "rules.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    suite = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": alert_cases(alerts_of(rendered["rules"])),
+    }
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump(suite, sort_keys=False))
+    tested = subprocess.run(
+        [PROMTOOL, "test", "rules", "test.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert tested.returncode == 0, tested.stdout + tested.stderr
