@@ -223,6 +223,7 @@ class JobController:
             tracking.counted.add(pod_uid)
             index = pod_index(pod, completions) if indexed else None
             if _phase(pod) == "Succeeded":
+                tracking.recent_failures = 0  # back-off counts failures since the last success
                 if not indexed:
                     tracking.succeeded += 1
                 elif index is not None and index not in tracking.completed_indexes:

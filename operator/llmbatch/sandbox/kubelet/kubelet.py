@@ -220,17 +220,18 @@ class Kubelet:
     def _apply_controls(self, runtime: PodRuntime) -> None:
         annotations = runtime.pod["metadata"].get("annotations") or {}
         if PREEMPT_ANNOTATION in annotations and not runtime.preempted:
+            runtime.preempted = True
             self._spawn(self._preempt(runtime, str(annotations[PREEMPT_ANNOTATION])))
         kill = annotations.get(KILL_ANNOTATION)
-        if kill is not None and kill != runtime.kill_seen:
+        # Applied once per distinct value, as soon as there is a process to signal.
+        if kill is not None and kill != runtime.kill_seen and runtime.process is not None:
             runtime.kill_seen = kill
             try:
                 sig = parse_signal(kill)
             except (KeyError, ValueError):
                 log.warning("pod %s: unknown signal %r in %s", runtime.name, kill, KILL_ANNOTATION)
                 return
-            if runtime.process is not None:
-                runtime.process.signal(sig)
+            runtime.process.signal(sig)
 
     def _event(
         self,
