@@ -59,3 +59,17 @@ async def test_keys_are_counted_separately() -> None:
     assert (await one.check("a", 1)).allowed
     assert not (await one.check("a", 1)).allowed
     assert (await one.check("b", 1)).allowed
+
+
+async def test_an_exhausted_key_is_refused_without_api_calls() -> None:
+    kube = MemKube()
+    now = [0.0]
+    one = limiter(kube, now)
+    assert (await one.check("a", 2)).allowed and (await one.check("a", 2)).allowed
+    assert not (await one.check("a", 2)).allowed
+    calls = kube.requests
+    for _ in range(20):
+        assert not (await one.check("a", 2)).allowed
+    assert kube.requests == calls
+    now[0] += 3600
+    assert (await one.check("a", 2)).allowed

@@ -58,6 +58,7 @@ class _KeyState:
     window: int = -1
     allowance: int = 0
     shared_count: int = 0
+    exhausted: bool = False
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -84,9 +85,13 @@ class RateLimiter:
         async with state.lock:
             if state.window != window:
                 state.window, state.allowance, state.shared_count = window, 0, 0
-            if state.allowance == 0:
+                state.exhausted = False
+            if state.allowance == 0 and not state.exhausted:
                 claimed, state.shared_count = await self._claim(key_id, window, limit)
                 state.allowance += claimed
+                # The shared count never falls within a window: once nothing is left, refuse
+                # locally until the window ends instead of asking the API on every request.
+                state.exhausted = claimed == 0
             if state.allowance == 0:
                 return Decision(False, limit, 0, reset)
             state.allowance -= 1
