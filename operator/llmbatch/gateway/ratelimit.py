@@ -18,6 +18,9 @@ Design (fixed window, shared counter, claimed in chunks):
   Small tiers use chunks of 1 and are exact.
 * ``x-ratelimit-remaining-requests`` is the limit minus the shared count at this replica's
   last claim plus its unused local allowance: exact with one replica, an upper bound with more.
+* Once a claim finds nothing left, the replica refuses the key locally until the window ends
+  (the shared count never falls within a window), so a client hammering past its limit costs
+  no API calls.
 * If the API server cannot be reached the limiter refuses with 503 rather than admitting
   requests it cannot count.
 """
