@@ -17,6 +17,8 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from llmbatch.api.phases import Phase
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "llm-batch-operator"
 METRIC = re.compile(r"\bllmbatch_[a-z0-9_]+\b")
@@ -321,6 +323,130 @@ def test_every_queried_metric_is_exported_or_listed() -> None:
         assert selected, f"{file}: {where} selects no metric: {expr!r}"
         missing += [f"{file}: {where}: {name}" for name in sorted(selected - names)]
     assert not missing, "queried but nobody exports:\n" + "\n".join(missing)
+
+
+# --- labels --------------------------------------------------------------------------------------
+
+# Labels Prometheus adds when it scrapes (job, instance; the Prometheus Operator's namespace,
+# pod, container, service, endpoint) and the chart's PodMonitor adds to runner series.
+SCRAPE_LABELS = frozenset(
+    {"job", "instance", "namespace", "pod", "container", "service", "endpoint", "batchjob"}
+)
+# Labels whose values are BatchJob phases ("from" is empty on a BatchJob's first transition).
+PHASE_LABELS = frozenset({"phase", "from", "to"})
+
+
+def label_names() -> dict[str, frozenset[str]]:
+    """Sample name -> the labels the code gives it (a histogram's _bucket adds le)."""
+    found: dict[str, frozenset[str]] = {}
+    for registry in _registries():
+        # prometheus_client has no public way to list the label names of a metric that has no
+        # child yet; a changed internal makes test_label_names_cover_every_metric fail.
+        for collector, samples in registry._collector_to_names.items():
+            labels = getattr(collector, "_labelnames", None)
+            if labels is None:
+                continue
+            for sample in samples:
+                extra = {"le"} if sample.endswith("_bucket") else set()
+                found[sample] = frozenset(labels) | extra
+    return found
+
+
+def test_label_names_cover_every_metric() -> None:
+    known = label_names()
+    assert exported() <= set(known), exported() - set(known)
+    assert known["llmbatch_batchjobs"] == {"phase"}
+    assert known["llmbatch_reconcile_duration_seconds_bucket"] == {"le"}
+
+
+def _selectors(node: promql_parser.Expr) -> list[promql_parser.VectorSelector]:
+    found: list[promql_parser.VectorSelector] = []
+
+    def visit(child: promql_parser.Expr) -> None:
+        if isinstance(child, promql_parser.VectorSelector):
+            found.append(child)
+
+    promql_parser.walk(node, visit)
+    return found
+
+
+def _phase_values(matcher: promql_parser.Matcher) -> list[str]:
+    if matcher.op in (promql_parser.MatchOp.Equal, promql_parser.MatchOp.NotEqual):
+        return [matcher.value]
+    # A regex of plain alternatives ("Queued|Running"); anything fancier is not checked.
+    if re.fullmatch(r"[A-Za-z|]*", matcher.value):
+        return matcher.value.split("|")
+    return []
+
+
+def label_problems(expr: str, known: dict[str, frozenset[str]]) -> list[str]:
+    """Labels an expression matches or groups by that its metrics do not have, and phase
+    values that are not phases."""
+    phases = {phase.value for phase in Phase} | {""}
+    problems: list[str] = []
+
+    def labels_of(selector: promql_parser.VectorSelector) -> frozenset[str] | None:
+        name = selector.name or next(
+            (m.value for m in selector.matchers.matchers if m.name == "__name__"), None
+        )
+        return known.get(name) if name else None
+
+    def visit(node: promql_parser.Expr) -> None:
+        if isinstance(node, promql_parser.VectorSelector):
+            labels = labels_of(node)
+            if labels is None:  # DCGM's or a pending metric: its labels are not ours to know
+                return
+            for matcher in node.matchers.matchers:
+                if matcher.name == "__name__":
+                    continue
+                if matcher.name not in labels | SCRAPE_LABELS:
+                    problems.append(f"{node.name} has no label {matcher.name!r}")
+                if matcher.name in PHASE_LABELS:
+                    wrong = [v for v in _phase_values(matcher) if v not in phases]
+                    if wrong:
+                        problems.append(f"{node.name}{{{matcher.name}}}: not phases: {wrong}")
+        elif (
+            isinstance(node, promql_parser.AggregateExpr)
+            and node.modifier is not None
+            and node.modifier.type == promql_parser.AggModifierType.By
+        ):
+            inside = [labels_of(s) for s in _selectors(node.expr)]
+            available = set(SCRAPE_LABELS)
+            for labels in inside:
+                if labels is None:
+                    return
+                available |= labels
+            for label in node.modifier.labels:
+                if label not in available:
+                    problems.append(f"{node.op} by ({label}): none of its metrics has it")
+
+    promql_parser.walk(parse(expr), visit)
+    return problems
+
+
+def test_queries_use_labels_the_metrics_have() -> None:
+    known = label_names()
+    problems = [
+        f"{file}: {where}: {problem}"
+        for file, where, expr in all_queries()
+        if not where.startswith("variable")
+        for problem in label_problems(expr, known)
+    ]
+    assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(
+    ("expr", "problem"),
+    [
+        ("sum by (kind) (llmbatch_batchjobs)", "by (kind)"),
+        ('llmbatch_batchjobs{state="Queued"}', "no label 'state'"),
+        ('llmbatch_batchjobs{phase="Queueing"}', "not phases: ['Queueing']"),
+        ('llmbatch_phase_transitions_total{to=~"Failed|Errored"}', "not phases: ['Errored']"),
+    ],
+)
+def test_label_problems_are_found(expr: str, problem: str) -> None:
+    problems = label_problems(expr, label_names())
+    assert any(problem in p for p in problems), problems
 
 
 def test_a_renamed_metric_would_be_caught() -> None:
