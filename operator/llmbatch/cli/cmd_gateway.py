@@ -23,8 +23,7 @@ def gateway(
 ) -> None:
     """Serve /v1/files and /v1/batches (OpenAI-compatible) over S3 and BatchJobs.
 
-    Kubernetes access comes from KUBECONFIG or the in-cluster service account; API keys are
-    managed with `llmbatch keys`.
+    Kubernetes access: KUBECONFIG or the in-cluster service account. API keys: `llmbatch keys`.
     """
     import uvicorn
 
