@@ -7,7 +7,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -453,3 +460,148 @@ def test_a_renamed_metric_would_be_caught() -> None:
     # A control for the test above: the same check on a misspelt query finds the name.
     expr = "sum by (phase) (llmbatch_batchjob)"
     assert metric_names(expr) - allowed() == {"llmbatch_batchjob"}
+
+
+# --- the dashboard against a real Prometheus ---------------------------------------------------
+
+PROMETHEUS = shutil.which("prometheus")
+
+# Serves the operator's, a runner's and the gateway's metrics with every label the code sets,
+# as the real code sets them, on one port.
+_EXPORTER = """
+import sys, time
+from prometheus_client import REGISTRY, start_http_server
+from llmbatch.controller import metrics as operator
+from llmbatch.gateway.observability import Metrics
+from llmbatch.runner.metrics import RunnerMetrics
+
+runner, gateway = RunnerMetrics("demo", 0), Metrics()
+REGISTRY.register(runner.registry)
+REGISTRY.register(gateway.registry)
+start_http_server(int(sys.argv[1]), addr="127.0.0.1")
+at_risk = [{"type": "SLAAtRisk", "status": "True"}]
+step = 0
+while True:
+    step += 1
+    counts = {"completed": 3 * step, "failed": step, "total": 1000}
+    usage = {"promptTokens": 100 * step, "completionTokens": 40 * step}
+    operator.TRACKER.observe(
+        "running", {"phase": "Running", "conditions": at_risk, "requestCounts": counts,
+                    "usage": usage}
+    )
+    operator.TRACKER.observe("queued", {"phase": "Queued"})
+    operator.TRACKER.observe("failed", {"phase": "Failed"})
+    operator.TRANSITIONS.labels("Queued", "Running").inc()
+    operator.RECONCILE_SECONDS.observe(0.02)
+    operator.STATUS_PATCHES.inc()
+    runner.finished(True, 100, 40)
+    runner.finished(False, 10, 0)
+    runner.throughput.set(140.0)
+    runner.queue_depth.set(4)
+    gateway.requests.labels("GET", "/v1/batches/{batch_id}", "200").inc()
+    gateway.latency.labels("GET", "/v1/batches/{batch_id}").observe(0.01)
+    gateway.rate_limited.labels("free").inc()
+    time.sleep(0.3)
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        return json.load(answer)
+
+
+def _query(base: str, expr: str) -> list[Any]:
+    answer = _get(f"{base}/api/v1/query?{urllib.parse.urlencode({'query': expr})}")
+    assert answer["status"] == "success", answer
+    return list(answer["data"]["result"])
+
+
+def _wait(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except OSError:
+            pass
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Prometheus scraping the code's metrics every second; yields its URL."""
+    assert PROMETHEUS is not None
+    work = tmp_path_factory.mktemp("prometheus")
+    target, web = _free_port(), _free_port()
+    script = work / "exporter.py"
+    script.write_text(_EXPORTER)
+    config = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [
+            {"job_name": "llmbatch", "static_configs": [{"targets": [f"127.0.0.1:{target}"]}]}
+        ],
+    }
+    (work / "prometheus.yml").write_text(yaml.safe_dump(config))
+    exporter = subprocess.Popen([sys.executable, str(script), str(target)])
+    server = subprocess.Popen(
+        [
+            PROMETHEUS,
+            f"--config.file={work / 'prometheus.yml'}",
+            f"--storage.tsdb.path={work / 'data'}",
+            f"--web.listen-address=127.0.0.1:{web}",
+            "--log.level=warn",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=(work / "prometheus.log").open("w"),
+    )
+    base = f"http://127.0.0.1:{web}"
+    try:
+        _wait(lambda: _get(f"{base}/api/v1/query?query=up")["data"]["result"] != [], "ready")
+        # rate() needs two scrapes inside its range.
+        _wait(
+            lambda: _query(base, "rate(llmbatch_status_patches_total[10s]) > 0") != [],
+            "two scrapes",
+        )
+        yield base
+    finally:
+        for process in (server, exporter):
+            process.terminate()
+        for process in (server, exporter):
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def _as_prometheus_sees_it(expr: str) -> str:
+    text = _GRAFANA_INTERVALS.sub("10s", expr)
+    return text.replace("$namespace", ".*")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    PROMETHEUS is None,
+    reason="the prometheus server is not installed (Debian/Ubuntu package prometheus)",
+)
+def test_every_dashboard_query_shows_data_from_the_code(prometheus: str) -> None:
+    empty = []
+    checked = 0
+    for file, where, expr in dashboard_queries():
+        if where.startswith("variable"):
+            continue
+        if metric_names(expr) & (set(EXTERNAL) | set(PENDING)):
+            continue  # DCGM's and pending metrics are not the code's to show
+        checked += 1
+        if not _query(prometheus, _as_prometheus_sees_it(expr)):
+            empty.append(f"{file}: {where}: {expr}")
+    assert checked >= 15
+    assert not empty, "no data for:\n" + "\n".join(empty)
+    # The control: a query on a label value the code never sets finds nothing.
+    assert _query(prometheus, 'llmbatch_runner_requests_total{outcome="complete"}') == []
