@@ -1,0 +1,180 @@
+"""The chart's operator RBAC grants exactly what the operator calls.
+
+The operator has no declared table of its API calls, so the table is derived here:
+
+- its own calls: every ``self.request("<METHOD>", f"<path>")`` in
+  ``llmbatch/controller/kube.py`` (the controller's only module that talks to the API; a test
+  below holds that), read from the AST: the path gives group and resource (and subresource),
+  the method and whether the path names one object give the verb;
+- kopf's calls, which the operator makes through the framework, from kopf's own RBAC
+  documentation and the handlers ``controller/handlers.py`` registers: watching BatchJobs and
+  the operator's Jobs (list, watch), kopf's bookkeeping in BatchJob annotations and its
+  finalizer (patch), Events (create), and the CRD and namespace scans (list, watch).
+
+The rendered ClusterRole/Role rules (helm-python-sdk, as tests/unit/test_chart.py renders
+them) must cover that table (else the operator breaks) and grant nothing beyond it.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from llmbatch.controller import config as controller_config
+from tests.unit.test_chart import render
+
+PACKAGE = Path(__file__).resolve().parents[2] / "operator" / "llmbatch"
+KUBE = PACKAGE / "controller" / "kube.py"
+Permission = tuple[str, str, str]  # (apiGroup, resource, verb)
+
+KOPF_NEEDS: set[Permission] = {
+    ("llmbatch.io", "batchjobs", "list"),
+    ("llmbatch.io", "batchjobs", "watch"),
+    ("llmbatch.io", "batchjobs", "patch"),  # progress/diffbase annotations, finalizer
+    ("batch", "jobs", "list"),  # @kopf.on.event("batch", "v1", "jobs")
+    ("batch", "jobs", "watch"),
+    ("", "events", "create"),  # kopf.event() and kopf's handler-failure events
+    ("apiextensions.k8s.io", "customresourcedefinitions", "list"),
+    ("apiextensions.k8s.io", "customresourcedefinitions", "watch"),
+    ("", "namespaces", "list"),  # kopf's namespace observer (kopf's RBAC docs)
+    ("", "namespaces", "watch"),
+}
+
+
+def _path_template(node: ast.expr) -> str | None:
+    """The path of an f-string with module constants (GROUP, ...) filled and other values as
+    ``{}``."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if not isinstance(node, ast.JoinedStr):
+        return None
+    out = []
+    for part in node.values:
+        if isinstance(part, ast.Constant):
+            out.append(str(part.value))
+        elif isinstance(part, ast.FormattedValue) and isinstance(part.value, ast.Name):
+            out.append(str(getattr(controller_config, part.value.id, "{}")))
+        else:
+            out.append("{}")
+    return "".join(out)
+
+
+def permission_of(method: str, path: str) -> Permission:
+    parts = path.strip("/").split("/")
+    if parts[0] == "api":  # /api/v1/...
+        group, rest = "", parts[2:]
+    else:  # /apis/<group>/<version>/...
+        group, rest = parts[1], parts[3:]
+    if rest[:1] == ["namespaces"] and len(rest) >= 3:
+        rest = rest[2:]
+    resource, named, sub = rest[0], len(rest) >= 2, rest[2] if len(rest) >= 3 else None
+    verb = {
+        "GET": "get" if named else "list",
+        "POST": "create",
+        "PUT": "update",
+        "PATCH": "patch",
+        "DELETE": "delete" if named else "deletecollection",
+    }[method]
+    return group, f"{resource}/{sub}" if sub else resource, verb
+
+
+def operator_calls() -> set[Permission]:
+    found: set[Permission] = set()
+    for node in ast.walk(ast.parse(KUBE.read_text())):
+        if not (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "request"
+            and len(node.args) >= 2
+            and isinstance(node.args[0], ast.Constant)
+        ):
+            continue
+        path = _path_template(node.args[1])
+        assert path is not None, f"kube.py:{node.lineno}: a request path this test cannot read"
+        found.add(permission_of(str(node.args[0].value), path))
+    return found
+
+
+def test_the_extraction_reads_the_kube_layer() -> None:
+    calls = operator_calls()
+    assert ("batch", "jobs", "create") in calls
+    assert ("llmbatch.io", "batchjobs/status", "patch") in calls
+    assert ("", "pods", "list") in calls
+    assert permission_of("GET", "/api/v1/namespaces/{}/secrets/{}") == ("", "secrets", "get")
+
+
+def test_kube_py_is_the_only_api_client_in_the_controller() -> None:
+    """The table is complete only if no other controller module calls the API directly."""
+    clients = {
+        "kubernetes",
+        "aiohttp",
+        "httpx",
+        "urllib",
+        "requests",
+        "pykube",
+        "kubernetes_asyncio",
+    }
+    for path in sorted((PACKAGE / "controller").glob("*.py")):
+        if path == KUBE:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert name.split(".")[0] not in clients, f"{path.name} imports {name}"
+
+
+def granted(values: dict[str, object]) -> dict[str, set[Permission]]:
+    """The operator's permissions per role name in the rendered chart."""
+    objects = render(values)
+    roles: dict[str, set[Permission]] = {}
+    for obj in objects:
+        if obj["kind"] not in ("ClusterRole", "Role"):
+            continue
+        if "gateway" in obj["metadata"]["name"]:
+            continue  # the gateway's own role is not the operator's
+        perms = roles.setdefault(obj["metadata"]["name"], set())
+        for rule in obj.get("rules") or []:
+            for group in rule.get("apiGroups") or [""]:
+                for resource in rule["resources"]:
+                    for verb in rule["verbs"]:
+                        perms.add((group, resource, verb))
+    return roles
+
+
+SCOPES = {
+    "cluster": {},
+    "namespaced": {"rbac": {"scope": "namespaced"}, "watchNamespaces": ["team-a"]},
+}
+
+
+def needed() -> set[Permission]:
+    return operator_calls() | KOPF_NEEDS
+
+
+@pytest.mark.parametrize("scope", SCOPES)
+def test_chart_grants_everything_the_operator_calls(scope: str) -> None:
+    perms = set().union(*granted(SCOPES[scope]).values())
+    optional = {("", "namespaces", "list"), ("", "namespaces", "watch")}  # kopf falls back
+    missing = needed() - perms - (optional if scope == "namespaced" else set())
+    assert missing == set(), f"the operator would be forbidden: {sorted(missing)}"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="charts/llm-batch-operator/templates/rbac.yaml grants verbs the operator never "
+    "calls: batchjobs get/update, batchjobs/status get/update, pods get/watch/delete (the code "
+    "only lists pods; cancel deletes the Job with background propagation), events patch, "
+    "customresourcedefinitions get, namespaces get. Fix: trim those verbs from "
+    "llmbatch.operatorRules/crdRules (or add the calls to controller/kube.py if intended).",
+)
+@pytest.mark.parametrize("scope", SCOPES)
+def test_chart_grants_nothing_beyond_what_the_operator_calls(scope: str) -> None:
+    perms = set().union(*granted(SCOPES[scope]).values())
+    extra = perms - needed()
+    assert extra == set(), f"granted but never used: {sorted(extra)}"
