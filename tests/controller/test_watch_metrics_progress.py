@@ -109,3 +109,15 @@ def test_aggregate_ignores_foreign_shards_and_keeps_the_latest() -> None:
     ]
     agg = aggregate(objects, 2, datetime(2026, 1, 1, 12, 5, tzinfo=UTC))
     assert agg.completed == 5 and agg.total is None and agg.shards_reporting == 1
+
+
+def test_eta_and_deadline_gauges_exist_only_while_unfinished() -> None:
+    tracker = metrics.Tracker()
+    status = {"phase": "Running", "eta": "2026-01-01T12:30:00Z", "deadline": "2026-01-01T13:00:00Z"}
+    tracker.observe("u", status, "ns", "job-a")
+    eta = metrics.ETA_TIMESTAMP.labels("ns", "job-a")._value.get()
+    assert eta == datetime(2026, 1, 1, 12, 30, tzinfo=UTC).timestamp()
+    assert metrics.DEADLINE_TIMESTAMP.labels("ns", "job-a")._value.get() > eta
+    tracker.observe("u", {**status, "phase": "Succeeded"}, "ns", "job-a")
+    samples = [s.labels for m in metrics.ETA_TIMESTAMP.collect() for s in m.samples]
+    assert {"namespace": "ns", "batchjob": "job-a"} not in samples

@@ -21,7 +21,9 @@ def on_batchjob_event(wakers: Wakers, event_type: str | None, body: Mapping[str,
         metrics.TRACKER.forget(uid)
         wakers.generations.pop(uid, None)
         return
-    metrics.TRACKER.observe(uid, body.get("status") or {})
+    metrics.TRACKER.observe(
+        uid, body.get("status") or {}, str(meta.get("namespace") or ""), str(meta.get("name") or "")
+    )
     generation = int(meta.get("generation") or 0)
     # Only spec changes (cancel, suspend) bump the generation; our own status writes do not.
     if wakers.generations.get(uid) not in (None, generation):

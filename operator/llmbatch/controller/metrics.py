@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from llmbatch.api.phases import Phase
+from llmbatch.controller.timefmt import parse_time
 
 BATCHJOBS = Gauge("llmbatch_batchjobs", "BatchJobs by phase", ["phase"])
 TRANSITIONS = Counter(
@@ -27,6 +29,17 @@ TOKENS_COMPLETED = Counter(
     "llmbatch_tokens_completed_total", "Tokens processed by shards", ["kind"]
 )
 STATUS_PATCHES = Counter("llmbatch_status_patches_total", "Status writes to BatchJobs")
+# Per unfinished BatchJob (removed when it finishes): the dashboard's "ETA versus deadline".
+ETA_TIMESTAMP = Gauge(
+    "llmbatch_batchjob_eta_timestamp_seconds",
+    "status.eta of an unfinished BatchJob as a Unix time",
+    ["namespace", "batchjob"],
+)
+DEADLINE_TIMESTAMP = Gauge(
+    "llmbatch_batchjob_deadline_timestamp_seconds",
+    "status.deadline of an unfinished BatchJob as a Unix time",
+    ["namespace", "batchjob"],
+)
 
 
 class Tracker:
@@ -37,8 +50,11 @@ class Tracker:
         self._phase: dict[str, str] = {}
         self._at_risk: set[str] = set()
         self._seen: dict[str, tuple[int, int, int]] = {}
+        self._names: dict[str, tuple[str, str]] = {}
 
-    def observe(self, uid: str, status: Mapping[str, Any]) -> None:
+    def observe(
+        self, uid: str, status: Mapping[str, Any], namespace: str = "", name: str = ""
+    ) -> None:
         phase = str(status.get("phase") or Phase.VALIDATING.value)
         at_risk = any(
             c.get("type") == "SLAAtRisk" and c.get("status") == "True"
@@ -67,13 +83,40 @@ class Tracker:
                 REQUESTS_COMPLETED.inc(done)
                 TOKENS_COMPLETED.labels("prompt").inc(prompt)
                 TOKENS_COMPLETED.labels("completion").inc(completion)
+            if name:
+                self._times(uid, (namespace, name), status, Phase(phase).is_terminal())
             self._refresh()
+
+    def _times(
+        self, uid: str, key: tuple[str, str], status: Mapping[str, Any], finished: bool
+    ) -> None:
+        eta = parse_time(status.get("eta"))
+        deadline = parse_time(status.get("deadline"))
+        if finished or deadline is None:
+            self._drop_times(uid)
+            return
+        self._names[uid] = key
+        DEADLINE_TIMESTAMP.labels(*key).set(deadline.timestamp())
+        if eta is not None:
+            ETA_TIMESTAMP.labels(*key).set(eta.timestamp())
+        else:
+            with contextlib.suppress(KeyError):
+                ETA_TIMESTAMP.remove(*key)
+
+    def _drop_times(self, uid: str) -> None:
+        key = self._names.pop(uid, None)
+        if key is None:
+            return
+        for gauge in (ETA_TIMESTAMP, DEADLINE_TIMESTAMP):
+            with contextlib.suppress(KeyError):
+                gauge.remove(*key)
 
     def forget(self, uid: str) -> None:
         with self._lock:
             self._phase.pop(uid, None)
             self._at_risk.discard(uid)
             self._seen.pop(uid, None)
+            self._drop_times(uid)
             self._refresh()
 
     def _refresh(self) -> None:
