@@ -487,3 +487,12 @@ def test_alerts_fire_when_they_should(
         check=False,
     )
     assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def test_service_monitor_keeps_the_batchjob_namespace() -> None:
+    # llmbatch_batchjob_*_timestamp_seconds{namespace,batchjob} name the BatchJob's namespace;
+    # without honorLabels Prometheus would overwrite it with the operator pod's.
+    [monitor] = of_kind(
+        render({"metrics": {"serviceMonitor": {"enabled": True}}}), "ServiceMonitor"
+    )
+    assert monitor["spec"]["endpoints"][0]["honorLabels"] is True
