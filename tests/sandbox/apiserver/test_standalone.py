@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.sandbox_only
+pytestmark = [pytest.mark.sandbox_only, pytest.mark.slow]
 
 
 def test_standalone_server(tmp_path: Path) -> None:
