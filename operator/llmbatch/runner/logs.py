@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from typing import Any
 
@@ -45,11 +46,20 @@ class ContextFilter(logging.Filter):
 
 
 def configure_json_logging(batch: str, shard: int | None, level: int = logging.INFO) -> None:
-    """Send the ``llmbatch`` loggers to stderr as JSON (called by the runner CLI only)."""
+    """Send every log record of the process to stderr as JSON (called by the runner CLI only).
+
+    vLLM is told not to install its own handlers (VLLM_CONFIGURE_LOGGING=0, unless the pod
+    sets it), so its records reach the root logger and come out in the same format.
+    """
+    os.environ.setdefault("VLLM_CONFIGURE_LOGGING", "0")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     handler.addFilter(ContextFilter(batch, shard))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
     logger = logging.getLogger("llmbatch")
-    logger.handlers[:] = [handler]
+    logger.handlers[:] = []
     logger.setLevel(level)
-    logger.propagate = False
+    logger.propagate = True
+    logging.captureWarnings(True)  # library warnings as JSON records too
