@@ -3,6 +3,7 @@ serving, keys created and revoked with the CLI, and one rate limit shared by bot
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -175,3 +176,15 @@ def test_ready_reports_a_missing_bucket(sandbox: SandboxInfo, tmp_path: Path) ->
         assert checks["storage"].startswith("error: BucketNotFound")
     finally:
         gateway.stop()
+
+
+def test_logs_are_json_without_keys(replicas: tuple[GatewayProcess, GatewayProcess]) -> None:
+    for replica in replicas:
+        text = replica.log.read_text()
+        lines = [line for line in text.splitlines() if line.strip()]
+        entries = [json.loads(line) for line in lines]
+        access = [e for e in entries if "route" in e]
+        assert access, "no access log lines"
+        assert {"method", "path", "status", "duration_ms", "tenant", "key_id"} <= set(access[0])
+        assert "sk-lb-" not in text
+        assert "Bearer" not in text
