@@ -256,3 +256,10 @@ def test_apply_rejects_unknown_fields(cluster: Cluster, namespace: str, widgets:
     )
     assert result.returncode != 0
     assert 'unknown field "spec.colour"' in result.stderr
+
+
+@pytest.mark.sandbox_only
+def test_auth_reviews(sandbox: object, cluster: Cluster) -> None:
+    """No authorization in the emulator: every can-i is yes; whoami names the sandbox admin."""
+    assert kubectl(cluster.kubeconfig, "auth", "can-i", "create", "pods").stdout.strip() == "yes"
+    assert "sandbox-admin" in kubectl(cluster.kubeconfig, "auth", "whoami").stdout

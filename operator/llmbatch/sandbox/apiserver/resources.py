@@ -110,6 +110,37 @@ BUILTINS: tuple[ResourceType, ...] = (
         subresources=frozenset({"status"}),
     ),
     ResourceType("coordination.k8s.io", "v1", "leases", "lease", "Lease", True),
+    # Reviews: create-only and never stored; everyone may do everything here.
+    ResourceType(
+        "authorization.k8s.io",
+        "v1",
+        "selfsubjectaccessreviews",
+        "selfsubjectaccessreview",
+        "SelfSubjectAccessReview",
+        False,
+        verbs=("create",),
+        extra={"review": True},
+    ),
+    ResourceType(
+        "authorization.k8s.io",
+        "v1",
+        "selfsubjectrulesreviews",
+        "selfsubjectrulesreview",
+        "SelfSubjectRulesReview",
+        False,
+        verbs=("create",),
+        extra={"review": True},
+    ),
+    ResourceType(
+        "authentication.k8s.io",
+        "v1",
+        "selfsubjectreviews",
+        "selfsubjectreview",
+        "SelfSubjectReview",
+        False,
+        verbs=("create",),
+        extra={"review": True},
+    ),
     # Stored only (no controller acts on them), so charts and manifests apply as on a cluster.
     _core(
         "persistentvolumeclaims",

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from aiohttp import web
 
-from llmbatch.sandbox.apiserver import discovery, protobuf, tables
+from llmbatch.sandbox.apiserver import discovery, protobuf, reviews, tables
 from llmbatch.sandbox.apiserver.admin import serve_admin
 from llmbatch.sandbox.apiserver.errors import (
     ApiError,
@@ -202,6 +202,13 @@ class Routes:
         dry_run = bool(query.get("dryRun"))
         strict = query.get("fieldValidation", "").lower() == "strict"
         accept = request.headers.get("Accept", "")
+        if t.rt.extra.get("review"):
+            if verb != "create":
+                raise method_not_allowed()
+            if "protobuf" in request.headers.get("Content-Type", ""):
+                # kubectl sends reviews as protobuf; the answer does not depend on the body.
+                return json_response(reviews.review(t.rt, {}), 201)
+            return json_response(reviews.review(t.rt, await self._body(request)), 201)
         if verb == "get":
             if t.sub == "log":
                 return await serve_log(self.server, request, t.rt, ns, str(t.name))
