@@ -28,9 +28,12 @@ class TokenCounter:
                 and Path(candidate).is_dir()
                 and (Path(candidate) / "tokenizer_config.json").exists()
             ):
-                # transformers is heavy: imported only when an estimate needs it.
-                from transformers import AutoTokenizer
-
+                # transformers is heavy: imported only when an estimate needs it, and optional
+                # (the gateway image may not carry it; then counts are estimates).
+                try:
+                    from transformers import AutoTokenizer
+                except ImportError:
+                    break
                 self.tokenizer = AutoTokenizer.from_pretrained(candidate)
                 if model.chat_template:
                     self.tokenizer.chat_template = model.chat_template
