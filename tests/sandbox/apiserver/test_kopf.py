@@ -137,3 +137,4 @@ def test_kopf_survives_closed_watches_and_410(
         timeout=60,
         what=f"handled after the watch broke ({kopf_operator})",
     )
+    assert sandbox.run(lambda: list(sandbox.server.faults.rules)) == []  # the 410 was served
