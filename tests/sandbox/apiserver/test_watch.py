@@ -182,3 +182,20 @@ def test_watch_as_table(cluster: Cluster, namespace: str) -> None:
     )
     assert len(events) == 1 and events[0]["object"]["kind"] == "Table"
     assert events[0]["object"]["rows"][0]["cells"][0] == "tw"
+
+
+@pytest.mark.sandbox_only
+def test_send_initial_events_ends_with_a_bookmark(
+    sandbox: ThreadedApiServer, cluster: Cluster, namespace: str
+) -> None:
+    core = client.CoreV1Api(cluster.api)
+    _cm(core, namespace, "i1")
+    _cm(core, namespace, "i2")
+    events = cluster.watch(
+        f"/api/v1/namespaces/{namespace}/configmaps?watch=1&sendInitialEvents=true"
+        "&allowWatchBookmarks=true&resourceVersionMatch=NotOlderThan&timeoutSeconds=1",
+        max_events=3,
+    )
+    assert [e["type"] for e in events] == ["ADDED", "ADDED", "BOOKMARK"]
+    annotations = events[2]["object"]["metadata"]["annotations"]
+    assert annotations == {"k8s.io/initial-events-end": "true"}
