@@ -389,7 +389,8 @@ def test_gateway(rendered: dict[str, list[dict[str, Any]]]) -> None:
     [container] = one(objects, "Deployment", name)["spec"]["template"]["spec"]["containers"]
     assert container["command"][:2] == ["llmbatch", "gateway"]
     assert "--config=/etc/llmbatch/gateway.yaml" in container["command"]
-    assert container["readinessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
     service = one(objects, "Service", name)
     assert service["spec"]["ports"][0]["targetPort"] == "http"
     keys = one(objects, "Secret", f"{name}-keys")
