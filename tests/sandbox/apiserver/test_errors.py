@@ -133,3 +133,16 @@ def test_job_name_fits_a_label(cluster: Cluster, namespace: str) -> None:
         },
     }
     _assert_status(cluster.raw("POST", f"/apis/batch/v1/namespaces/{namespace}/jobs", body), 422)
+
+
+def test_deeply_nested_bodies_are_400(cluster: Cluster, namespace: str) -> None:
+    path = f"/api/v1/namespaces/{namespace}/configmaps"
+    cluster.raw("POST", path, {"metadata": {"name": "deep"}})
+    deep = b'{"a":' * 900 + b"1" + b"}" * 900
+    for method, url, kind in (
+        ("POST", path, "application/json"),
+        ("PATCH", f"{path}/deep", "application/merge-patch+json"),
+        ("DELETE", f"{path}/deep", "application/json"),
+    ):
+        status, body = cluster.raw(method, url, b"[" * 100000 if method == "DELETE" else deep, kind)
+        assert status < 500, body

@@ -66,6 +66,8 @@ class Routes:
             response = await self._dispatch(request)
         except ApiError as exc:
             return error_response(exc)
+        except RecursionError:
+            return error_response(bad_request("the request body is nested too deeply"))
         except (ConnectionResetError, asyncio.CancelledError):
             raise
         except Exception as exc:  # a bug: still answer as the API would, and log it
@@ -290,7 +292,7 @@ class Routes:
             )
         try:
             value = yaml.safe_load(raw) if "yaml" in content_type else json.loads(raw)
-        except (ValueError, yaml.YAMLError) as exc:
+        except (ValueError, RecursionError, yaml.YAMLError) as exc:
             raise bad_request(f"couldn't decode the request body: {exc}") from None
         if isinstance(value, dict) or (allow_list and isinstance(value, list)):
             return value
@@ -302,7 +304,7 @@ class Routes:
         if raw.strip():
             try:
                 parsed = json.loads(raw)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise bad_request(f"couldn't decode DeleteOptions: {exc}") from None
             if not isinstance(parsed, dict):
                 raise bad_request("DeleteOptions must be an object")
