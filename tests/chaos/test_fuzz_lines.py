@@ -15,7 +15,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from llmbatch.api.lines import FileValidator, Limits, LineError, LineRule, ValidLine, iter_validated
+from llmbatch.api.lines import (
+    Endpoint,
+    FileValidator,
+    Limits,
+    LineError,
+    LineRule,
+    ValidLine,
+    iter_validated,
+)
 from llmbatch.runner.sharding import route_line
 from llmbatch.storage.lines import iter_lines
 from tests.chaos.jsonl_gen import BOM, GenLine, expected, join, jsonl_files
@@ -91,8 +99,13 @@ def test_runner_routing_agrees_with_the_validator(lines: list[GenLine], shards: 
     """The runner pre-parses each line to pick its shard, then validates the parsed value: the
     verdicts must be the validator's, and each line must land in exactly one shard."""
     lines = [line for line in lines if not _bytes_quirk(line.raw)]  # see the xfail below
-    reference = FileValidator(endpoint=None, limits=Limits(max_line_bytes=SMALL_LINE))
-    per_shard = [FileValidator(limits=Limits(max_line_bytes=SMALL_LINE)) for _ in range(shards)]
+    # The runner fixes the endpoint from its --endpoint, in every shard.
+    chat = Endpoint.CHAT_COMPLETIONS
+    reference = FileValidator(endpoint=chat, limits=Limits(max_line_bytes=SMALL_LINE))
+    per_shard = [
+        FileValidator(endpoint=chat, limits=Limits(max_line_bytes=SMALL_LINE))
+        for _ in range(shards)
+    ]
     for lineno, line in enumerate(lines, start=1):
         want = reference.check(lineno, line.raw)
         routed = route_line(lineno, line.raw, shards)
