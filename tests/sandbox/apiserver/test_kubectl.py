@@ -263,3 +263,24 @@ def test_auth_reviews(sandbox: object, cluster: Cluster) -> None:
     """No authorization in the emulator: every can-i is yes; whoami names the sandbox admin."""
     assert kubectl(cluster.kubeconfig, "auth", "can-i", "create", "pods").stdout.strip() == "yes"
     assert "sandbox-admin" in kubectl(cluster.kubeconfig, "auth", "whoami").stdout
+
+
+def test_create_job_imperatively(cluster: Cluster, namespace: str) -> None:
+    kubectl(
+        cluster.kubeconfig,
+        "create",
+        "job",
+        "cj",
+        "-n",
+        namespace,
+        "--image=img:1",
+        "--",
+        "python",
+        "-c",
+        "print(1)",
+    )
+    job = client.BatchV1Api(cluster.api).read_namespaced_job("cj", namespace)
+    container = job.spec.template.spec.containers[0]
+    assert (container.name, container.image) == ("cj", "img:1")
+    assert container.command == ["python", "-c", "print(1)"]
+    assert job.spec.template.spec.restart_policy == "Never" and job.spec.completions == 1

@@ -24,8 +24,9 @@ pruning/defaulting/validation and CEL rules (``fieldValidation=Strict``, as kube
 turns unknown fields into a 400), finalizers, ownerReference garbage collection, namespace
 cleanup, Table output, OpenAPI v3 documents for CRDs (``kubectl explain``). Pod specs are
 immutable except images, as on a cluster. Bodies are JSON or YAML; of protobuf, only what
-``kubectl create namespace|configmap|secret|serviceaccount`` sends is understood (other
-imperative ``kubectl create``/``run`` commands get 415: use ``kubectl apply -f``).
+``kubectl create namespace|configmap|secret|serviceaccount|job`` sends is understood (other
+``kubectl create <kind>`` generators get 415: use ``kubectl apply -f``; ``kubectl run``
+sends JSON and works).
 
 For the kubelet (same process and loop, or any thread):
 

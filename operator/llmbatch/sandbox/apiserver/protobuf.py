@@ -1,6 +1,7 @@
 """Decoding of the Kubernetes protobuf bodies kubectl's imperative commands send
-(``kubectl create namespace|configmap|secret|serviceaccount``). Only those kinds: other
-protobuf bodies get 415. Field numbers are those of k8s.io/api's generated.proto."""
+(``kubectl create namespace|configmap|secret|serviceaccount|job``). Only those kinds and
+the fields those commands set: other protobuf bodies get 415. Field numbers are those of
+k8s.io/api's generated.proto."""
 
 from __future__ import annotations
 
@@ -118,7 +119,76 @@ def _metadata_only(data: bytes) -> JSON:
     return obj
 
 
+def _container(data: bytes) -> JSON:
+    out: JSON = {}
+    strings = {1: "name", 2: "image", 5: "workingDir", 14: "imagePullPolicy"}
+    for number, _, raw in fields(data):
+        if number in strings and raw:
+            out[strings[number]] = raw.decode()
+        elif number in (3, 4):
+            out.setdefault("command" if number == 3 else "args", []).append(raw.decode())
+        elif number == 7:
+            env: JSON = {}
+            for sub, _, text in fields(raw):
+                if sub in (1, 2):
+                    env["name" if sub == 1 else "value"] = text.decode()
+            out.setdefault("env", []).append(env)
+    return out
+
+
+def _pod_spec(data: bytes) -> JSON:
+    spec: JSON = {}
+    for number, wire, raw in fields(data):
+        if number == 2:
+            spec.setdefault("containers", []).append(_container(raw))
+        elif number == 3 and raw:
+            spec["restartPolicy"] = raw.decode()
+        elif number in (4, 5) and wire == 0:
+            spec["terminationGracePeriodSeconds" if number == 4 else "activeDeadlineSeconds"] = raw
+        elif number == 7:
+            key, value = _map_entry(raw)
+            spec.setdefault("nodeSelector", {})[key] = value
+        elif number == 8 and raw:
+            spec["serviceAccountName"] = raw.decode()
+    return spec
+
+
+def _job(data: bytes) -> JSON:
+    """What ``kubectl create job`` sends: counts, deadline, mode, suspend and the template."""
+    obj: JSON = {}
+    ints = {
+        1: "parallelism",
+        2: "completions",
+        3: "activeDeadlineSeconds",
+        7: "backoffLimit",
+        8: "ttlSecondsAfterFinished",
+    }
+    for number, _, raw in fields(data):
+        if number == 1:
+            obj["metadata"] = _object_meta(raw)
+        elif number == 2:
+            spec: JSON = {}
+            for sub, wire, value in fields(raw):
+                if sub in ints and wire == 0:
+                    spec[ints[sub]] = value
+                elif sub == 6:
+                    template: JSON = {}
+                    for part, _, inner in fields(value):
+                        if part == 1:
+                            template["metadata"] = _object_meta(inner)
+                        elif part == 2:
+                            template["spec"] = _pod_spec(inner)
+                    spec["template"] = template
+                elif sub == 9 and value:
+                    spec["completionMode"] = value.decode()
+                elif sub == 10 and wire == 0:
+                    spec["suspend"] = bool(value)
+            obj["spec"] = spec
+    return obj
+
+
 _DECODERS: dict[tuple[str, str], Callable[[bytes], JSON]] = {
+    ("batch/v1", "Job"): _job,
     ("v1", "ConfigMap"): _configmap,
     ("v1", "Secret"): _secret,
     ("v1", "Namespace"): _metadata_only,
@@ -131,8 +201,8 @@ def decode(body: bytes) -> JSON:
     unsupported = ApiError(
         415,
         "the body of the request was in an unknown format - accepted media types include: "
-        "application/json, application/yaml (protobuf only for Namespace, ConfigMap, Secret "
-        "and ServiceAccount)",
+        "application/json, application/yaml (protobuf only for Namespace, ConfigMap, Secret, "
+        "ServiceAccount and Job)",
     )
     if not body.startswith(MAGIC):
         raise unsupported
