@@ -173,3 +173,47 @@ def test_custom_resource_children(
         TEST_GROUP, "v1", namespace, "widgets", "o", propagation_policy=policy
     )
     wait_for(lambda: not _exists(core, "kid", namespace), what="child collected")
+
+
+def test_job_delete_without_policy_orphans_pods_with_a_warning(
+    cluster: Cluster, namespace: str
+) -> None:
+    batch, core = client.BatchV1Api(cluster.api), client.CoreV1Api(cluster.api)
+    job = batch.create_namespaced_job(
+        namespace,
+        {
+            "metadata": {"name": "oj"},
+            "spec": {
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [{"name": "c", "image": "busybox"}],
+                    }
+                }
+            },
+        },
+    )
+    core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {
+                "name": "oj-pod",
+                "ownerReferences": [
+                    {"apiVersion": "batch/v1", "kind": "Job", "name": "oj", "uid": job.metadata.uid}
+                ],
+            },
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+        },
+    )
+    resp = cluster.request("DELETE", f"/apis/batch/v1/namespaces/{namespace}/jobs/oj")
+    assert resp.status == 200
+    assert "child pods are preserved by default" in resp.headers.get("Warning", "")
+    pod = wait_for(
+        lambda: (
+            (p := core.read_namespaced_pod("oj-pod", namespace))
+            and not p.metadata.owner_references
+            and p
+        ),
+        what="pod orphaned",
+    )
+    assert pod.metadata.deletion_timestamp is None

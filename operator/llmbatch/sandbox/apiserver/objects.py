@@ -30,9 +30,24 @@ from llmbatch.sandbox.apiserver.store import Store
 
 JSON = dict[str, Any]
 
-# Per request: where fieldValidation=Warn (the default) collects the dropped-field warnings
-# the HTTP layer sends as ``Warning`` headers; None when they are not wanted.
-FIELD_WARNINGS: ContextVar[list[str] | None] = ContextVar("field_warnings", default=None)
+# Per request: the warnings the HTTP layer sends as ``Warning`` headers (None outside a
+# request), and whether dropped unknown fields are among them (fieldValidation=Warn, the
+# default).
+WARNINGS: ContextVar[list[str] | None] = ContextVar("warnings", default=None)
+WARN_UNKNOWN_FIELDS: ContextVar[bool] = ContextVar("warn_unknown_fields", default=False)
+
+JOB_ORPHAN_WARNING = (
+    "child pods are preserved by default when jobs are deleted; set "
+    "propagationPolicy=Background to remove them or set propagationPolicy=Orphan to suppress "
+    "this warning"
+)
+
+
+def warn(text: str) -> None:
+    warnings = WARNINGS.get()
+    if warnings is not None:
+        warnings.append(text)
+
 
 ORPHAN = "orphan"
 FOREGROUND = "foregroundDeletion"
@@ -111,9 +126,9 @@ class Objects:
         if rt.custom and rt.schema is not None:
             dropped: list[str] = []
             obj = schema.prune(obj, rt.schema, root=True, dropped=dropped)
-            warnings = FIELD_WARNINGS.get()
-            if dropped and not strict and warnings is not None:
-                warnings.extend(f'unknown field "{p}"' for p in dropped)
+            if dropped and not strict and WARN_UNKNOWN_FIELDS.get():
+                for path in dropped:
+                    warn(f'unknown field "{path}"')
             if strict and dropped:
                 unknown = ", ".join(f'unknown field "{p}"' for p in dropped)
                 raise bad_request(
@@ -469,6 +484,7 @@ class Objects:
             policy = "Orphan" if options["orphanDependents"] else "Background"
         if policy is None and rt.storage == ("batch", "jobs") and rt.version == "v1":
             policy = "Orphan"  # batch/v1 Jobs default to orphaning pods, as in Kubernetes
+            warn(JOB_ORPHAN_WARNING)
         if policy not in (None, "Orphan", "Foreground", "Background"):
             raise bad_request(f"unsupported propagation policy {policy!r}")
         if dry_run:

@@ -20,7 +20,7 @@ from llmbatch.sandbox.apiserver.errors import (
     method_not_allowed,
     unknown_resource,
 )
-from llmbatch.sandbox.apiserver.objects import FIELD_WARNINGS
+from llmbatch.sandbox.apiserver.objects import WARN_UNKNOWN_FIELDS, WARNINGS
 from llmbatch.sandbox.apiserver.patch import APPLY
 from llmbatch.sandbox.apiserver.podlogs import serve_log
 from llmbatch.sandbox.apiserver.resources import ResourceType
@@ -60,8 +60,9 @@ class Routes:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         mode = request.query.get("fieldValidation", "Warn").lower()
-        warnings: list[str] | None = [] if mode == "warn" else None
-        token = FIELD_WARNINGS.set(warnings)
+        warnings: list[str] = []
+        token = WARNINGS.set(warnings)
+        mode_token = WARN_UNKNOWN_FIELDS.set(mode == "warn")
         try:
             response = await self._dispatch(request)
         except ApiError as exc:
@@ -74,7 +75,8 @@ class Routes:
             log.exception("internal error on %s %s", request.method, request.path)
             return error_response(ApiError(500, f"internal error: {exc}"))
         finally:
-            FIELD_WARNINGS.reset(token)
+            WARNINGS.reset(token)
+            WARN_UNKNOWN_FIELDS.reset(mode_token)
         if warnings and not response.prepared:
             for text in warnings:
                 escaped = text.replace("\\", "\\\\").replace('"', '\\"')
