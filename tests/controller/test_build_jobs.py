@@ -127,3 +127,11 @@ def test_names_are_deterministic_and_fit_a_dns_label() -> None:
     dotted = child_name("a.b", "-run")
     assert "." not in dotted and dotted.endswith("-run")
     assert child_name("a.b", "-run") != child_name("a-b", "-run")
+
+
+def test_chat_template_and_batch_name_reach_the_runner() -> None:
+    body = batchjob(model={"name": "m", "source": "/m", "chatTemplate": "{{ messages }}"})
+    env = env_of(build_runner_job(body, CONFIG, at(0)))
+    assert env["LLMBATCH_CHAT_TEMPLATE"]["value"] == "{{ messages }}"
+    assert env["LLMBATCH_BATCHJOB"]["value"] == "demo"
+    assert env_of(build_finalize_job(body, CONFIG, "none"))["LLMBATCH_BATCHJOB"]["value"] == "demo"

@@ -305,7 +305,8 @@ def test_preempted_shard_is_rescheduled_without_spending_a_retry(
 ) -> None:
     if not sandbox.is_sandbox:
         pytest.skip("preemption is injected with a sandbox-only pod annotation")
-    requests = 1500
+    # Big enough that the preemption lands mid-run (else the test proves nothing).
+    requests = 3000
     body = new_batchjob("preempt", requests=requests, parallelism=1, maxRetries=0, max_tokens=16)
     name = body["metadata"]["name"]
     assert kubectl.apply(body).returncode == 0

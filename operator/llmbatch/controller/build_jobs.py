@@ -139,6 +139,9 @@ def build_runner_job(
         {"name": "LLMBATCH_BATCHJOB", "value": owner},
         *storage_env(spec, config),
     ]
+    if spec.model.chat_template:
+        # The runner reads it from the environment (LLMBATCH_CHAT_TEMPLATE).
+        env.append({"name": "LLMBATCH_CHAT_TEMPLATE", "value": spec.model.chat_template})
     container: dict[str, Any] = {
         "name": RUNNER_CONTAINER,
         "image": spec.runner_image or config.runner_image,
