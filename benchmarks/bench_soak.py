@@ -1,0 +1,291 @@
+"""Soak: many BatchJobs at once with runner pods SIGKILLed and S3 faults on, end to end.
+
+    .venv/bin/python benchmarks/bench_soak.py [--batchjobs 50] [--requests 200] [--minutes 10]
+        [--gpu-slots 3] [--kill-every 15] [--s3-fault-rate 0.05] [--seed 7]
+
+Starts a sandbox (API emulator, Job controller, kubelet, moto S3) and the real operator, puts an
+S3 fault proxy (seeded 5xx, throttling, resets, slow answers) between the runner pods and S3,
+creates --batchjobs BatchJobs of --requests chat requests each on the tiny model, and while they
+run SIGKILLs a random running shard pod every --kill-every seconds. When every BatchJob is
+finished (or --minutes passed) it reads every output and prints a Markdown table:
+
+- completed: BatchJobs that reached Succeeded;
+- lost / duplicated: input lines missing from, or repeated across, output.jsonl + errors.jsonl
+  (both must be 0);
+- recomputed: requests answered by a killed attempt but not committed, so answered again
+  (measured per kill as the shard's last progress before the kill minus the lines in its
+  committed parts once the process is gone: a lower bound of the true figure);
+- last runner exit -> terminal status: per BatchJob, from the last shard container's
+  finishedAt to the status' completion time (p50, p99, max; second resolution).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import random
+import signal
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.chaos.harness import (  # noqa: E402
+    NAMESPACE,
+    TERMINAL,
+    Batch,
+    ensure_namespace,
+    make_batch,
+)
+from tests.e2e.cluster import Kubectl, OperatorProcess, jsonl  # noqa: E402
+from tests.fixtures.sandbox import start_sandbox, stop_sandbox  # noqa: E402
+
+from llmbatch.runner.progress import progress_uri  # noqa: E402
+from llmbatch.sandbox.models import ensure_model  # noqa: E402
+from llmbatch.sandbox.s3faults import FaultConfig, running_proxy  # noqa: E402
+from llmbatch.storage import ObjectNotFound, ObjectStore, StorageSettings, get_store  # noqa: E402
+
+CHECKPOINT_REQUESTS = 50
+
+
+def parse_time(text: str | None) -> float | None:
+    if not text:
+        return None
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def committed_lines(store: ObjectStore, output: str, shard: int) -> int:
+    done: set[bytes] = set()
+    for info in store.list(f"{output}/parts/shard-{shard}/"):
+        for line in store.read_bytes(info.uri).splitlines():
+            if line.strip():
+                done.add(line.split(b" ", 1)[0])
+    return len(done)
+
+
+class Killer:
+    """SIGKILLs a random running shard pod every ``every`` seconds; measures recomputation."""
+
+    def __init__(
+        self, kubectl: Kubectl, store: ObjectStore, batches: list[Batch], every: float, seed: int
+    ) -> None:
+        self.kubectl, self.store, self.batches = kubectl, store, batches
+        self.every = every
+        self.rng = random.Random(seed)
+        self.kills = 0
+        self.recomputed = 0
+        self.per_kill: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=120)
+
+    def _loop(self) -> None:
+        by_job = {f"{b.name}-run": b for b in self.batches}
+        while not self._stop.wait(self.every):
+            try:
+                pods = [
+                    p
+                    for p in self.kubectl.items("pods", "llmbatch.io/role=run")
+                    if p["status"].get("phase") == "Running"
+                ]
+                if pods:
+                    self._kill(self.rng.choice(pods), by_job)
+            except Exception as exc:  # a failed kill round is not the system's failure
+                print(f"kill round failed: {exc}", file=sys.stderr)
+
+    def _kill(self, pod: dict[str, Any], by_job: dict[str, Batch]) -> None:
+        meta = pod["metadata"]
+        batch = by_job.get((meta.get("labels") or {}).get("job-name", ""))
+        if batch is None:
+            return
+        shard = int(
+            (meta.get("annotations") or {}).get("batch.kubernetes.io/job-completion-index", 0)
+        )
+        try:
+            record = json.loads(self.store.read_bytes(progress_uri(batch.output, shard)))
+        except ObjectNotFound:
+            record = {}
+        seen = int(record.get("completed") or 0) + int(record.get("failed") or 0)
+        name = meta["name"]
+        self.kubectl.run("annotate", "--overwrite", "pod", name, "sandbox.llmbatch.io/kill=SIGKILL")
+        self.kills += 1
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            body = self.kubectl.get("pod", name)
+            if body is None or (body.get("status") or {}).get("phase") in ("Failed", "Succeeded"):
+                break
+            time.sleep(0.2)
+        lost = max(0, seen - committed_lines(self.store, batch.output, shard))
+        self.per_kill.append(lost)
+        self.recomputed += lost
+
+
+def ledger(store: ObjectStore, batch: Batch) -> tuple[int, int]:
+    """(lost, duplicated) lines of a finished batch."""
+    ids: collections.Counter[str] = collections.Counter()
+    for kind in ("output", "errors"):
+        try:
+            data = store.read_bytes(f"{batch.output}/{kind}.jsonl")
+        except ObjectNotFound:
+            continue
+        ids.update(line["custom_id"] for line in jsonl(data))
+    lost = len(set(batch.custom_ids) - set(ids))
+    duplicated = sum(count - 1 for count in ids.values() if count > 1)
+    return lost, duplicated
+
+
+def exit_to_terminal(kubectl: Kubectl, batch: Batch, status: dict[str, Any]) -> float | None:
+    finished = []
+    for pod in kubectl.items("pods", f"job-name={batch.name}-run"):
+        for container in (pod.get("status") or {}).get("containerStatuses") or []:
+            done = parse_time(
+                ((container.get("state") or {}).get("terminated") or {}).get("finishedAt")
+            )
+            if done is not None:
+                finished.append(done)
+    stamps = status.get("timestamps") or {}
+    end = parse_time(status.get("completionTime")) or parse_time(
+        stamps.get("completedAt") or stamps.get("failedAt")
+    )
+    if not finished or end is None:
+        return None
+    return max(0.0, end - max(finished))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batchjobs", type=int, default=50)
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--gpu-slots", type=int, default=3)
+    parser.add_argument("--kill-every", type=float, default=15.0)
+    parser.add_argument("--s3-fault-rate", type=float, default=0.05)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args()
+
+    model = ensure_model("tiny")
+    with tempfile.TemporaryDirectory(prefix="llmbatch-soak-") as tmp:
+        work = Path(tmp)
+        sandbox = start_sandbox(work / "sandbox", ["--gpu-slots", str(args.gpu_slots)])
+        assert sandbox.process is not None
+        kubectl = Kubectl(sandbox, NAMESPACE)
+        ensure_namespace(kubectl, sandbox)
+        store = get_store(
+            f"s3://{sandbox.bucket}/",
+            StorageSettings(
+                endpoint_url=sandbox.s3_endpoint,
+                region=sandbox.region,
+                access_key_id=sandbox.access_key_id,
+                secret_access_key=sandbox.secret_access_key,
+            ),
+        )
+        runner_env = {
+            "LLMBATCH_CHECKPOINT_REQUESTS": str(CHECKPOINT_REQUESTS),
+            "LLMBATCH_CHECKPOINT_SECONDS": "5",
+            "LLMBATCH_PROGRESS_SECONDS": "1",
+            "LLMBATCH_RUNNER_METRICS_PORT": "0",
+        }
+        operator = OperatorProcess(
+            sandbox,
+            NAMESPACE,
+            work / "operator.log",
+            extra_env={f"LLMBATCH_RUNNER_ENV_{k}": v for k, v in runner_env.items()},
+        )
+        operator.start()
+        faults = FaultConfig.uniform(args.s3_fault_rate, seed=args.seed)
+        try:
+            with running_proxy(sandbox.s3_endpoint, faults) as proxy:
+                storage = {"secretRef": {"name": "llmbatch-s3"}, "endpoint": proxy.url}
+                batches = [
+                    make_batch(
+                        sandbox,
+                        store,
+                        model,
+                        f"soak{i:02d}",
+                        requests=args.requests,
+                        maxRetries=10,
+                        storage=storage,
+                    )
+                    for i in range(args.batchjobs)
+                ]
+                started = time.monotonic()
+                for batch in batches:
+                    result = kubectl.apply(batch.body)
+                    assert result.returncode == 0, result.stderr
+                killer = Killer(kubectl, store, batches, args.kill_every, args.seed)
+                killer.start()
+                statuses: dict[str, dict[str, Any]] = {}
+                deadline = started + args.minutes * 60
+                while time.monotonic() < deadline and len(statuses) < len(batches):
+                    for item in kubectl.items("batchjobs"):
+                        status = item.get("status") or {}
+                        if status.get("phase") in TERMINAL:
+                            statuses[item["metadata"]["name"]] = status
+                    time.sleep(2.0)
+                elapsed = time.monotonic() - started
+                killer.stop()
+                injected = proxy.proxy.injected
+        finally:
+            operator.stop(signal.SIGTERM)
+        phases = collections.Counter(s.get("phase") for s in statuses.values())
+        lost = duplicated = 0
+        latencies = []
+        for batch in batches:
+            status = statuses.get(batch.name)
+            if status is None:
+                continue
+            missing, repeated = ledger(store, batch)
+            lost += missing
+            duplicated += repeated
+            latency = exit_to_terminal(kubectl, batch, status)
+            if latency is not None:
+                latencies.append(latency)
+        stop_sandbox(sandbox.process)
+
+    print(f"\n## Soak ({args.batchjobs} BatchJobs x {args.requests} requests)\n")
+    print("| Measure | Result |")
+    print("|---|---|")
+    print(f"| Wall time | {elapsed:.0f} s (limit {args.minutes:.0f} min) |")
+    print(f"| BatchJobs finished | {len(statuses)} / {len(batches)} ({dict(phases)}) |")
+    print(f"| Completed (Succeeded) | {phases.get('Succeeded', 0)} |")
+    print(f"| Lost lines | {lost} |")
+    print(f"| Duplicated lines | {duplicated} |")
+    print(f"| Runner pods SIGKILLed | {killer.kills} |")
+    print(
+        f"| Recomputed requests (observed) | {killer.recomputed} "
+        f"(max {max(killer.per_kill, default=0)} per kill; checkpoint every "
+        f"{CHECKPOINT_REQUESTS}) |"
+    )
+    print(f"| S3 faults injected | {injected} (rate {args.s3_fault_rate}) |")
+    if latencies:
+        print(
+            f"| Last runner exit -> terminal status | p50 {statistics.median(latencies):.0f} s, "
+            f"p99 {percentile(latencies, 99):.0f} s, max {max(latencies):.0f} s |"
+        )
+    print(f"| Requests answered | {sum(len(b.custom_ids) for b in batches)} total |")
+
+
+if __name__ == "__main__":
+    main()
