@@ -146,3 +146,14 @@ def test_deeply_nested_bodies_are_400(cluster: Cluster, namespace: str) -> None:
     ):
         status, body = cluster.raw(method, url, b"[" * 100000 if method == "DELETE" else deep, kind)
         assert status < 500, body
+
+
+def test_event_must_live_in_its_objects_namespace(cluster: Cluster, namespace: str) -> None:
+    body = {
+        "metadata": {"generateName": "e-"},
+        "reason": "R",
+        "message": "m",
+        "type": "Normal",
+        "involvedObject": {"kind": "Pod", "name": "p", "namespace": "elsewhere"},
+    }
+    _assert_status(cluster.raw("POST", f"/api/v1/namespaces/{namespace}/events", body), 422)

@@ -33,7 +33,7 @@ def prepare_update(rt: ResourceType, old: JSON, new: JSON) -> None:
 
 
 def validate(rt: ResourceType, obj: JSON, old: JSON | None) -> list[FieldError]:
-    check = _VALIDATE.get((rt.group, rt.plural))
+    check = _VALIDATE.get(rt.storage)  # events.k8s.io events are checked in core shape
     return check(obj, old) if check else []
 
 
@@ -166,6 +166,22 @@ def _encode_string_data(rt: ResourceType, obj: JSON) -> None:
             data[key] = base64.b64encode(str(value).encode()).decode()
 
 
+def _validate_event(obj: JSON, old: JSON | None) -> list[FieldError]:
+    """An event lives in its object's namespace (or ``default`` for cluster-scoped objects)."""
+    involved = obj.get("involvedObject") if isinstance(obj.get("involvedObject"), dict) else {}
+    target = str((involved or {}).get("namespace") or "")
+    namespace = str(obj["metadata"].get("namespace") or "")
+    if (target and target != namespace) or (not target and namespace not in ("", "default")):
+        return [
+            FieldError(
+                "involvedObject.namespace",
+                "FieldValueInvalid",
+                f"Invalid value: {go_value(target)}: does not match event.namespace",
+            )
+        ]
+    return []
+
+
 _CREATE = {
     ("", "namespaces"): _namespace,
     ("", "pods"): pods.pod_defaults,
@@ -175,6 +191,7 @@ _CREATE = {
     ("apiextensions.k8s.io", "customresourcedefinitions"): crds.crd_defaults,
 }
 _VALIDATE = {
+    ("", "events"): _validate_event,
     ("", "pods"): pods.validate_pod,
     ("batch", "jobs"): _validate_job,
     ("apiextensions.k8s.io", "customresourcedefinitions"): crds.validate_crd,
