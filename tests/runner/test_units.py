@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -215,3 +216,36 @@ def test_parts_of_two_live_attempts_never_collide(tmp_path: Path) -> None:
     assert manifest["requestCounts"] == {"total": 3, "completed": 3, "failed": 0}
     output = read_jsonl((out / "output.jsonl").read_bytes())
     assert sorted(r["custom_id"] for r in output) == ["req-0", "req-1", "req-2"]
+
+
+def test_a_shard_with_nothing_to_run_never_loads_the_model(tmp_path: Path) -> None:
+    from llmbatch.runner.exitcodes import ExitCode
+    from llmbatch.runner.run import RunConfig, run_shard
+
+    source = write_lines(tmp_path / "in.jsonl", [b"{bad", chat_line("m", "x", model="other")])
+    out = tmp_path / "out"
+    # The model path does not exist: loading it would fail the shard with 42.
+    result = run_shard(
+        RunConfig(str(source), str(out), "/nonexistent", "tiny-qwen", metrics_port=0)
+    )
+    assert result.exit_code == ExitCode.OK and result.tally.failed == 2 and result.total == 2
+    manifest = finalize(FinalizeConfig(str(source), str(out)))
+    assert manifest["requestCounts"] == {"total": 2, "completed": 0, "failed": 2}
+
+
+def test_empty_batch_in_s3(s3_settings: Any, s3_bucket: str) -> None:
+    from llmbatch.runner.exitcodes import ExitCode
+    from llmbatch.runner.run import RunConfig, run_shard
+
+    source, out = f"s3://{s3_bucket}/empty.jsonl", f"s3://{s3_bucket}/out"
+    store = get_store(source, s3_settings)
+    store.write_bytes(source, b"")
+    config = RunConfig(
+        source, out, "/nonexistent", "tiny-qwen", metrics_port=0, settings=s3_settings
+    )
+    assert run_shard(config).exit_code == ExitCode.OK
+    manifest = finalize(FinalizeConfig(source, out, settings=s3_settings))
+    assert manifest["requestCounts"] == {"total": 0, "completed": 0, "failed": 0}
+    assert store.read_bytes(f"{out}/output.jsonl") == b""
+    assert store.read_bytes(f"{out}/errors.jsonl") == b""
+    assert json.loads(store.read_bytes(f"{out}/progress/shard-0.json"))["state"] == "done"

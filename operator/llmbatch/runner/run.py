@@ -472,9 +472,7 @@ class ShardRun:
         self.metrics.serve(self.config.metrics_port)
         items = self._items(done)
         try:
-            if self.engine is None and not self._deadline_passed():
-                self._progress()
-                self._load_engine()
+            self._progress()
             if self.engine is not None:
                 self.engine_info = self.engine.describe()
             code = self._loop(items)
@@ -493,15 +491,16 @@ class ShardRun:
                 shutil.rmtree(self._spool_dir, ignore_errors=True)
         return RunResult(code, self.tally, self.total, self.parts, self.recovered_lines)
 
+    def _has_room(self) -> bool:
+        return self.engine is None or self.engine.in_flight() < self.engine.capacity
+
     def _loop(self, items: Iterator[_Runnable | Record]) -> ExitCode:
-        engine = self.engine
         exhausted = False
         while True:
             if self._deadline_passed():
                 assert self.stop.code is not None
                 return self._shutdown(items, self.stop.code)
-            assert engine is not None
-            while not exhausted and engine.in_flight() < engine.capacity:
+            while not exhausted and self._has_room():
                 item = next(items, None)
                 if item is None:
                     exhausted = True
@@ -510,8 +509,17 @@ class ShardRun:
                     if self._deadline_passed():
                         break
                 else:
+                    if self.engine is None:
+                        # Loaded on the first request that needs it: a shard with nothing
+                        # to run (empty, all invalid, all done before a restart) or already
+                        # past its deadline never pays for the model.
+                        self._load_engine()
+                        assert self.engine is not None
+                        self.engine_info = self.engine.describe()
                     self._submit(item)
-            if engine.in_flight():
+                    if self._deadline_passed():
+                        break
+            if self.engine is not None and self.engine.in_flight():
                 self._step()
             elif exhausted:
                 break
