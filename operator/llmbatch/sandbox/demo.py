@@ -8,6 +8,7 @@ result lines and the manifest. Exit status 0 means the BatchJob reached Succeede
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -65,6 +66,11 @@ def _kubectl(env: dict[str, str], *args: str) -> str:
     return result.stdout
 
 
+def _secret_value(env: dict[str, str], key: str) -> str:
+    encoded = _kubectl(env, "get", "secret", "llmbatch-s3", "-o", f"jsonpath={{.data.{key}}}")
+    return base64.b64decode(encoded).decode()
+
+
 def _upload(settings: StorageSettings, model_dir: Path) -> None:
     store = get_store(MODEL_URI, settings)
     for path in sorted(model_dir.rglob("*")):
@@ -75,12 +81,14 @@ def _upload(settings: StorageSettings, model_dir: Path) -> None:
 
 def _wait(env: dict[str, str]) -> str:
     deadline = time.monotonic() + TIMEOUT_S
-    last_table = ""
+    last_state = ""
     while time.monotonic() < deadline:
         table = _kubectl(env, "get", "batchjobs")
-        if table != last_table:
+        # Print the table when phase or progress move, not every time AGE ticks.
+        state = " ".join(line.rsplit(None, 1)[0] for line in table.splitlines()[1:])
+        if state != last_state:
             print(table.rstrip())
-            last_table = table
+            last_state = state
         phase = _kubectl(env, "get", "batchjob", "tiny-chat", "-o", "jsonpath={.status.phase}")
         if phase in TERMINAL:
             return phase
@@ -121,12 +129,12 @@ def main() -> int:
         assert sandbox.stdout is not None
         banner = _read_banner(sandbox.stdout, time.monotonic() + 60)
         env = {**os.environ, "KUBECONFIG": banner["KUBECONFIG"]}
-        # The sandbox's S3 (moto) accepts the credentials of its llmbatch-s3 Secret.
+        # Upload with the same credentials the pods get: the sandbox's llmbatch-s3 Secret.
         settings = StorageSettings(
             endpoint_url=banner["S3_ENDPOINT"],
             region="us-east-1",
-            access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "sandbox"),
-            secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "sandbox"),
+            access_key_id=_secret_value(env, "AWS_ACCESS_KEY_ID"),
+            secret_access_key=_secret_value(env, "AWS_SECRET_ACCESS_KEY"),
         )
         print(f"demo: uploading the model to {MODEL_URI} and the requests to {INPUT_URI}")
         _upload(settings, model_dir)
