@@ -19,7 +19,8 @@ from llmbatch.api.crd import openapi_schema
 from llmbatch.api.schema import PRESERVE_UNKNOWN, to_jsonschema
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-MANIFESTS = sorted(EXAMPLES.glob("*.yaml"))
+# BatchJob manifests; other YAML here (e.g. gateway-config.yaml) is checked by its own tests.
+MANIFESTS = sorted(EXAMPLES.glob("batchjob*.yaml"))
 JSONL = sorted(EXAMPLES.glob("*.jsonl"))
 
 
