@@ -137,6 +137,9 @@ class OperatorProcess:
             LLMBATCH_DEFAULT_S3_REGION=self.sandbox.region,
             LLMBATCH_ACTIVE_INTERVAL="1",
             LLMBATCH_PROGRESS_INTERVAL="2",
+            # On a loaded machine a shard may still be loading the model at a short deadline;
+            # give it time to stop by itself (and record "expired") before the operator steps in.
+            LLMBATCH_EXPIRE_STOP_GRACE="120",
             **self.extra_env,
         )
         command = [
