@@ -118,12 +118,11 @@ async def observe_and_decide(
         if spec is not None and view_job(fin).complete:
             await _ensure_secret(runtime, batch, memory)
             settings = storage_settings(spec, runtime.config, memory.secret)
-            try:
-                manifest = await asyncio.get_running_loop().run_in_executor(
-                    None, read_manifest, spec.output, settings
-                )
-            except (StorageError, ValueError) as exc:
-                logger.warning("%s/%s: manifest not readable yet: %s", namespace, name, exc)
+            # A storage error propagates: the pass is retried rather than finishing the batch
+            # without the manifest's exact counts.
+            manifest = await asyncio.get_running_loop().run_in_executor(
+                None, read_manifest, spec.output, settings
+            )
     return compute_status(
         batch,
         job,
@@ -290,7 +289,7 @@ async def batchjob_daemon(
                 # API or storage trouble (or a bug): back off and retry; the traceback goes
                 # to the log, the loop keeps the other BatchJobs' daemons unaffected.
                 memory.failures += 1
-                delay = min(60.0, 2.0**memory.failures)
+                delay = min(30.0, 2.0**memory.failures)
                 logger.warning(
                     "%s/%s: reconcile failed (retry in %.0fs): %s",
                     namespace,
