@@ -10,7 +10,7 @@ from llmbatch.sandbox.apiserver.errors import FieldError
 
 JSON = dict[str, Any]
 
-_MISSING = object()
+MISSING = object()  # "no old value": a create, or a field the old object lacked
 
 
 @lru_cache(maxsize=512)
@@ -25,7 +25,7 @@ def _evaluate(rule: str, value: Any, old: Any) -> tuple[bool, str | None]:
     from celpy.adapter import json_to_cel
 
     activation = {"self": json_to_cel(value)}
-    if old is not _MISSING:
+    if old is not MISSING:
         activation["oldSelf"] = json_to_cel(old)
     try:
         result = _program(rule).evaluate(activation)
@@ -36,7 +36,7 @@ def _evaluate(rule: str, value: Any, old: Any) -> tuple[bool, str | None]:
     return bool(result), None
 
 
-def check(value: Any, schema: JSON | None, old: Any = _MISSING, path: str = "") -> list[FieldError]:
+def check(value: Any, schema: JSON | None, old: Any = MISSING, path: str = "") -> list[FieldError]:
     """All failed rules under ``schema`` for ``value`` (``old``: the previous object)."""
     if schema is None or value is None:
         return []
@@ -44,9 +44,9 @@ def check(value: Any, schema: JSON | None, old: Any = _MISSING, path: str = "") 
     for rule_spec in schema.get("x-kubernetes-validations") or []:
         rule = str(rule_spec.get("rule", ""))
         transition = "oldSelf" in rule
-        if transition and old is _MISSING:
+        if transition and old is MISSING:
             continue
-        ok, failure = _evaluate(rule, value, old if transition else _MISSING)
+        ok, failure = _evaluate(rule, value, old if transition else MISSING)
         if ok:
             continue
         field = path
@@ -69,12 +69,12 @@ def check(value: Any, schema: JSON | None, old: Any = _MISSING, path: str = "") 
             sub = props.get(key) if key in props else additional
             if not isinstance(sub, dict):
                 continue
-            old_item = old.get(key, _MISSING) if isinstance(old, dict) else _MISSING
+            old_item = old.get(key, MISSING) if isinstance(old, dict) else MISSING
             errors.extend(check(item, sub, old_item, f"{path}.{key}" if path else key))
     elif isinstance(value, list) and isinstance(schema.get("items"), dict):
         for i, item in enumerate(value):
             # List items have no stable identity here: transition rules are skipped for them.
-            errors.extend(check(item, schema["items"], _MISSING, f"{path}[{i}]"))
+            errors.extend(check(item, schema["items"], MISSING, f"{path}[{i}]"))
     return errors
 
 

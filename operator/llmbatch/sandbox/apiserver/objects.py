@@ -138,7 +138,7 @@ class Objects:
             obj = schema.apply_defaults(obj, rt.schema)
             errors += schema.validate(obj, rt.schema)
             if not errors:
-                errors += cel.check(obj, rt.schema, old if old is not None else cel._MISSING)
+                errors += cel.check(obj, rt.schema, old if old is not None else cel.MISSING)
         errors += kinds.validate(rt, obj, old)
         if errors:
             raise self._invalid(rt, name, errors)
