@@ -19,6 +19,9 @@ from tests.gateway.conftest import GatewayEnv
 
 DEFAULT_LINE_LIMIT = 64 * 1024 * 1024
 
+# Part of the chaos suite (full form in make test-chaos); fast, so also in make test.
+pytestmark = pytest.mark.chaos
+
 
 @pytest.fixture(scope="module")
 def client(gateway_env: GatewayEnv) -> httpx.Client:

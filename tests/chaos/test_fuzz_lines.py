@@ -38,6 +38,9 @@ RUN_CLI = (
     f"import sys; sys.path.insert(0, {str(REPO)!r}); from tests.cli.app import cli_app; cli_app()()"
 )
 
+# Part of the chaos suite (full form in make test-chaos); fast, so also in make test.
+pytestmark = pytest.mark.chaos
+
 
 def _check(results: list[ValidLine | LineError], lines: list[GenLine], limit: int) -> None:
     want = expected(lines, limit)
