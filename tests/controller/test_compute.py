@@ -403,6 +403,7 @@ def test_complete_job_finalizes_then_succeeds_with_manifest_counts() -> None:
     assert status["manifest"] == "s3://llmbatch/out/demo/manifest.json"
     assert status["inputSha256"] == "ab" * 32
     assert status["completionTime"] == "2026-01-01T12:06:00Z"
+    assert "throughput" not in status  # it never ran (no startTime): no average to show
     assert cond(status, "Complete")["status"] == "True"
     assert "eta" not in status
 
@@ -588,3 +589,17 @@ def test_an_index_out_of_retries_fails_the_batch_while_others_run() -> None:
     assert decision.status["reason"] == "BackoffLimitExceeded"
     assert "shard(s) 1" in decision.status["message"]
     assert decision.actions == [SetRunJobSuspended(True)]
+
+
+def test_finished_batch_shows_its_average_throughput() -> None:
+    status = validated("Finalizing", reason="ShardsComplete", startTime="2026-01-01T12:01:00Z")
+    done = compute_status(
+        batchjob(status),
+        job(complete=True),
+        finalize_job(complete=True),
+        [],
+        [],
+        at(2),
+        manifest=MANIFEST,
+    )
+    assert done.status["throughput"] == round(344 / 60, 1)

@@ -561,6 +561,12 @@ def _progress_fields(
             "completionTokens": int(usage.get("completionTokens", 0)),
         }
         new["progress"] = f"{done}/{final_total}"
+        # A finished batch shows its average rate (tokens/s from the first running shard to
+        # the end), not the zero of "nothing running now".
+        started = parse_time(new.get("startTime"))
+        if started is not None:
+            tokens = new["usage"]["promptTokens"] + new["usage"]["completionTokens"]
+            new["throughput"] = round(tokens / max(1.0, (now - started).total_seconds()), 1)
         sha = (manifest.get("sha256") or {}).get("input")
         if sha:
             new["inputSha256"] = sha
