@@ -249,3 +249,37 @@ def test_empty_batch_in_s3(s3_settings: Any, s3_bucket: str) -> None:
     assert store.read_bytes(f"{out}/output.jsonl") == b""
     assert store.read_bytes(f"{out}/errors.jsonl") == b""
     assert json.loads(store.read_bytes(f"{out}/progress/shard-0.json"))["state"] == "done"
+
+
+def test_finalize_writes_both_files_in_input_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmbatch.runner import finalize as finalize_module
+
+    # Force several merge passes with few parts.
+    monkeypatch.setattr(finalize_module, "MERGE_FAN_IN", 2)
+    source = write_lines(tmp_path / "in.jsonl", chat_batch(12))
+    out = tmp_path / "out"
+    layout = {(0, 0): (9, 2), (0, 1): (4, 11), (1, 0): (1, 12), (1, 1): (3, 7), (1, 2): (6, 2)}
+    for (shard, number), lines in layout.items():
+        recs = [
+            records.success_record("b", n, f"req-{n - 1}", {}, 1, 1)
+            if n % 3
+            else records.error_record("b", n, f"req-{n - 1}", "invalid_request", "m")
+            for n in sorted(lines)
+        ]
+        _write_part(out, shard, number, recs)
+    manifest = finalize(FinalizeConfig(str(source), str(out), reason="cancelled"))
+    output = read_jsonl((out / "output.jsonl").read_bytes())
+    errors = read_jsonl((out / "errors.jsonl").read_bytes())
+    assert [r["custom_id"] for r in output] == [f"req-{n - 1}" for n in (1, 2, 4, 7, 11)]
+    assert [(e["error"]["line"], e["error"]["code"]) for e in errors] == [
+        (3, "invalid_request"),
+        (5, "batch_cancelled"),
+        (6, "invalid_request"),
+        (8, "batch_cancelled"),
+        (9, "invalid_request"),
+        (10, "batch_cancelled"),
+        (12, "invalid_request"),
+    ]
+    assert manifest["requestCounts"] == {"total": 12, "completed": 5, "failed": 7}

@@ -1,11 +1,12 @@
 """``llmbatch-runner finalize``: every shard's parts into output.jsonl, errors.jsonl and
 manifest.json.
 
-Streams with bounded memory: the input is read to learn which lines exist (a bitmap, one bit
-a line) and to hash it; parts are copied record by record into the two output objects while
-they are hashed; a line met twice (an adopted part overlapping a recomputed one, a zombie pod)
-is kept once. Lines no shard finished become batch_expired / batch_cancelled errors when the
-batch ended that way, or fail finalize when it should have completed.
+Bounded memory whatever the batch size: the input is streamed to learn which lines exist (a
+bitmap, one bit a line) and to hash it; the parts, each sorted by line number, are downloaded
+to local disk and merged k-way, so both files come out in input line order and are hashed as
+they stream to the store; a line met twice (an adopted part overlapping a recomputed one, a
+zombie pod) is kept once. Lines no shard finished become batch_expired / batch_cancelled
+errors when the batch ended that way, or fail finalize when it should have completed.
 
 The manifest is written only if absent: once it exists, finalize answers with it and changes
 nothing, so a re-run (a retried finalize Job) is harmless.
@@ -15,17 +16,21 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import heapq
 import json
 import logging
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from llmbatch.api.lines import ErrorCode
 from llmbatch.runner import records
 from llmbatch.runner.errors import PermanentError
-from llmbatch.runner.parts import LineSet, Tally, iter_part_records, part_number
+from llmbatch.runner.parts import LineSet, Tally, part_number
 from llmbatch.runner.progress import rfc3339
+from llmbatch.runner.records import Record
 from llmbatch.runner.version import RUNNER_VERSION, engine_version
 from llmbatch.storage import (
     AccessDenied,
@@ -120,6 +125,88 @@ def _read_json_objects(store: ObjectStore, prefix: str) -> list[dict[str, Any]]:
     return found
 
 
+# Files merged at once; bounds open files and buffers whatever the number of parts.
+MERGE_FAN_IN = 64
+
+
+def _download_parts(store: ObjectStore, output_uri: str, workdir: Path) -> list[Path]:
+    """Every part, in key order, as local files (disk, not memory, holds the output)."""
+    local: list[Path] = []
+    for index, uri in enumerate(_part_uris(store, output_uri)):
+        path = workdir / f"part-{index:08d}.jsonl"
+        store.download_file(uri, path)
+        local.append(path)
+    return local
+
+
+def _iter_file(path: Path) -> Iterator[Record]:
+    with path.open("rb") as handle:
+        for raw in handle:
+            if raw.strip():
+                yield records.decode_record(raw)
+
+
+def _answered_lines(parts: list[Path], expected: LineSet) -> tuple[LineSet, int]:
+    seen = LineSet()
+    duplicates = 0
+    for path in parts:
+        for record in _iter_file(path):
+            if record.lineno not in expected:
+                log.warning("a part answers line %d, which is not a request", record.lineno)
+            elif not seen.add(record.lineno):
+                duplicates += 1
+    return seen, duplicates
+
+
+def _sorted_records(parts: list[Path], workdir: Path) -> Iterator[Record]:
+    """All records by line number: each part is sorted, so a k-way merge (in passes of
+    MERGE_FAN_IN files) sorts them. heapq.merge is stable, so among copies of one line the
+    one from the earliest part comes first."""
+    runs = list(parts)
+    generation = 0
+    while len(runs) > MERGE_FAN_IN:
+        merged: list[Path] = []
+        for start in range(0, len(runs), MERGE_FAN_IN):
+            group = runs[start : start + MERGE_FAN_IN]
+            target = workdir / f"run-{generation}-{start:08d}.jsonl"
+            with target.open("wb") as handle:
+                for record in heapq.merge(*map(_iter_file, group), key=_lineno):
+                    handle.write(record.encode())
+            for path in group:
+                path.unlink()
+            merged.append(target)
+        runs = merged
+        generation += 1
+    yield from heapq.merge(*map(_iter_file, runs), key=_lineno)
+
+
+def _lineno(record: Record) -> int:
+    return record.lineno
+
+
+def _deduplicated(ordered: Iterator[Record], expected: LineSet) -> Iterator[Record]:
+    """The first record of each request line; records of lines that are no request (which
+    only a changed input file could cause) are dropped."""
+    last = 0
+    for record in ordered:
+        if record.lineno != last and record.lineno in expected:
+            last = record.lineno
+            yield record
+
+
+def _unanswered(
+    source: ObjectStore, config: FinalizeConfig, expected: LineSet, seen: LineSet
+) -> Iterator[Record]:
+    """Error records for the requests no shard answered, in line order."""
+    code = _REASON_CODES[config.reason]
+    message = records.stop_message(code)
+    for lineno, raw in enumerate(source.read_lines(config.input_uri), start=1):
+        if lineno in expected and lineno not in seen:
+            yield records.error_record(
+                config.batch_name, lineno, records.custom_id_of(raw), code, message
+            )
+
+
 def finalize(config: FinalizeConfig) -> dict[str, Any]:
     """Merge the shards' parts; return the manifest (the existing one if already final)."""
     out = get_store(config.output_uri, config.settings)
@@ -140,41 +227,31 @@ def finalize(config: FinalizeConfig) -> dict[str, Any]:
 
     output_file = join_uri(config.output_uri, "output.jsonl")
     errors_file = join_uri(config.output_uri, "errors.jsonl")
-    seen = LineSet()
     tally = Tally()
-    duplicates = 0
-    with contextlib.ExitStack() as stack:
-        ok_writer = _HashingWriter(stack.enter_context(out.open_write(output_file)))
-        err_writer = _HashingWriter(stack.enter_context(out.open_write(errors_file)))
-        for uri in _part_uris(out, config.output_uri):
-            for record in iter_part_records(out, uri):
-                if record.lineno not in expected:
-                    log.warning(
-                        "part %s answers line %d, which is not a request", uri, record.lineno
-                    )
-                    continue
-                if not seen.add(record.lineno):
-                    duplicates += 1
-                    continue
-                tally.add(record)
-                (ok_writer if record.kind == records.OUTPUT else err_writer).write_line(record.line)
+    with tempfile.TemporaryDirectory(prefix="llmbatch-finalize-") as workdir:
+        local_parts = _download_parts(out, config.output_uri, Path(workdir))
+        seen, duplicates = _answered_lines(local_parts, expected)
         missing = expected.count - seen.count
         if missing and config.reason == "none":
-            # Raising inside the writers aborts them: no partial output.jsonl appears.
             raise PermanentError(
                 f"{missing} of {expected.count} requests have no result; the shards did not "
                 "finish (finalize with --reason expired|cancelled to record them as such)"
             )
+        unanswered: Iterator[Record] = iter(())
         if missing:
-            code = _REASON_CODES[config.reason]
-            message = records.stop_message(code)
-            for lineno, raw in enumerate(source.read_lines(config.input_uri), start=1):
-                if lineno in expected and lineno not in seen:
-                    record = records.error_record(
-                        config.batch_name, lineno, records.custom_id_of(raw), code, message
-                    )
-                    tally.add(record)
-                    err_writer.write_line(record.line)
+            unanswered = _unanswered(source, config, expected, seen)
+        ordered = heapq.merge(
+            _deduplicated(_sorted_records(local_parts, Path(workdir)), expected),
+            unanswered,
+            key=lambda record: record.lineno,
+        )
+        with contextlib.ExitStack() as stack:
+            ok_writer = _HashingWriter(stack.enter_context(out.open_write(output_file)))
+            err_writer = _HashingWriter(stack.enter_context(out.open_write(errors_file)))
+            for record in ordered:
+                tally.add(record)
+                writer = ok_writer if record.kind == records.OUTPUT else err_writer
+                writer.write_line(record.line)
     if duplicates:
         log.warning("dropped %d duplicate results of already answered lines", duplicates)
 
