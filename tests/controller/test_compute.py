@@ -603,3 +603,20 @@ def test_finished_batch_shows_its_average_throughput() -> None:
         manifest=MANIFEST,
     )
     assert done.status["throughput"] == round(344 / 60, 1)
+
+
+def test_queued_says_why_pods_are_not_scheduled() -> None:
+    pending = pod(0, "Pending")
+    pending["status"]["conditions"] = [
+        {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": "0/1 nodes: insufficient nvidia.com/gpu",
+        }
+    ]
+    decision = compute_status(
+        batchjob(validated("Queued")), job(active=1), None, [pending], [], at(1)
+    )
+    assert decision.phase == Phase.QUEUED
+    assert decision.status["message"].endswith("insufficient nvidia.com/gpu")

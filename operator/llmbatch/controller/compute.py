@@ -413,11 +413,8 @@ def _decide_active(
     if phase == Phase.RUNNING:
         # Between retries no pod runs; that does not send the batch back to the queue.
         return _Target(Phase.RUNNING, Reason.PODS_PENDING, "waiting for shard pods to restart")
-    return _Target(
-        Phase.QUEUED,
-        Reason.PODS_PENDING,
-        "waiting for shard pods to start (no free GPU yet, or not scheduled)",
-    )
+    why = f": {run.unschedulable}" if run.unschedulable else " (no free GPU yet, or not scheduled)"
+    return _Target(Phase.QUEUED, Reason.PODS_PENDING, f"waiting for shard pods to start{why}")
 
 
 def _finish(

@@ -83,6 +83,9 @@ class JobView:
     # index -> failed pod count (retries spent)
     restarts: Mapping[int, int] = field(default_factory=dict)
     running_indexes: frozenset[int] = frozenset()
+    # Why a pending shard pod is not scheduled (e.g. no free GPU), from its PodScheduled
+    # condition; empty when nothing says so.
+    unschedulable: str = ""
 
     @property
     def finished(self) -> bool:
@@ -112,7 +115,11 @@ def view_job(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]] = 
     running: set[int] = set()
     live = 0
     running_pods = 0
+    unschedulable = ""
     for pod in pods:
+        for condition in (pod.get("status") or {}).get("conditions") or []:
+            if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
+                unschedulable = unschedulable or str(condition.get("message") or "")[:200]
         index = pod_index(pod)
         if pod_is_live(pod):
             live += 1
@@ -141,4 +148,5 @@ def view_job(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]] = 
         exit_codes=frozenset(exit_codes),
         restarts=restarts,
         running_indexes=frozenset(running),
+        unschedulable=unschedulable,
     )
