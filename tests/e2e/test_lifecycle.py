@@ -320,3 +320,23 @@ def test_preempted_shard_is_rescheduled_without_spending_a_retry(
     status = kubectl.wait_phase(name, "Succeeded", timeout=300)
     _out, errors = assert_exactly_once(store, body, status, requests)
     assert errors == [], collections.Counter(line["error"]["code"] for line in errors)
+
+
+@pytest.mark.sandbox_only
+def test_no_free_gpu_keeps_it_queued_with_the_reason(
+    operator: OperatorProcess, kubectl: Kubectl, new_batchjob: BatchJobFactory, sandbox: Any
+) -> None:
+    if not sandbox.is_sandbox:
+        pytest.skip("relies on the sandbox node's fixed number of GPU slots")
+    body = new_batchjob("nogpu", requests=2, parallelism=1, resources={"gpu": 64})
+    name = body["metadata"]["name"]
+    assert kubectl.apply(body).returncode == 0
+
+    def queued_with_reason() -> dict[str, Any] | None:
+        status = kubectl.status(name)
+        ok = status.get("phase") == "Queued" and "gpu" in str(status.get("message", "")).lower()
+        return status if ok else None
+
+    status = wait_for("Queued with a scheduling reason", queued_with_reason, timeout=60)
+    assert status["reason"] == "PodsPending"
+    kubectl.run("delete", "batchjob", name, "--wait=false")
