@@ -596,6 +596,22 @@ def main() -> None:
     load_before = machine_load()
     print(f"machine: {load_before}", flush=True)
     report = Report()
+    report.notes += [
+        "compare: `llmbatch-runner run` then `llmbatch-runner finalize`, two processes, input "
+        "and output in a moto S3 server (in the benchmark process), against `python -m "
+        "vllm.entrypoints.openai.run_batch` on the same file from local disk. Whole processes, "
+        "start-up included; rounds alternate which goes first. Same engine arguments. The "
+        "runner runs the engine in its own process (its default on the CPU); run_batch always "
+        "puts the engine core in a second process.",
+        "ideal: one Python process and one LLM object; one `LLM.chat` over all requests (no "
+        "I/O) against `run_shard` on the same engine reading and writing moto S3, with its "
+        "checkpoints (every 1,000 requests or 30 s) and progress writes.",
+        "memory: peak RSS (ru_maxrss) of the runner process, engine in-process; the 1 GiB KV "
+        "cache is allocated at start-up in both runs.",
+        "resume: default checkpointing; SIGKILL once the runner's /metrics count half the "
+        "requests done; recomputed = requests the killed attempt had finished minus those in "
+        "committed parts; then restart and finalize, and count custom_ids in output.jsonl.",
+    ]
     work = Path(tempfile.mkdtemp(prefix="llmbatch-bench-"))
     try:
         with moto_s3() as s3:
