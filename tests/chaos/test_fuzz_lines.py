@@ -31,12 +31,6 @@ from tests.chaos.profiles import FUZZ
 from tests.cli.app import cli_app
 
 SMALL_LINE = 4096  # a small per-line limit, so "huge" lines stay cheap to generate
-REPO = Path(__file__).resolve().parents[2]
-# The command as users get it (``llmbatch validate``): main.py's app once it registers the
-# command, until then the same function in a stand-in app (see tests/cli/app.py).
-RUN_CLI = (
-    f"import sys; sys.path.insert(0, {str(REPO)!r}); from tests.cli.app import cli_app; cli_app()()"
-)
 
 # Part of the chaos suite (full form in make test-chaos); fast, so also in make test.
 pytestmark = pytest.mark.chaos
@@ -226,7 +220,7 @@ def test_validate_command_as_a_process_survives_hostile_bytes(tmp_path: Path) ->
     path.write_bytes(b"\n".join(lines))
     for fmt in ("text", "json"):
         proc = subprocess.run(
-            [sys.executable, "-c", RUN_CLI, "validate", str(path), "-o", fmt],
+            [sys.executable, "-m", "llmbatch.cli.main", "validate", str(path), "-o", fmt],
             capture_output=True,
             timeout=60,
             env=dict(os.environ, PYTHONIOENCODING="utf-8"),
