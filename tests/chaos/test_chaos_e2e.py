@@ -402,7 +402,7 @@ def test_cancel_at_the_deadline_ends_once_without_loss(
         "cancel-deadline",
         requests=4000,
         max_tokens=32,
-        completionWindow="45s",
+        completionWindow="30s",
     )
     apply(kubectl, batch)
     status = wait_for(
