@@ -49,7 +49,8 @@ def run_local(
         **run_options,
     )
     stop = StopSignal()
-    with stop.on_sigterm():
+    # Ctrl-C cancels like SIGTERM does: the rest is recorded as cancelled and finalized.
+    with stop.on_sigterm(also_sigint=True):
         result = run_shard(config, engine=engine, stop=stop)
     reasons: dict[ExitCode, Reason] = {
         ExitCode.EXPIRED: "expired",

@@ -119,8 +119,9 @@ class StopSignal:
         return self._code
 
     @contextlib.contextmanager
-    def on_sigterm(self) -> Iterator[None]:
-        """Turn SIGTERM into a cancel while the block runs (main thread only)."""
+    def on_sigterm(self, also_sigint: bool = False) -> Iterator[None]:
+        """Turn SIGTERM (and Ctrl-C if asked) into a cancel while the block runs (main thread
+        only)."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
@@ -128,11 +129,13 @@ class StopSignal:
         def handler(signum: int, frame: FrameType | None) -> None:
             self.request(ErrorCode.BATCH_CANCELLED)
 
-        previous = signal.signal(signal.SIGTERM, handler)
+        signals = [signal.SIGTERM, signal.SIGINT] if also_sigint else [signal.SIGTERM]
+        previous = {sig: signal.signal(sig, handler) for sig in signals}
         try:
             yield
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, old in previous.items():
+                signal.signal(sig, old)
 
 
 @dataclass
