@@ -121,3 +121,30 @@ def test_eta_and_deadline_gauges_exist_only_while_unfinished() -> None:
     tracker.observe("u", {**status, "phase": "Succeeded"}, "ns", "job-a")
     samples = [s.labels for m in metrics.ETA_TIMESTAMP.collect() for s in m.samples]
     assert {"namespace": "ns", "batchjob": "job-a"} not in samples
+
+
+def test_input_line_count_is_estimated_from_a_sample(tmp_path: Path) -> None:
+    from llmbatch.controller.objects import SAMPLE_BYTES, estimate_lines
+
+    small = tmp_path / "small.jsonl"
+    small.write_bytes(b'{"a": 1}\n\n{"b": 2}\n')
+    assert estimate_lines(small.as_uri(), StorageSettings()) == 2
+    big = tmp_path / "big.jsonl"
+    line = b'{"custom_id": "x", "body": {"pad": "' + b"p" * 90 + b'"}}\n'
+    big.write_bytes(line * 5000)
+    estimate = estimate_lines(big.as_uri(), StorageSettings())
+    assert estimate is not None and abs(estimate - 5000) <= 5
+    assert len(line) * 5000 > SAMPLE_BYTES  # only a sample was needed
+
+
+def test_eta_from_an_estimated_total_while_shards_have_not_counted() -> None:
+    objects = [
+        progress(0, total=None, completed=10, started=0, updated=1),
+        progress(1, total=None, completed=10, started=0, updated=1),
+    ]
+    now = at(1)
+    assert aggregate(objects, 2, now).eta is None
+    agg = aggregate(objects, 2, now, estimated_total=40)
+    assert agg.total is None  # the estimate never shows as the total
+    assert agg.eta == at(2)  # 20 done in a minute, 20 left
+    assert aggregate(objects, 2, now, estimated_total=5).eta is None  # an estimate proved wrong

@@ -342,11 +342,6 @@ def test_no_free_gpu_keeps_it_queued_with_the_reason(
     kubectl.run("delete", "batchjob", name, "--wait=false")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the runner reports its shard's total only once it has read all its input (near the "
-    "end), so there is no ETA while it runs; it should count its lines first",
-)
 def test_sla_at_risk_when_the_eta_passes_the_deadline(
     operator: OperatorProcess, kubectl: Kubectl, new_batchjob: BatchJobFactory
 ) -> None:

@@ -126,9 +126,12 @@ def compute_status(
     validation: ValidationResult | None = None,
     manifest: Mapping[str, Any] | None = None,
     stop_grace_seconds: float = 45.0,
+    estimated_total: int | None = None,
 ) -> Decision:
     """``stop_grace_seconds``: after the deadline, how long shards get to stop by themselves
-    (recording their lines as batch_expired) before the operator suspends the Job."""
+    (recording their lines as batch_expired) before the operator suspends the Job.
+    ``estimated_total``: the input's line count estimated from its size, for the ETA while
+    the shards have not counted their lines yet."""
     meta = batchjob.get("metadata") or {}
     old: dict[str, Any] = copy.deepcopy(dict(batchjob.get("status") or {}))
     new: dict[str, Any] = copy.deepcopy(old)
@@ -164,7 +167,11 @@ def compute_status(
 
     run = view_job(job, pods)
     fin = view_job(finalize_job)
-    agg = aggregate(progress_objects, spec.parallelism, now) if progress_objects else None
+    agg = (
+        aggregate(progress_objects, spec.parallelism, now, estimated_total)
+        if progress_objects
+        else None
+    )
     progress_states = set(agg.states.values()) if agg else set()
     phase = current or Phase.VALIDATING
 

@@ -33,7 +33,12 @@ from llmbatch.controller.handle_validate import load_secret, validate
 from llmbatch.controller.jobview import view_job
 from llmbatch.controller.kube import KubeError
 from llmbatch.controller.names import finalize_job_name, run_job_name
-from llmbatch.controller.objects import ProgressReader, read_manifest, storage_settings
+from llmbatch.controller.objects import (
+    ProgressReader,
+    estimate_lines,
+    read_manifest,
+    storage_settings,
+)
 from llmbatch.controller.runtime import Runtime, get_runtime
 from llmbatch.controller.timefmt import parse_time
 from llmbatch.controller.validation import ValidationResult, check_spec
@@ -59,6 +64,9 @@ class BatchJobMemory:
     progress_objects: list[dict[str, Any]] = field(default_factory=list)
     last_progress_read: float = float("-inf")
     failures: int = 0
+    # The input's estimated line count; looked up once per process, only while running.
+    estimated_total: int | None = None
+    estimate_tried: bool = False
 
 
 def _current(body: Mapping[str, Any], memory: BatchJobMemory) -> dict[str, Any]:
@@ -133,6 +141,7 @@ async def observe_and_decide(
         validation=validation,
         manifest=manifest,
         stop_grace_seconds=runtime.config.expire_stop_grace_seconds,
+        estimated_total=memory.estimated_total,
     )
 
 
@@ -154,6 +163,15 @@ async def _read_progress(
         memory.last_progress_read = time.monotonic()
     except StorageError as exc:
         logger.warning("%s: progress objects not readable: %s", output, exc)
+    unknown_total = any(o.get("total") is None for o in memory.progress_objects)
+    if unknown_total and not memory.estimate_tried and spec.input.startswith("s3://"):
+        memory.estimate_tried = True
+        try:
+            memory.estimated_total = await asyncio.get_running_loop().run_in_executor(
+                None, estimate_lines, spec.input, settings
+            )
+        except StorageError as exc:
+            logger.warning("%s: input size not readable for an ETA: %s", spec.input, exc)
 
 
 async def write_status(

@@ -41,10 +41,17 @@ def _int(value: Any) -> int:
         return 0
 
 
-def aggregate(objects: Sequence[Mapping[str, Any]], shard_count: int, now: datetime) -> Aggregate:
+def aggregate(
+    objects: Sequence[Mapping[str, Any]],
+    shard_count: int,
+    now: datetime,
+    estimated_total: int | None = None,
+) -> Aggregate:
     """Sum the latest object of each shard. The ETA is the remaining requests over the batch's
     overall rate (done requests / time since the first shard started), which stays honest
-    across restarts where a shard's own counters resume from a checkpoint."""
+    across restarts where a shard's own counters resume from a checkpoint. Until every shard
+    has counted its lines, ``estimated_total`` (from the input's size) stands in for the ETA
+    only; ``total`` stays unknown."""
     latest: dict[int, Mapping[str, Any]] = {}
     for obj in objects:
         try:
@@ -72,8 +79,11 @@ def aggregate(objects: Sequence[Mapping[str, Any]], shard_count: int, now: datet
     starts = [t for t in (parse_time(o.get("startedAt")) for o in latest.values()) if t]
     eta: datetime | None = None
     done = completed + failed
-    if total is not None and starts:
-        remaining = max(0, total - done)
+    eta_total = total if total is not None else estimated_total
+    if eta_total is not None and eta_total < done:
+        eta_total = None  # the estimate is off; better no ETA than a wrong one
+    if eta_total is not None and starts:
+        remaining = max(0, eta_total - done)
         elapsed = (now - min(starts)).total_seconds()
         if remaining == 0:
             eta = now
