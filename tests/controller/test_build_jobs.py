@@ -135,3 +135,23 @@ def test_chat_template_and_batch_name_reach_the_runner() -> None:
     assert env["LLMBATCH_CHAT_TEMPLATE"]["value"] == "{{ messages }}"
     assert env["LLMBATCH_BATCHJOB"]["value"] == "demo"
     assert env_of(build_finalize_job(body, CONFIG, "none"))["LLMBATCH_BATCHJOB"]["value"] == "demo"
+
+
+def test_user_strings_are_kept_literal_for_the_kubelet() -> None:
+    body = batchjob(
+        input="s3://llmbatch/in/$(AWS_SECRET_ACCESS_KEY).jsonl",
+        storage={"endpoint": "http://s3/$(X)", "secretRef": {"name": "s"}},
+        model={"name": "m", "source": "/m", "chatTemplate": "$(HOME)", "engineArgs": {"k": "$$"}},
+    )
+    job = build_runner_job(body, CONFIG, at(0))
+    command = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert "s3://llmbatch/in/$$(AWS_SECRET_ACCESS_KEY).jsonl" in command
+    assert '{"k":"$$$$"}' in command
+    env = env_of(job)
+    assert env["LLMBATCH_CHAT_TEMPLATE"]["value"] == "$$(HOME)"
+    assert env["AWS_ENDPOINT_URL"]["value"] == "http://s3/$$(X)"
+    finalize = build_finalize_job(body, CONFIG, "none")
+    assert (
+        "s3://llmbatch/in/$$(AWS_SECRET_ACCESS_KEY).jsonl"
+        in (finalize["spec"]["template"]["spec"]["containers"][0]["command"])
+    )

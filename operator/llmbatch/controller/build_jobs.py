@@ -33,6 +33,13 @@ KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
+def literal(value: str) -> str:
+    """A user string for a container command or env value, kept literal: the kubelet expands
+    ``$(VAR)`` there (a URI naming ``$(AWS_SECRET_ACCESS_KEY)`` would receive the secret) and
+    turns ``$$`` into ``$``, so every ``$`` is doubled."""
+    return value.replace("$", "$$")
+
+
 def deadline_of(batchjob: Mapping[str, Any]) -> datetime:
     """creationTimestamp + spec.completionWindow."""
     spec = batchjob.get("spec") or {}
@@ -68,10 +75,10 @@ def storage_env(spec: BatchJobSpec, config: OperatorConfig) -> list[dict[str, An
     endpoint = spec.storage.endpoint or config.default_s3_endpoint
     region = spec.storage.region or config.default_s3_region
     if endpoint:
-        env.append({"name": "AWS_ENDPOINT_URL", "value": endpoint})
+        env.append({"name": "AWS_ENDPOINT_URL", "value": literal(endpoint)})
     if region:
-        env.append({"name": "AWS_REGION", "value": region})
-        env.append({"name": "AWS_DEFAULT_REGION", "value": region})
+        env.append({"name": "AWS_REGION", "value": literal(region)})
+        env.append({"name": "AWS_DEFAULT_REGION", "value": literal(region)})
     if spec.storage.secret_ref is not None:
         for key in SECRET_KEYS:
             env.append(
@@ -120,17 +127,17 @@ def build_runner_job(
         "llmbatch-runner",
         "run",
         "--input",
-        spec.input,
+        literal(spec.input),
         "--output",
-        spec.output,
+        literal(spec.output),
         "--model",
-        spec.model.source,
+        literal(spec.model.source),
         "--served-model-name",
-        spec.model.name,
+        literal(spec.model.name),
         "--endpoint",
         spec.endpoint.value,
         "--engine-args",
-        json.dumps(spec.model.engine_args, sort_keys=True, separators=(",", ":")),
+        literal(json.dumps(spec.model.engine_args, sort_keys=True, separators=(",", ":"))),
         "--deadline",
         format_time(deadline),
     ]
@@ -141,7 +148,7 @@ def build_runner_job(
     ]
     if spec.model.chat_template:
         # The runner reads it from the environment (LLMBATCH_CHAT_TEMPLATE).
-        env.append({"name": "LLMBATCH_CHAT_TEMPLATE", "value": spec.model.chat_template})
+        env.append({"name": "LLMBATCH_CHAT_TEMPLATE", "value": literal(spec.model.chat_template)})
     container: dict[str, Any] = {
         "name": RUNNER_CONTAINER,
         "image": spec.runner_image or config.runner_image,
@@ -229,9 +236,9 @@ def build_finalize_job(
         "llmbatch-runner",
         "finalize",
         "--input",
-        spec.input,
+        literal(spec.input),
         "--output",
-        spec.output,
+        literal(spec.output),
         "--shard-count",
         str(spec.parallelism),
         "--reason",
