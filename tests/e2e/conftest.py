@@ -66,7 +66,14 @@ def model_uri(sandbox: SandboxInfo, store: ObjectStore, tiny_model: Path) -> str
 def operator(
     sandbox: SandboxInfo, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    proc = OperatorProcess(sandbox, NAMESPACE, tmp_path_factory.mktemp("operator") / "operator.log")
+    proc = OperatorProcess(
+        sandbox,
+        NAMESPACE,
+        tmp_path_factory.mktemp("operator") / "operator.log",
+        # Progress every second, so tests that act "mid-run" see the first finished request
+        # long before a shard could be done (the tiny model is fast).
+        extra_env={"LLMBATCH_RUNNER_ENV_LLMBATCH_PROGRESS_SECONDS": "1"},
+    )
     proc.start()
     try:
         yield proc
