@@ -94,7 +94,8 @@ def test_invalid_spec_is_rejected_by_the_api(
     body = new_batchjob("bad", upload=False, parallelism=0)
     result = kubectl.apply(body)
     assert result.returncode != 0
-    assert "parallelism" in result.stderr
+    # kubectl's wording of a 422 Invalid answer, naming the field.
+    assert "is invalid" in result.stderr and "parallelism" in result.stderr
     body = new_batchjob("bad", upload=False, input="ftp://nowhere/x.jsonl")
     assert "spec.input" in kubectl.apply(body).stderr
 
