@@ -235,13 +235,24 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_results(text: str) -> None:
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+def write_results(text: str, count: int, load: tuple[float, float, float]) -> None:
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d at %H:%M UTC")
     section = (
-        f"{BEGIN}\n## Operator: {stamp}\n\n"
-        "`python benchmarks/bench_operator.py` on the sandbox (2 cores shared with the other "
-        "work on the machine): BatchJobs with `suspend: true` applied at once.\n\n"
-        f"{text}\n{END}"
+        f"{BEGIN}\n## Operator (`benchmarks/bench_operator.py`)\n\n"
+        f"`.venv/bin/python benchmarks/bench_operator.py --count {count}` starts a sandbox (API "
+        "server emulator, Job controller, moto S3) and one `llmbatch operator` process, then "
+        f"creates {count} BatchJobs with `suspend: true` (parallelism 2 each) in one "
+        "`kubectl create` and polls until every run Job exists and every status says "
+        "Suspended. Peak RSS is the operator process's VmHWM; status patches come from the "
+        "operator's `llmbatch_status_patches_total`, all writes from a watch on the "
+        f"BatchJobs. Run on {stamp} on the shared 2-core machine (load average "
+        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the start):\n\n"
+        f"{text}\n\n"
+        "Each BatchJob costs one status write (validation passes, the Job's name and phase "
+        "Suspended are written together, then the Job is created suspended) plus kopf's "
+        "finalizer patch, which its per-BatchJob daemon needs; a suspended BatchJob is then "
+        "looked at every 30 s (one GET of its Job) or at once when its spec or Job changes.\n"
+        f"{END}"
     )
     current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     if BEGIN in current and END in current:
@@ -259,12 +270,12 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--write-results", action="store_true")
     args = parser.parse_args()
-    os.environ.setdefault("LLMBATCH_PROGRESS_INTERVAL", "5")
+    load = os.getloadavg()
     result = run(args.count, args.timeout)
     text = table(result)
     print(text)
     if args.write_results:
-        write_results(text)
+        write_results(text, args.count, load)
 
 
 if __name__ == "__main__":
