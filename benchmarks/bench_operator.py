@@ -156,7 +156,13 @@ def run(count: int, timeout: float) -> dict[str, Any]:
     try:
         kubectl = Kubectl(sandbox, NAMESPACE)
         prepare(sandbox, kubectl)
-        operator = OperatorProcess(sandbox, NAMESPACE, workdir / "operator.log")
+        # The operator's default polling and write intervals, not the e2e tests' faster ones.
+        operator = OperatorProcess(
+            sandbox,
+            NAMESPACE,
+            workdir / "operator.log",
+            extra_env={"LLMBATCH_ACTIVE_INTERVAL": "2.5", "LLMBATCH_PROGRESS_INTERVAL": "5"},
+        )
         operator.start()
         manifest = workdir / "batchjobs.json"
         items = [batchjob(i, sandbox.bucket) for i in range(count)]

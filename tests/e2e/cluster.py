@@ -130,18 +130,19 @@ class OperatorProcess:
     def start(self) -> None:
         self.liveness_port = free_port()
         self.metrics_port = free_port()
-        env = dict(
-            os.environ,
-            KUBECONFIG=str(self.sandbox.kubeconfig),
-            LLMBATCH_DEFAULT_S3_ENDPOINT=self.sandbox.s3_endpoint,
-            LLMBATCH_DEFAULT_S3_REGION=self.sandbox.region,
-            LLMBATCH_ACTIVE_INTERVAL="1",
-            LLMBATCH_PROGRESS_INTERVAL="2",
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.sandbox.kubeconfig),
+            "LLMBATCH_DEFAULT_S3_ENDPOINT": self.sandbox.s3_endpoint,
+            "LLMBATCH_DEFAULT_S3_REGION": self.sandbox.region,
+            "LLMBATCH_ACTIVE_INTERVAL": "1",
+            "LLMBATCH_PROGRESS_INTERVAL": "2",
             # On a loaded machine a shard may still be loading the model at a short deadline;
             # give it time to stop by itself (and record "expired") before the operator steps in.
-            LLMBATCH_EXPIRE_STOP_GRACE="120",
+            "LLMBATCH_EXPIRE_STOP_GRACE": "120",
+            # Last, so callers can override any of the above.
             **self.extra_env,
-        )
+        }
         command = [
             sys.executable,
             "-m",
