@@ -6,6 +6,7 @@ line."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -26,6 +27,14 @@ pytestmark = pytest.mark.chaos
 @pytest.fixture(scope="module")
 def client(gateway_env: GatewayEnv) -> httpx.Client:
     return gateway_env.http(gateway_env.key(tier="bench"))
+
+
+@pytest.fixture
+def fresh(gateway_env: GatewayEnv) -> Iterator[httpx.Client]:
+    """A client of its own: the module's client may hold a keep-alive connection the server
+    has just closed after the long property runs."""
+    with gateway_env.http(gateway_env.key(tier="bench")) as http:
+        yield http
 
 
 def _error(response: httpx.Response) -> dict[str, Any]:
@@ -120,8 +129,8 @@ def test_inline_validate_never_fails_inside(
     ],
     ids=["deep-array", "deep-object", "nuls", "bom"],
 )
-def test_hostile_single_line_upload_is_a_clean_400(client: httpx.Client, raw: bytes) -> None:
-    response = upload(client, raw + b"\n")
+def test_hostile_single_line_upload_is_a_clean_400(fresh: httpx.Client, raw: bytes) -> None:
+    response = upload(fresh, raw + b"\n")
     assert response.status_code == 400, response.text
     assert _error(response)["error_count"] == 1
     json.dumps(response.json())  # the body is plain JSON
@@ -140,19 +149,19 @@ SURROGATE_LINE = (
     "encode raises UnicodeEncodeError: the upload answers 500 instead of 400. Fix: render "
     "error bodies with ensure_ascii=True (a JSONResponse subclass), or repr() custom_ids.",
 )
-def test_surrogate_custom_id_upload_is_a_clean_400(client: httpx.Client) -> None:
-    response = upload(client, SURROGATE_LINE + b"\n")
+def test_surrogate_custom_id_upload_is_a_clean_400(fresh: httpx.Client) -> None:
+    response = upload(fresh, SURROGATE_LINE + b"\n")
     assert response.status_code == 400, response.text
 
 
 @pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity", b"1e999"])
-def test_non_standard_json_numbers_are_answered(client: httpx.Client, literal: bytes) -> None:
+def test_non_standard_json_numbers_are_answered(fresh: httpx.Client, literal: bytes) -> None:
     """Python's JSON parser takes NaN and Infinity; the answer must still be valid JSON."""
     body = (
         b'{"input":[{"custom_id":"a","method":"POST","url":"/v1/chat/completions",'
         b'"body":{"model":"tiny-qwen","temperature":' + literal + b',"messages":[]}}]}'
     )
-    response = client.post(
+    response = fresh.post(
         "/v1/batches/validate", content=body, headers={"Content-Type": "application/json"}
     )
     assert response.status_code < 500, response.text
