@@ -54,7 +54,7 @@ from llmbatch.sandbox.models import ensure_model  # noqa: E402
 from llmbatch.sandbox.s3faults import FaultConfig, running_proxy  # noqa: E402
 from llmbatch.storage import ObjectNotFound, ObjectStore, StorageSettings, get_store  # noqa: E402
 
-CHECKPOINT_REQUESTS = 50
+CHECKPOINT_REQUESTS = 100
 
 
 def parse_time(text: str | None) -> float | None:
@@ -219,7 +219,7 @@ def main() -> None:
         runner_env = {
             "LLMBATCH_CHECKPOINT_REQUESTS": str(CHECKPOINT_REQUESTS),
             "LLMBATCH_CHECKPOINT_SECONDS": "5",
-            "LLMBATCH_PROGRESS_SECONDS": "1",
+            "LLMBATCH_PROGRESS_SECONDS": "0.5",
             "LLMBATCH_RUNNER_METRICS_PORT": "0",
         }
         operator = OperatorProcess(
