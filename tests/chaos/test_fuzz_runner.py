@@ -16,6 +16,7 @@ from hypothesis import given
 from llmbatch.api.lines import Endpoint
 from tests.chaos.jsonl_gen import GenLine, expected, join, jsonl_files
 from tests.chaos.profiles import FUZZ_SLOW
+from tests.chaos.vllm_guard import local_proxies_hidden
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos, pytest.mark.timeout(900)]
 
@@ -24,9 +25,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.chaos, pytest.mark.timeout(900)]
 def engine(tiny_model: Path, tiny_served_name: str) -> Iterator[Any]:
     from llmbatch.runner.engine import load_engine
 
-    yield load_engine(
-        tiny_model, tiny_served_name, Endpoint.CHAT_COMPLETIONS, {"max_model_len": 512, "seed": 0}
-    )
+    with local_proxies_hidden():
+        engine = load_engine(
+            tiny_model,
+            tiny_served_name,
+            Endpoint.CHAT_COMPLETIONS,
+            {"max_model_len": 512, "seed": 0},
+        )
+    yield engine
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
