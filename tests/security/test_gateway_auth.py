@@ -159,13 +159,15 @@ class Owned:
     file_id: str
     batch_id: str
     output_file_id: str
+    key: str
 
 
 @pytest.fixture(scope="module")
 def owned(gateway_env: GatewayEnv) -> Owned:
     """A tenant's upload and batch, with the batch finished (status as the operator writes it)
     and its output file in storage."""
-    with gateway_env.http(gateway_env.key("owner")) as http:
+    key = gateway_env.key("owner")
+    with gateway_env.http(key) as http:
         uploaded = http.post(
             "/v1/files",
             data={"purpose": "batch"},
@@ -205,7 +207,7 @@ def owned(gateway_env: GatewayEnv) -> Owned:
         assert http.get(f"/v1/files/{file_id}").status_code == 200
         assert http.get(f"/v1/batches/{batch_id}").status_code == 200
         assert http.get(f"/v1/files/{out_id}/content").status_code == 200
-    return Owned(file_id, batch_id, out_id)
+    return Owned(file_id, batch_id, out_id, key)
 
 
 ID_BODY_ROUTES = {"/v1/batches", "/v1/batches/validate", "/v1/batches/cost-estimate"}
@@ -245,9 +247,12 @@ def test_every_id_taking_route_hides_other_tenants(gateway_env: GatewayEnv, owne
         # Lists show nothing of the owner's.
         assert owned.file_id not in http.get("/v1/files").text
         assert owned.batch_id not in http.get("/v1/batches").text
-    # The owner's batch was neither cancelled nor changed by the attempts.
+    # The owner's batch was neither cancelled nor changed, and the file not deleted.
     job = gateway_env.kube.get(NAMESPACE, "batchjobs", gateway_env.batch_name(owned.batch_id))
     assert job is not None and not job["spec"].get("cancel")
+    with gateway_env.http(owned.key) as http:
+        assert http.get(f"/v1/files/{owned.file_id}").status_code == 200
+        assert http.get(f"/v1/files/{owned.file_id}/content").status_code == 200
 
 
 # --- keys never leak -------------------------------------------------------------------------
