@@ -21,6 +21,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from datetime import UTC, datetime
@@ -241,24 +242,32 @@ def table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _wrap(paragraph: str) -> str:
+    return textwrap.fill(paragraph, 99, break_on_hyphens=False, break_long_words=False)
+
+
 def write_results(text: str, count: int, load: tuple[float, float, float]) -> None:
     stamp = datetime.now(UTC).strftime("%Y-%m-%d at %H:%M UTC")
-    section = (
-        f"{BEGIN}\n## Operator (`benchmarks/bench_operator.py`)\n\n"
+    intro = (
         f"`.venv/bin/python benchmarks/bench_operator.py --count {count}` starts a sandbox (API "
         "server emulator, Job controller, moto S3) and one `llmbatch operator` process, then "
         f"creates {count} BatchJobs with `suspend: true` (parallelism 2 each) in one "
-        "`kubectl create` and polls until every run Job exists and every status says "
+        "`kubectl create` and polls (from the start of the create) until every run Job exists "
+        "and every status says "
         "Suspended. Peak RSS is the operator process's VmHWM; status patches come from the "
         "operator's `llmbatch_status_patches_total`, all writes from a watch on the "
         f"BatchJobs. Run on {stamp} on the shared 2-core machine (load average "
-        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the start):\n\n"
-        f"{text}\n\n"
+        f"{load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} at the start):"
+    )
+    outro = (
         "Each BatchJob costs one status write (validation passes, the Job's name and phase "
         "Suspended are written together, then the Job is created suspended) plus kopf's "
         "finalizer patch, which its per-BatchJob daemon needs; a suspended BatchJob is then "
-        "looked at every 30 s (one GET of its Job) or at once when its spec or Job changes.\n"
-        f"{END}"
+        "looked at every 30 s (one GET of its Job) or at once when its spec or Job changes."
+    )
+    section = (
+        f"{BEGIN}\n## Operator (`benchmarks/bench_operator.py`)\n\n"
+        f"{_wrap(intro)}\n\n{text}\n\n{_wrap(outro)}\n{END}"
     )
     current = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     if BEGIN in current and END in current:
