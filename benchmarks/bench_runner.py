@@ -317,10 +317,10 @@ def section_compare(
 def section_ideal(
     report: Report, s3: S3, bench: Path, requests: int, max_tokens: int, repeats: int
 ) -> None:
-    from vllm import LLM, SamplingParams
+    from vllm import SamplingParams
 
     from llmbatch.api.lines import Endpoint
-    from llmbatch.runner.engine import GenerationEngine, engine_defaults
+    from llmbatch.runner.engine import GenerationEngine, engine_defaults, load_engine
     from llmbatch.runner.run import RunConfig, run_shard
 
     name = "bench-qwen"
@@ -329,8 +329,11 @@ def section_ideal(
     store = s3.store()
     store.write_bytes(source, b"\n".join(lines) + b"\n")
     args = {**engine_defaults(Endpoint.CHAT_COMPLETIONS), **ENGINE_ARGS}
-    llm = LLM(model=str(bench), served_model_name=name, **args)
-    engine = GenerationEngine(llm, name, Endpoint.CHAT_COMPLETIONS, args)
+    # The engine exactly as the runner loads it (in-process on the CPU); the ideal uses the
+    # same LLM object, so both sides run on one engine in one process.
+    engine = load_engine(bench, name, Endpoint.CHAT_COMPLETIONS, ENGINE_ARGS)
+    assert isinstance(engine, GenerationEngine)
+    llm = engine.llm
     conversations = [json.loads(line)["body"]["messages"] for line in lines]
     params = SamplingParams(max_tokens=max_tokens, temperature=0)
 
@@ -546,26 +549,51 @@ def machine_load() -> str:
     return f"load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} cores"
 
 
+def _previous_section(text: str) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """Table rows and run lines of the runner section already in RESULTS.md."""
+    if BEGIN not in text or END not in text:
+        return [], []
+    body = text.split(BEGIN, 1)[1].split(END, 1)[0]
+    rows = []
+    for line in body.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| ") and len(cells) == 3 and cells[0] != "measurement":
+            rows.append((cells[0], cells[1], cells[2]))
+    runs = [line.rstrip() for line in body.splitlines() if line.startswith("Run ")]
+    return rows, runs
+
+
 def write_results(report: Report, args: argparse.Namespace, load_before: str) -> None:
+    """Replace the runner section of RESULTS.md. Rows of sections not run this time are kept
+    (with the line describing their run), so one section can be re-measured on its own."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+    old_rows, old_runs = _previous_section(text)
+    new_names = {row[0] for row in report.rows}
+    kept = [row for row in old_rows if row[0] not in new_names]
+    merged = Report(rows=kept + report.rows, notes=report.notes)
+    run_line = (
+        f"Run {stamp} (sections {args.sections}): {args.requests} requests, max_tokens "
+        f"{args.max_tokens}, {args.repeats} alternating rounds; machine {load_before} at the "
+        f"start, {machine_load()} at the end (shared with other work)."
+    )
+    runs = [*old_runs, run_line] if kept else [run_line]
     section = "\n".join(
         [
             BEGIN,
             "## Runner (`benchmarks/bench_runner.py`)",
             "",
-            f"Run {stamp}; {args.requests} requests, max_tokens {args.max_tokens}, "
-            f"{args.repeats} alternating rounds. Machine: {load_before} at the start, "
-            f"{machine_load()} at the end (the machine was shared with other work).",
+            *[line + "  " for line in runs],
+            "",
             f"Engine settings for every contender: `{json.dumps(ENGINE_ARGS)}`, "
             "VLLM_CPU_KVCACHE_SPACE=1, VLLM_CPU_NUM_OF_RESERVED_CPU=0.",
             "",
-            report.table(),
+            merged.table(),
             "",
             *[f"- {note}" for note in report.notes],
             END,
         ]
     )
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     if BEGIN in text and END in text:
         head, rest = text.split(BEGIN, 1)
         text = head + section + rest.split(END, 1)[1]
