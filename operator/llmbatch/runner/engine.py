@@ -8,10 +8,12 @@ Embeddings have no decode loop, so they run in small groups through ``LLM.embed`
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -95,10 +97,25 @@ def load_engine(
     args = {**engine_defaults(endpoint), **dict(engine_args or {})}
     args.pop("model", None)
     args.pop("served_model_name", None)
-    llm = LLM(model=str(model_path), served_model_name=served_name, **args)
+    with _flask_proxies_bound():
+        llm = LLM(model=str(model_path), served_model_name=served_name, **args)
     if endpoint == Endpoint.EMBEDDINGS:
         return EmbeddingEngine(llm, served_name, args, max_in_flight)
     return GenerationEngine(llm, served_name, endpoint, args, max_in_flight, chat_template)
+
+
+@contextlib.contextmanager
+def _flask_proxies_bound() -> Iterator[None]:
+    """Starting in-process, vLLM scans every loaded module's globals with hasattr(), and
+    flask's context proxies (flask.request, ...) raise RuntimeError outside a request. When
+    flask is loaded in this process (an S3 emulator, a host web app), bind them meanwhile."""
+    if "flask" not in sys.modules:
+        yield
+        return
+    import flask
+
+    with flask.Flask("llmbatch-engine-start").test_request_context():
+        yield
 
 
 @dataclass
