@@ -22,7 +22,10 @@ class AsciiJSONResponse(JSONResponse):
     answer a 400 instead of a 500."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+        return json.dumps(
+            content, ensure_ascii=True, allow_nan=False, separators=(",", ":")
+        ).encode("ascii")
+
 
 INVALID_REQUEST = "invalid_request_error"
 AUTHENTICATION = "authentication_error"
