@@ -165,14 +165,6 @@ def test_chart_grants_everything_the_operator_calls(scope: str) -> None:
     assert missing == set(), f"the operator would be forbidden: {sorted(missing)}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="charts/llm-batch-operator/templates/rbac.yaml grants verbs the operator never "
-    "calls: batchjobs get/update, batchjobs/status get/update, pods get/watch/delete (the code "
-    "only lists pods; cancel deletes the Job with background propagation), events patch, "
-    "customresourcedefinitions get, namespaces get. Fix: trim those verbs from "
-    "llmbatch.operatorRules/crdRules (or add the calls to controller/kube.py if intended).",
-)
 @pytest.mark.parametrize("scope", SCOPES)
 def test_chart_grants_nothing_beyond_what_the_operator_calls(scope: str) -> None:
     perms = set().union(*granted(SCOPES[scope]).values())

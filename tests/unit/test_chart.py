@@ -317,17 +317,14 @@ def test_cluster_rbac_is_least_privilege(rendered: dict[str, list[dict[str, Any]
     rules = rules_of(objects, "ClusterRole")
     for rule in rules:
         assert "*" not in rule["verbs"] and "*" not in rule["resources"], rule
-    assert verbs(rules, "llmbatch.io", "batchjobs") == {"get", "list", "watch", "patch", "update"}
-    assert verbs(rules, "llmbatch.io", "batchjobs/status") == {"get", "patch", "update"}
+    # Exactly what the operator and kopf call (tests/security/test_rbac.py derives that table).
+    assert verbs(rules, "llmbatch.io", "batchjobs") == {"list", "watch", "patch"}
+    assert verbs(rules, "llmbatch.io", "batchjobs/status") == {"patch"}
     assert verbs(rules, "batch", "jobs") == {"get", "list", "watch", "create", "delete", "patch"}
-    assert verbs(rules, "", "pods") == {"get", "list", "watch", "delete"}
-    assert verbs(rules, "", "events") == {"create", "patch"}
+    assert verbs(rules, "", "pods") == {"list"}
+    assert verbs(rules, "", "events") == {"create"}
     assert verbs(rules, "", "secrets") == {"get"}
-    assert verbs(rules, "apiextensions.k8s.io", "customresourcedefinitions") == {
-        "get",
-        "list",
-        "watch",
-    }
+    assert verbs(rules, "apiextensions.k8s.io", "customresourcedefinitions") == {"list", "watch"}
     assert verbs(rules, "coordination.k8s.io", "leases") == set()
     [binding] = of_kind(objects, "ClusterRoleBinding")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULL, "namespace": NAMESPACE}]
@@ -343,11 +340,9 @@ def test_namespaced_rbac(rendered: dict[str, list[dict[str, Any]]]) -> None:
     [cluster_role] = of_kind(objects, "ClusterRole")
     assert [r["resources"] for r in cluster_role["rules"]] == [["customresourcedefinitions"]]
     assert verbs(rules_of(objects, "Role"), "llmbatch.io", "batchjobs") == {
-        "get",
         "list",
         "watch",
         "patch",
-        "update",
     }
     [container] = one(objects, "Deployment", FULL)["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e.get("value") for e in container["env"]}
