@@ -75,8 +75,17 @@ demo: $(STAMP) ## Run examples/batchjob.yaml end to end on the sandbox with real
 	$(PY) -m llmbatch.sandbox.demo
 
 .PHONY: bench
-bench: $(STAMP) ## Run the benchmarks and print their tables
+bench: bench-runner bench-operator bench-gateway bench-soak ## Run every benchmark and print its table (~40 min)
+
+.PHONY: bench-runner bench-operator bench-gateway bench-soak
+bench-runner: $(STAMP) ## Runner vs vLLM run_batch vs the ideal; memory; resume (benchmarks/bench_runner.py)
 	$(PY) benchmarks/bench_runner.py
+bench-operator: $(STAMP) ## 500 suspended BatchJobs on the sandbox: time, RSS, patches
+	$(PY) benchmarks/bench_operator.py
+bench-gateway: $(STAMP) ## 200 MB upload through the gateway vs boto3; GET latency under 50 clients
+	$(PY) benchmarks/bench_gateway.py
+bench-soak: $(STAMP) ## 50 BatchJobs with runner kills and S3 faults: lost, duplicated, recomputed
+	$(PY) benchmarks/bench_soak.py
 
 .PHONY: images
 images: ## Build the container images (needs Docker)
