@@ -134,15 +134,6 @@ def test_runner_routing_agrees_with_the_validator(lines: list[GenLine], shards: 
     ],
     ids=["utf8-bom", "utf16", "cesu-surrogate"],
 )
-@pytest.mark.xfail(
-    strict=True,
-    reason="runner/sharding.py route_line() parses raw bytes with json.loads(bytes), which "
-    "detects UTF-8-with-BOM, UTF-16/32 and accepts encoded surrogates (surrogatepass); the "
-    "runner then validates the parsed value with check_object() and runs a line that "
-    "FileValidator.check() (llmbatch validate, the gateway) rejects as invalid_json/"
-    "invalid_utf8. Fix: decode with raw.strip().decode('utf-8') (strict) before json.loads, "
-    "falling back to validator.check on UnicodeDecodeError.",
-)
 def test_runner_routing_rejects_what_the_validator_rejects(raw: bytes) -> None:
     want = FileValidator().check(1, raw)
     assert isinstance(want, LineError)

@@ -292,11 +292,6 @@ def test_shard_failing_past_max_retries_fails_with_backoff_limit_exceeded(
 
 
 @pytest.mark.sandbox_only
-@pytest.mark.xfail(
-    strict=True,
-    reason="runner records a preempted shard's unreached lines as batch_cancelled on SIGTERM "
-    "(llmbatch/runner/run.py _shutdown); the retry then skips them",
-)
 def test_preempted_shard_is_rescheduled_without_spending_a_retry(
     operator: OperatorProcess,
     kubectl: Kubectl,

@@ -360,7 +360,10 @@ def test_restart_skips_committed_parts_and_recomputes_the_rest(
 
 
 def test_deadline_stops_the_shard_and_expires_the_rest(tmp_path: Path, chat_engine: Any) -> None:
-    lines = chat_batch(80, max_tokens=400, ignore_eos=True)
+    # Far more work than the tiny model does in the deadline plus the grace even on an idle
+    # machine (it has done 80 of these in under 2 s), so lines are left to expire.
+    total = 600
+    lines = chat_batch(total, max_tokens=400, ignore_eos=True)
     source = write_lines(tmp_path / "in.jsonl", lines)
     out = tmp_path / "out"
     deadline = datetime.now(UTC) + timedelta(seconds=1.5)
@@ -381,16 +384,17 @@ def test_deadline_stops_the_shard_and_expires_the_rest(tmp_path: Path, chat_engi
     assert chat_engine.in_flight() == 0
     manifest = finalize(FinalizeConfig(str(source), str(out), reason="expired"))
     output, errors = _results(out)
-    assert len(output) + len(errors) == 80
+    assert len(output) + len(errors) == total
     assert errors and {e["error"]["code"] for e in errors} == {ErrorCode.BATCH_EXPIRED.value}
     assert json.loads((out / "progress" / "shard-0.json").read_bytes())["state"] == "expired"
-    assert manifest["requestCounts"]["total"] == 80
+    assert manifest["requestCounts"]["total"] == total
 
 
 def test_stop_request_cancels_in_flight_and_unstarted_lines(
     tmp_path: Path, chat_engine: Any
 ) -> None:
-    source = write_lines(tmp_path / "in.jsonl", chat_batch(60, max_tokens=400, ignore_eos=True))
+    total = 600  # more than the tiny model finishes in the 1 s before the stop plus the grace
+    source = write_lines(tmp_path / "in.jsonl", chat_batch(total, max_tokens=400, ignore_eos=True))
     out = tmp_path / "out"
     stop = StopSignal()
     timer = threading.Timer(1.0, stop.request, args=(ErrorCode.BATCH_CANCELLED,))
@@ -412,10 +416,37 @@ def test_stop_request_cancels_in_flight_and_unstarted_lines(
     finally:
         timer.cancel()
     assert result.exit_code == ExitCode.CANCELLED
+    # A stop (SIGTERM) records nothing but finished work: the Job's next pod, after a
+    # preemption, must still find the other lines to run.
+    parts = b"".join(p.read_bytes() for p in (out / "parts").glob("shard-*/part-*.jsonl"))
+    assert b"batch_cancelled" not in parts
+    assert result.tally.completed + result.tally.failed < total
     finalize(FinalizeConfig(str(source), str(out), reason="cancelled"))
     output, errors = _results(out)
-    assert len(output) + len(errors) == 60
+    assert len(output) + len(errors) == total
+    assert len(output) == result.tally.completed
     assert {e["error"]["code"] for e in errors} == {ErrorCode.BATCH_CANCELLED.value}
+
+
+def test_stop_after_the_deadline_expires_the_rest(tmp_path: Path) -> None:
+    """A SIGTERM that comes after the deadline takes the deadline's path: batch_expired is
+    recorded by the runner itself and it exits 43, not 44."""
+    source = write_lines(tmp_path / "in.jsonl", chat_batch(7))
+    out = tmp_path / "out"
+    stop = StopSignal()
+    stop.request(ErrorCode.BATCH_CANCELLED)
+    past = datetime.now(UTC) - timedelta(seconds=5)
+    # No engine and a model that does not exist: an expired shard never loads it.
+    result = run_shard(
+        RunConfig(str(source), str(out), "/nonexistent", NAME, deadline=past, metrics_port=0),
+        stop=stop,
+    )
+    assert result.exit_code == ExitCode.EXPIRED
+    assert result.tally.failed == 7
+    assert json.loads((out / "progress" / "shard-0.json").read_bytes())["state"] == "expired"
+    finalize(FinalizeConfig(str(source), str(out), reason="none"))
+    output, errors = _results(out)
+    assert output == [] and {e["error"]["code"] for e in errors} == {"batch_expired"}
 
 
 def test_s3_faults_on_reads_and_writes_lose_nothing(

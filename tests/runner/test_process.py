@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from llmbatch.runner.exitcodes import ExitCode
+from llmbatch.runner.records import Record, decode_record
 from tests.runner.batches import chat_batch, read_jsonl, write_lines
 
 NAME = "tiny-qwen"
@@ -111,9 +112,23 @@ def test_past_deadline_expires_everything_without_loading_the_model(tmp_path: Pa
     assert sorted(e["error"]["code"] for e in errors) == ["batch_expired"] * 5 + ["invalid_request"]
 
 
+def _part_records(out: Path) -> list[Record]:
+    return [
+        decode_record(raw)
+        for path in sorted((out / "parts").glob("shard-*/part-*.jsonl"))
+        for raw in path.read_bytes().splitlines()
+        if raw.strip()
+    ]
+
+
 @pytest.mark.slow
-def test_sigterm_cancels_and_records_the_rest(tmp_path: Path, tiny_model: Path) -> None:
-    source = write_lines(tmp_path / "in.jsonl", chat_batch(300, max_tokens=200, ignore_eos=True))
+def test_sigterm_commits_finished_work_and_leaves_the_rest_to_finalize(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    """SIGTERM may be a preemption: the shard must not record its unfinished lines (the Job's
+    next pod would skip them); finalize --reason cancelled records them if the batch ends."""
+    total = 1000  # far more than the tiny model runs before the SIGTERM and the grace
+    source = write_lines(tmp_path / "in.jsonl", chat_batch(total, max_tokens=200, ignore_eos=True))
     out = tmp_path / "out"
     proc = _runner(
         *_run_args(
@@ -133,15 +148,24 @@ def test_sigterm_cancels_and_records_the_rest(tmp_path: Path, tiny_model: Path) 
     proc.send_signal(signal.SIGTERM)
     code, err = _finish(proc, timeout=60)
     assert code == ExitCode.CANCELLED, err[-3000:]
+    assert json.loads((out / "progress" / "shard-0.json").read_bytes())["state"] == "cancelled"
+    committed = _part_records(out)
+    assert b"batch_cancelled" not in b"".join(r.line for r in committed)
+    finished = {r.lineno for r in committed}
+    assert 10 <= len(finished) < total, "the SIGTERM must land mid-run"
     code, err = _finish(
         _runner("finalize", "--input", str(source), "--output", str(out), "--reason", "cancelled")
     )
     assert code == ExitCode.OK, err
     output = read_jsonl((out / "output.jsonl").read_bytes())
     errors = read_jsonl((out / "errors.jsonl").read_bytes())
-    assert len(output) >= 10 and len(output) + len(errors) == 300
+    assert len(output) + len(errors) == total
+    assert len(output) == len(finished)
     assert {e["error"]["code"] for e in errors} == {"batch_cancelled"}
-    assert json.loads((out / "progress" / "shard-0.json").read_bytes())["state"] == "cancelled"
+    # Exactly the lines no part holds are cancelled, by their input custom_ids.
+    lines = read_jsonl(source.read_bytes())
+    unfinished = {lines[n - 1]["custom_id"] for n in range(1, total + 1) if n not in finished}
+    assert {e["custom_id"] for e in errors} == unfinished
 
 
 @pytest.mark.slow

@@ -19,5 +19,6 @@ class ExitCode(IntEnum):
     PERMANENT = 42
     # The deadline passed; unstarted lines were recorded as batch_expired.
     EXPIRED = 43
-    # SIGTERM (cancel, preemption); unstarted lines were recorded as batch_cancelled.
+    # SIGTERM (cancel, preemption, pod deletion): finished work is committed and nothing else
+    # is recorded; the Job's next pod runs the rest, or finalize --reason cancelled records it.
     CANCELLED = 44

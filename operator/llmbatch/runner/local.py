@@ -49,7 +49,8 @@ def run_local(
         **run_options,
     )
     stop = StopSignal()
-    # Ctrl-C cancels like SIGTERM does: the rest is recorded as cancelled and finalized.
+    # Ctrl-C stops like SIGTERM does (exit 44, finished work committed); finalizing with
+    # reason cancelled then records every line not finished as batch_cancelled.
     with stop.on_sigterm(also_sigint=True):
         result = run_shard(config, engine=engine, stop=stop)
     reasons: dict[ExitCode, Reason] = {

@@ -3,9 +3,12 @@
 The loop keeps a window of requests in the engine and refills it after every engine step, so
 the engine is never idle while work remains. Results go to a local spool that becomes an
 immutable part every checkpoint interval; a restarted shard rebuilds what is done from the
-parts and skips it. At the deadline or on SIGTERM the shard stops taking work, gives in-flight
-requests part of the grace period to finish, records everything else of its shard as expired
-or cancelled, and commits a final part.
+parts and skips it. At the deadline or on SIGTERM the shard stops taking work and gives
+in-flight requests part of the grace period to finish. At the deadline it then records
+everything else of its shard as expired. On SIGTERM it records nothing more: a SIGTERM may be
+a preemption, a pod deletion or a node drain, after which the Job's next pod must still run
+those lines; when the batch really is cancelled, finalize records every missing line as
+cancelled. Either way it commits a final part with what finished.
 """
 
 from __future__ import annotations
@@ -103,7 +106,11 @@ class RunConfig:
 
 class StopSignal:
     """Why the shard must stop taking work (first cause wins): batch_expired or
-    batch_cancelled. Set from a signal handler or another thread."""
+    batch_cancelled. Set from a signal handler or another thread.
+
+    batch_cancelled (SIGTERM) only means "stop now": the lines not finished are left to the
+    next pod, or to finalize when the batch was cancelled. A deadline that has passed wins
+    over it (see ShardRun._stop_code)."""
 
     def __init__(self) -> None:
         self._code: str | None = None
@@ -120,8 +127,8 @@ class StopSignal:
 
     @contextlib.contextmanager
     def on_sigterm(self, also_sigint: bool = False) -> Iterator[None]:
-        """Turn SIGTERM (and Ctrl-C if asked) into a cancel while the block runs (main thread
-        only)."""
+        """Turn SIGTERM (and Ctrl-C if asked) into a stop request while the block runs (main
+        thread only)."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
@@ -416,29 +423,60 @@ class ShardRun:
 
     # Stop conditions ---------------------------------------------------------------------
 
-    def _deadline_passed(self) -> bool:
+    def _past_deadline(self) -> bool:
         deadline = self.config.deadline
-        if deadline is not None and time.time() >= deadline.timestamp():
+        return deadline is not None and time.time() >= deadline.timestamp()
+
+    def _deadline_passed(self) -> bool:
+        """True when the shard must stop (deadline reached or a stop was requested)."""
+        if self._past_deadline():
             self.stop.request(ErrorCode.BATCH_EXPIRED)
         return self.stop.code is not None
+
+    def _stop_code(self) -> str:
+        # A SIGTERM that comes after the deadline is the deadline's doing (the operator stops
+        # late shards): the shard expires its lines as it would have by itself.
+        if self._past_deadline():
+            return ErrorCode.BATCH_EXPIRED.value
+        assert self.stop.code is not None
+        return self.stop.code
 
     def _shutdown(self, items: Iterator[_Runnable | Record], code: str) -> ExitCode:
         started = time.monotonic()
         grace = self.config.grace_seconds
+        expired = code == ErrorCode.BATCH_EXPIRED.value
         log.warning("stopping (%s): finishing in-flight requests for up to %.0fs", code, grace / 2)
         if self.engine is not None:
             while self.engine.in_flight() and time.monotonic() - started < grace / 2:
                 self._step()
-            for key in self.engine.abort_all():
+            aborted = self.engine.abort_all()
+            for key in aborted:
                 custom_id = self.in_flight.pop(key, None)
-                self._record(
-                    records.error_record(
-                        self.batch_key, key, custom_id, code, records.stop_message(code)
+                if expired:
+                    self._record(
+                        records.error_record(
+                            self.batch_key, key, custom_id, code, records.stop_message(code)
+                        )
                     )
-                )
-        # Record this shard's remaining lines while the grace period lasts; finalize covers
-        # whatever is left when it runs out.
-        hard_stop = started + grace * 0.8
+            if aborted and not expired:
+                log.warning("%d in-flight requests aborted; they stay unfinished", len(aborted))
+        if expired:
+            self._expire_rest(items, code, started + grace * 0.8)
+        else:
+            # Not a cancel as far as the shard knows (preemption, pod deletion, node drain
+            # all send SIGTERM too): recording the rest as cancelled would make the Job's
+            # next pod skip them. Finalize records what is missing if the batch ends here.
+            log.warning("lines not finished are left for the next attempt or finalize")
+        state: State = "expired" if expired else "cancelled"
+        self._checkpoint(state)
+        self.uploader.drain()
+        return ExitCode.EXPIRED if expired else ExitCode.CANCELLED
+
+    def _expire_rest(
+        self, items: Iterator[_Runnable | Record], code: str, hard_stop: float
+    ) -> None:
+        """Record this shard's remaining lines while the grace period lasts; finalize covers
+        whatever is left when it runs out."""
         for item in items:
             if isinstance(item, Record):
                 self._record(item)
@@ -455,10 +493,6 @@ class ShardRun:
             if time.monotonic() >= hard_stop:
                 log.warning("grace period used up; finalize records the lines not reached")
                 break
-        state: State = "expired" if code == ErrorCode.BATCH_EXPIRED.value else "cancelled"
-        self._checkpoint(state)
-        self.uploader.drain()
-        return ExitCode.EXPIRED if state == "expired" else ExitCode.CANCELLED
 
     # The run -----------------------------------------------------------------------------
 
@@ -501,8 +535,7 @@ class ShardRun:
         exhausted = False
         while True:
             if self._deadline_passed():
-                assert self.stop.code is not None
-                return self._shutdown(items, self.stop.code)
+                return self._shutdown(items, self._stop_code())
             while not exhausted and self._has_room():
                 item = next(items, None)
                 if item is None:

@@ -37,7 +37,10 @@ def route_line(lineno: int, raw: bytes, shard_count: int) -> RoutedLine | None:
     if not stripped:
         return None
     try:
-        data = json.loads(stripped)
+        # Strict UTF-8 first, as FileValidator.check does: json.loads(bytes) would also take a
+        # BOM, UTF-16/32 and encoded surrogates, and the runner would run lines the validator
+        # and the gateway reject. A line that fails here goes to the validator's error path.
+        data = json.loads(stripped.decode("utf-8"))
     except (ValueError, RecursionError):  # bad JSON or bad UTF-8 (UnicodeDecodeError)
         return RoutedLine(lineno, (lineno - 1) % shard_count, raw, None, False)
     custom_id = data.get("custom_id") if isinstance(data, dict) else None
