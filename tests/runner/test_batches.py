@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import signal
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -447,6 +449,41 @@ def test_stop_after_the_deadline_expires_the_rest(tmp_path: Path) -> None:
     finalize(FinalizeConfig(str(source), str(out), reason="none"))
     output, errors = _results(out)
     assert output == [] and {e["error"]["code"] for e in errors} == {"batch_expired"}
+
+
+def test_ctrl_c_in_a_local_run_finalizes_every_line_as_cancelled(
+    tmp_path: Path, chat_engine: Any
+) -> None:
+    """``llmbatch run`` on Ctrl-C: the shard stops without recording the rest (exit 44), and
+    run_local's finalize with reason cancelled accounts for every line."""
+    # Short requests, so some finish before the Ctrl-C (the shared engine keeps hundreds in
+    # flight), and far more than the tiny model runs before it plus the grace.
+    total = 10000
+    source = write_lines(tmp_path / "in.jsonl", chat_batch(total, max_tokens=16, ignore_eos=True))
+    out = tmp_path / "out"
+    timer = threading.Timer(3.0, os.kill, args=(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        manifest = run_local(
+            str(source),
+            str(out),
+            "unused",
+            NAME,
+            engine=chat_engine,
+            grace_seconds=1,
+        )
+    finally:
+        timer.cancel()
+    assert manifest["exitCode"] == ExitCode.CANCELLED
+    output, errors = _results(out)
+    assert len(output) + len(errors) == total
+    assert output and errors
+    assert {e["error"]["code"] for e in errors} == {ErrorCode.BATCH_CANCELLED.value}
+    assert manifest["requestCounts"] == {
+        "total": total,
+        "completed": len(output),
+        "failed": len(errors),
+    }
 
 
 def test_s3_faults_on_reads_and_writes_lose_nothing(
