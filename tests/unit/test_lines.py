@@ -205,3 +205,14 @@ def test_output_line_shapes() -> None:
     )
     assert failed.error is not None and failed.error.line == 2
     assert json.loads(failed.model_dump_json())["response"] is None
+
+
+def test_an_integer_too_long_for_python_is_invalid_json_not_a_crash() -> None:
+    line = (
+        b'{"custom_id": "a", "method": "POST", "url": "/v1/completions", '
+        b'"body": {"model": "m", "seed": ' + b"9" * 5000 + b"}}"
+    )
+    result = FileValidator().check(1, line)
+    assert isinstance(result, LineError)
+    assert result.rule is LineRule.INVALID_JSON
+    assert result.line == 1

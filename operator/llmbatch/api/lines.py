@@ -166,8 +166,14 @@ class FileValidator:
             return LineError(lineno, LineRule.INVALID_UTF8, f"not valid UTF-8 at byte {exc.start}")
         try:
             data = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "nested too deeply"
+        except (ValueError, RecursionError) as exc:
+            # ValueError beyond JSONDecodeError: Python refuses integers over 4300 digits.
+            if isinstance(exc, json.JSONDecodeError):
+                reason = exc.msg
+            elif isinstance(exc, RecursionError):
+                reason = "nested too deeply"
+            else:
+                reason = str(exc).split(";")[0]
             return LineError(lineno, LineRule.INVALID_JSON, f"not valid JSON: {reason}")
         return self.check_object(lineno, data, len(stripped))
 
