@@ -16,7 +16,6 @@ from hypothesis import given
 from llmbatch.api.lines import Endpoint
 from tests.chaos.jsonl_gen import GenLine, expected, join, jsonl_files
 from tests.chaos.profiles import FUZZ_SLOW
-from tests.chaos.vllm_guard import local_proxies_hidden
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos, pytest.mark.timeout(900)]
 
@@ -25,14 +24,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.chaos, pytest.mark.timeout(900)]
 def engine(tiny_model: Path, tiny_served_name: str) -> Iterator[Any]:
     from llmbatch.runner.engine import load_engine
 
-    with local_proxies_hidden():
-        engine = load_engine(
-            tiny_model,
-            tiny_served_name,
-            Endpoint.CHAT_COMPLETIONS,
-            {"max_model_len": 512, "seed": 0},
-        )
-    yield engine
+    # load_engine copes with flask being imported here (moto's in-process S3 server).
+    yield load_engine(
+        tiny_model,
+        tiny_served_name,
+        Endpoint.CHAT_COMPLETIONS,
+        {"max_model_len": 512, "seed": 0},
+    )
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
