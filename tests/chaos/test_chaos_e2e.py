@@ -410,8 +410,10 @@ def test_cancel_at_the_deadline_ends_once_without_loss(
         store,
         tiny_model,
         "cancel-deadline",
-        requests=4000,
-        max_tokens=32,
+        # Enough work to outlast the window on a quiet machine too (4,000 x 32 tokens took
+        # 17 s in CI, finishing before the deadline it was meant to race).
+        requests=12000,
+        max_tokens=64,
         completionWindow="30s",
     )
     apply(kubectl, batch)
