@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -270,6 +271,18 @@ def next_delay(
     return delay
 
 
+def failure_delay(failures: int, exc: BaseException) -> float:
+    """Pause before the next pass after ``failures`` failed passes in a row.
+
+    Exponential up to 30 s, with jitter so that hundreds of BatchJobs hit by the same API
+    outage do not come back in lockstep. A pause the server asked for (Retry-After, still
+    answered after the API layer's own retries) is a floor.
+    """
+    delay = min(30.0, 2.0**failures) * random.uniform(0.5, 1.0)
+    asked = exc.retry_after if isinstance(exc, KubeError) else None
+    return max(delay, asked or 0.0)
+
+
 async def reconcile_once(
     body: Any, memory: BatchJobMemory, runtime: Runtime | None = None
 ) -> float | None:
@@ -307,7 +320,7 @@ async def batchjob_daemon(
                 # API or storage trouble (or a bug): back off and retry; the traceback goes
                 # to the log, the loop keeps the other BatchJobs' daemons unaffected.
                 memory.failures += 1
-                delay = min(30.0, 2.0**memory.failures)
+                delay = failure_delay(memory.failures, exc)
                 logger.warning(
                     "%s/%s: reconcile failed (retry in %.0fs): %s",
                     namespace,

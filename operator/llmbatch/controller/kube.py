@@ -5,6 +5,11 @@ account, or KUBECONFIG with exec plugins and token refresh) and sends the reques
 dicts, so the pure builders' output goes to the API unchanged. The client is synchronous, so
 calls run in a small thread pool. A 409 AlreadyExists on create is success: creation is
 idempotent by name.
+
+Throttling: an API server (or its priority-and-fairness layer) that answers 429, or a 5xx with
+a Retry-After header, is asking for that exact pause. The call waits that long (capped) and
+tries again, a few times, as client-go does, instead of failing the whole reconcile pass and
+falling into the caller's exponential backoff.
 """
 
 from __future__ import annotations
@@ -27,11 +32,37 @@ MERGE_PATCH = "application/merge-patch+json"
 JSON = "application/json"
 
 
+# A Retry-After longer than this is clipped: the reconcile loop has its own timers (deadline,
+# progress) that must not wait behind a single call.
+MAX_RETRY_AFTER = 10.0
+RETRY_AFTER_ATTEMPTS = 5
+
+
 class KubeError(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
         super().__init__(f"Kubernetes API answered {status}: {message}")
         self.status = status
         self.message = message
+        # Seconds the server asked us to wait (429, or a 5xx with Retry-After); None otherwise.
+        self.retry_after = retry_after
+
+
+def parse_retry_after(status: int, value: str | None) -> float | None:
+    """The pause a response asks for, or None when it asks for none (or is not retryable).
+
+    Only 429 and 5xx count, as in client-go: a 4xx other than 429 will fail the same way
+    again. A 429 without the header still means "slow down": one second. The HTTP-date form
+    of the header is not used by the Kubernetes API server and is treated as one second.
+    """
+    if status != 429 and not (500 <= status <= 599 and value):
+        return None
+    try:
+        seconds = float(value) if value else 1.0
+    except ValueError:
+        seconds = 1.0
+    if seconds != seconds or seconds < 0:  # NaN or negative
+        seconds = 1.0
+    return min(seconds, MAX_RETRY_AFTER)
 
 
 def load_configuration() -> kubernetes.client.Configuration:
@@ -58,6 +89,8 @@ class KubeApi:
         self._timeout = timeout
         # Read by the benchmark: how many status writes the operator made.
         self.status_patches = 0
+        # Calls that waited out a Retry-After (read by tests and the soak).
+        self.throttled = 0
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -86,7 +119,8 @@ class KubeApi:
         data = json.loads(raw) if raw else None
         if status >= 400:
             message = data.get("message", "") if isinstance(data, dict) else str(raw)[:300]
-            raise KubeError(status, str(message))
+            retry_after = parse_retry_after(status, response.headers.get("Retry-After"))
+            raise KubeError(status, str(message), retry_after)
         return data
 
     async def request(
@@ -98,9 +132,27 @@ class KubeApi:
         content_type: str = JSON,
     ) -> Any:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, self._call, method, path, body, query, content_type
-        )
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await loop.run_in_executor(
+                    self._executor, self._call, method, path, body, query, content_type
+                )
+            except KubeError as exc:
+                if exc.retry_after is None or attempt == RETRY_AFTER_ATTEMPTS:
+                    raise
+                # Waiting here, not in the worker thread, keeps the pool free for the other
+                # BatchJobs' calls while this one sits out the server's pause.
+                self.throttled += 1
+                logger.info(
+                    "%s %s: API answered %d, retrying in %.1fs as asked",
+                    method,
+                    path,
+                    exc.status,
+                    exc.retry_after,
+                )
+                await asyncio.sleep(exc.retry_after)
 
     # --- batch/v1 Jobs ----------------------------------------------------------------------
 
