@@ -131,14 +131,18 @@ def _infer_type(node: Schema, path: str) -> str:
     if "items" in node:
         return "array"
     values = node.get("enum", [node["const"]] if "const" in node else [])
-    kinds = {_json_type(v) for v in values}
+    kinds = {json_type(v) for v in values}
     if len(kinds) == 1:
         return kinds.pop()
     raise SchemaError(f"{path or '<root>'}: cannot tell the type of {sorted(node)}")
 
 
-def _json_type(value: Any) -> str:
-    if isinstance(value, bool):
+def json_type(value: Any) -> str:
+    """The JSON Schema type name of a decoded JSON value ("null" for None). Shared by the CRD
+    generator and the API emulator's schema checks, which name types in their messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):  # before int: bool is an int subclass
         return "boolean"
     if isinstance(value, int):
         return "integer"
@@ -146,7 +150,11 @@ def _json_type(value: Any) -> str:
         return "number"
     if isinstance(value, str):
         return "string"
-    return "object" if isinstance(value, dict) else "array"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, (list, tuple)):
+        return "array"
+    raise TypeError(f"not a JSON value: {type(value).__name__}")
 
 
 def structural_problems(schema: Schema, path: str = "") -> list[str]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+from llmbatch.api.schema import json_type
 from llmbatch.sandbox.apiserver.errors import FieldError
 
 JSON = dict[str, Any]
@@ -59,7 +60,7 @@ def check(value: Any, schema: JSON | None, old: Any = MISSING, path: str = "") -
             "FieldValueDuplicate": "FieldValueDuplicate",
         }.get(str(rule_spec.get("reason")), "FieldValueInvalid")
         # Kubernetes shows the schema type, not the value, in CEL failures.
-        shown = '"' + str(schema.get("type") or _type_name(value)) + '"'
+        shown = '"' + str(schema.get("type") or json_type(value)) + '"'
         prefix = "Invalid value: " + shown + ": " if reason == "FieldValueInvalid" else ""
         errors.append(FieldError(field.lstrip("."), reason, prefix + message))
     if isinstance(value, dict):
@@ -76,17 +77,3 @@ def check(value: Any, schema: JSON | None, old: Any = MISSING, path: str = "") -
             # List items have no stable identity here: transition rules are skipped for them.
             errors.extend(check(item, schema["items"], MISSING, f"{path}[{i}]"))
     return errors
-
-
-def _type_name(value: Any) -> str:
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    return "string"

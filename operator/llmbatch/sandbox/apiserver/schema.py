@@ -7,6 +7,7 @@ import copy
 import re
 from typing import Any
 
+from llmbatch.api.schema import json_type
 from llmbatch.sandbox.apiserver.errors import FieldError, go_value
 
 JSON = dict[str, Any]
@@ -93,15 +94,6 @@ _TYPE_CHECKS = {
 }
 
 
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    for name in ("boolean", "integer", "number", "string", "array", "object"):
-        if _TYPE_CHECKS[name](value):
-            return name
-    return type(value).__name__
-
-
 def _num(v: Any) -> str:
     if isinstance(v, float) and v.is_integer():
         return str(int(v))
@@ -134,8 +126,8 @@ def validate(value: Any, schema: JSON | None, path: str = "") -> list[FieldError
                 FieldError(
                     path,
                     "FieldValueInvalid",
-                    f"Invalid value: {go_value(_json_type(value))}: {where} in body must be of "
-                    f"type integer,string: {go_value(_json_type(value))}",
+                    f"Invalid value: {go_value(json_type(value))}: {where} in body must be of "
+                    f"type integer,string: {go_value(json_type(value))}",
                 )
             ]
     elif stype and stype in _TYPE_CHECKS and not _TYPE_CHECKS[stype](value):
@@ -143,8 +135,8 @@ def validate(value: Any, schema: JSON | None, path: str = "") -> list[FieldError
             FieldError(
                 path,
                 "FieldValueInvalid",
-                f"Invalid value: {go_value(_json_type(value))}: {where} in body must be of type "
-                f"{stype}: {go_value(_json_type(value))}",
+                f"Invalid value: {go_value(json_type(value))}: {where} in body must be of type "
+                f"{stype}: {go_value(json_type(value))}",
             )
         ]
     if "enum" in schema and value not in schema["enum"]:
