@@ -41,9 +41,9 @@ sys.path.insert(0, str(ROOT))
 
 from tests.chaos.harness import (  # noqa: E402
     NAMESPACE,
+    SECRET,
     TERMINAL,
     Batch,
-    ensure_namespace,
     make_batch,
 )
 from tests.e2e.cluster import Kubectl, OperatorProcess, jsonl  # noqa: E402
@@ -206,7 +206,7 @@ def main() -> None:
         sandbox = start_sandbox(work / "sandbox", ["--gpu-slots", str(args.gpu_slots)])
         assert sandbox.process is not None
         kubectl = Kubectl(sandbox, NAMESPACE)
-        ensure_namespace(kubectl, sandbox)
+        kubectl.prepare_namespace(SECRET)
         store = get_store(
             f"s3://{sandbox.bucket}/",
             StorageSettings(

@@ -20,7 +20,7 @@ from typing import Any
 from llmbatch.api.phases import Phase
 from llmbatch.controller.transitions import ALLOWED
 from llmbatch.storage import ObjectStore
-from tests.e2e.cluster import Kubectl, jsonl, requests_jsonl
+from tests.e2e.cluster import jsonl, requests_jsonl
 from tests.fixtures.sandbox import SandboxInfo
 
 NAMESPACE = "chaos"
@@ -228,21 +228,3 @@ def check_ledger(store: ObjectStore, batch: Batch, status: dict[str, Any]) -> Le
     assert sha["errors"] == hashlib.sha256(files["errors"]).hexdigest(), "errors.jsonl corrupted"
     assert sha["input"] == hashlib.sha256(store.read_bytes(batch.body["spec"]["input"])).hexdigest()
     return Ledger(out, errors, manifest)
-
-
-def ensure_namespace(kubectl: Kubectl, sandbox: SandboxInfo) -> None:
-    import base64
-
-    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
-    assert kubectl.apply(namespace).returncode == 0
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": SECRET},
-        "data": {
-            "AWS_ACCESS_KEY_ID": base64.b64encode(sandbox.access_key_id.encode()).decode(),
-            "AWS_SECRET_ACCESS_KEY": base64.b64encode(sandbox.secret_access_key.encode()).decode(),
-        },
-    }
-    result = kubectl.apply(secret)
-    assert result.returncode == 0, result.stderr

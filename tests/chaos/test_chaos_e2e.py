@@ -31,12 +31,12 @@ from llmbatch.runner.progress import progress_uri
 from llmbatch.storage import ObjectStore, StorageSettings, get_store
 from tests.chaos.harness import (
     NAMESPACE,
+    SECRET,
     TERMINAL,
     Batch,
     Recorder,
     backwards_moves,
     check_ledger,
-    ensure_namespace,
     make_batch,
 )
 from tests.chaos.profiles import FULL, scaled
@@ -64,7 +64,7 @@ def cluster(sandbox: SandboxInfo) -> SandboxInfo:
 @pytest.fixture(scope="module")
 def kubectl(cluster: SandboxInfo) -> Kubectl:
     ctl = Kubectl(cluster, NAMESPACE)
-    ensure_namespace(ctl, cluster)
+    ctl.prepare_namespace(SECRET)
     return ctl
 
 

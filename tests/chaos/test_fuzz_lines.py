@@ -73,29 +73,11 @@ def test_streamed_file_splits_into_the_same_lines(
     _check(results, lines, SMALL_LINE)
 
 
-def _bytes_quirk(raw: bytes) -> bool:
-    """Lines that json.loads(bytes) reads although they are not UTF-8 JSON text (the known
-    routing bug tested on its own below)."""
-    stripped = raw.strip()
-    if stripped.startswith(BOM):
-        return True
-    try:
-        stripped.decode("utf-8")
-    except UnicodeDecodeError:
-        try:
-            stripped.decode("utf-8", "surrogatepass")
-        except UnicodeDecodeError:
-            return False
-        return True
-    return False
-
-
 @FUZZ
 @given(jsonl_files(urls=["/v1/chat/completions"]), st.integers(1, 4))
 def test_runner_routing_agrees_with_the_validator(lines: list[GenLine], shards: int) -> None:
     """The runner pre-parses each line to pick its shard, then validates the parsed value: the
     verdicts must be the validator's, and each line must land in exactly one shard."""
-    lines = [line for line in lines if not _bytes_quirk(line.raw)]  # see the xfail below
     # The runner fixes the endpoint from its --endpoint, in every shard.
     chat = Endpoint.CHAT_COMPLETIONS
     reference = FileValidator(endpoint=chat, limits=Limits(max_line_bytes=SMALL_LINE))

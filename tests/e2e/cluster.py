@@ -4,6 +4,7 @@ conditions with timeouts."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -75,6 +76,25 @@ class Kubectl:
 
     def apply(self, obj: dict[str, Any]) -> subprocess.CompletedProcess[str]:
         return self.run("apply", "-f", "-", stdin=json.dumps(obj), check=False)
+
+    def prepare_namespace(self, secret: str) -> None:
+        """Create this namespace and the S3 credentials Secret its BatchJobs name, as a user
+        would before the first apply."""
+        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": self.namespace}}
+        result = self.apply(namespace)
+        assert result.returncode == 0, result.stderr
+        keys = {
+            "AWS_ACCESS_KEY_ID": self.sandbox.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.sandbox.secret_access_key,
+        }
+        credentials = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": secret},
+            "data": {key: base64.b64encode(value.encode()).decode() for key, value in keys.items()},
+        }
+        result = self.apply(credentials)
+        assert result.returncode == 0, result.stderr
 
     def get(self, kind: str, name: str) -> dict[str, Any] | None:
         result = self.run("get", kind, name, "-o", "json", check=False)

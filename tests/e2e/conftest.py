@@ -4,7 +4,6 @@ may kill and restart."""
 
 from __future__ import annotations
 
-import base64
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,19 +25,7 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "batchjob.yaml"
 def kubectl(sandbox: SandboxInfo) -> Kubectl:
     """kubectl in the tests' own namespace (other suites' BatchJobs are not ours)."""
     ctl = Kubectl(sandbox, NAMESPACE)
-    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
-    assert ctl.apply(namespace).returncode == 0
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": SECRET},
-        "data": {
-            "AWS_ACCESS_KEY_ID": base64.b64encode(sandbox.access_key_id.encode()).decode(),
-            "AWS_SECRET_ACCESS_KEY": base64.b64encode(sandbox.secret_access_key.encode()).decode(),
-        },
-    }
-    result = ctl.apply(secret)
-    assert result.returncode == 0, result.stderr
+    ctl.prepare_namespace(SECRET)
     return ctl
 
 
