@@ -14,7 +14,6 @@ Targets on the 2-core machine: < 60 s, < 200 MB, <= 3 patches per BatchJob.
 from __future__ import annotations
 
 import argparse
-import base64
 import json
 import os
 import re
@@ -63,26 +62,7 @@ def batchjob(index: int, bucket: str) -> dict[str, Any]:
 
 
 def prepare(sandbox: SandboxInfo, kubectl: Kubectl) -> None:
-    from llmbatch.storage import StorageSettings, get_store
-
-    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
-    assert kubectl.apply(namespace).returncode == 0
-    secret = {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": "llmbatch-s3"},
-        "data": {
-            "AWS_ACCESS_KEY_ID": base64.b64encode(sandbox.access_key_id.encode()).decode(),
-            "AWS_SECRET_ACCESS_KEY": base64.b64encode(sandbox.secret_access_key.encode()).decode(),
-        },
-    }
-    assert kubectl.apply(secret).returncode == 0
-    settings = StorageSettings(
-        endpoint_url=sandbox.s3_endpoint,
-        region=sandbox.region,
-        access_key_id=sandbox.access_key_id,
-        secret_access_key=sandbox.secret_access_key,
-    )
+    kubectl.prepare_namespace("llmbatch-s3")
     line = {
         "custom_id": "r-1",
         "method": "POST",
@@ -90,7 +70,7 @@ def prepare(sandbox: SandboxInfo, kubectl: Kubectl) -> None:
         "body": {"model": "tiny-qwen", "messages": [{"role": "user", "content": "hi"}]},
     }
     uri = f"s3://{sandbox.bucket}/bench/input.jsonl"
-    get_store(uri, settings).write_bytes(uri, (json.dumps(line) + "\n").encode())
+    sandbox.store().write_bytes(uri, (json.dumps(line) + "\n").encode())
 
 
 class WriteCounter:

@@ -44,6 +44,7 @@ from tests.chaos.harness import (  # noqa: E402
     SECRET,
     TERMINAL,
     Batch,
+    committed_lines,
     make_batch,
 )
 from tests.e2e.cluster import Kubectl, OperatorProcess, jsonl  # noqa: E402
@@ -52,7 +53,7 @@ from tests.fixtures.sandbox import start_sandbox, stop_sandbox  # noqa: E402
 from llmbatch.runner.progress import progress_uri  # noqa: E402
 from llmbatch.sandbox.models import ensure_model  # noqa: E402
 from llmbatch.sandbox.s3faults import FaultConfig, running_proxy  # noqa: E402
-from llmbatch.storage import ObjectNotFound, ObjectStore, StorageSettings, get_store  # noqa: E402
+from llmbatch.storage import ObjectNotFound, ObjectStore  # noqa: E402
 
 CHECKPOINT_REQUESTS = 100
 
@@ -69,15 +70,6 @@ def percentile(values: list[float], q: float) -> float:
         return float("nan")
     index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
     return ordered[index]
-
-
-def committed_lines(store: ObjectStore, output: str, shard: int) -> int:
-    done: set[bytes] = set()
-    for info in store.list(f"{output}/parts/shard-{shard}/"):
-        for line in store.read_bytes(info.uri).splitlines():
-            if line.strip():
-                done.add(line.split(b" ", 1)[0])
-    return len(done)
 
 
 class Killer:
@@ -210,15 +202,7 @@ def main() -> None:
         assert sandbox.process is not None
         kubectl = Kubectl(sandbox, NAMESPACE)
         kubectl.prepare_namespace(SECRET)
-        store = get_store(
-            f"s3://{sandbox.bucket}/",
-            StorageSettings(
-                endpoint_url=sandbox.s3_endpoint,
-                region=sandbox.region,
-                access_key_id=sandbox.access_key_id,
-                secret_access_key=sandbox.secret_access_key,
-            ),
-        )
+        store = sandbox.store()
         runner_env = {
             "LLMBATCH_CHECKPOINT_REQUESTS": str(CHECKPOINT_REQUESTS),
             "LLMBATCH_CHECKPOINT_SECONDS": "5",

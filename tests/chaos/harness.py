@@ -228,3 +228,13 @@ def check_ledger(store: ObjectStore, batch: Batch, status: dict[str, Any]) -> Le
     assert sha["errors"] == hashlib.sha256(files["errors"]).hexdigest(), "errors.jsonl corrupted"
     assert sha["input"] == hashlib.sha256(store.read_bytes(batch.body["spec"]["input"])).hexdigest()
     return Ledger(out, errors, manifest)
+
+
+def committed_lines(store: ObjectStore, output: str, shard: int) -> int:
+    """Distinct input lines in the shard's committed parts (what a restart recovers)."""
+    done: set[bytes] = set()
+    for info in store.list(f"{output}/parts/shard-{shard}/"):
+        for line in store.read_bytes(info.uri).splitlines():
+            if line.strip():
+                done.add(line.split(b" ", 1)[0])
+    return len(done)

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 from llmbatch.runner.progress import progress_uri
-from llmbatch.storage import ObjectStore, StorageSettings, get_store
+from llmbatch.storage import ObjectStore
 from tests.chaos.harness import (
     NAMESPACE,
     SECRET,
@@ -37,6 +37,7 @@ from tests.chaos.harness import (
     Recorder,
     backwards_moves,
     check_ledger,
+    committed_lines,
     make_batch,
 )
 from tests.chaos.profiles import FULL, scaled
@@ -70,13 +71,7 @@ def kubectl(cluster: SandboxInfo) -> Kubectl:
 
 @pytest.fixture(scope="module")
 def store(cluster: SandboxInfo) -> ObjectStore:
-    settings = StorageSettings(
-        endpoint_url=cluster.s3_endpoint,
-        region=cluster.region,
-        access_key_id=cluster.access_key_id,
-        secret_access_key=cluster.secret_access_key,
-    )
-    return get_store(f"s3://{cluster.bucket}/", settings)
+    return cluster.store()
 
 
 @pytest.fixture(scope="module")
@@ -148,16 +143,6 @@ def running_pod(kubectl: Kubectl, batch: Batch, exclude: set[str]) -> str | None
 def pod_gone(kubectl: Kubectl, pod: str) -> bool:
     body = kubectl.get("pod", pod)
     return body is None or (body.get("status") or {}).get("phase") in ("Failed", "Succeeded")
-
-
-def committed_lines(store: ObjectStore, output: str, shard: int) -> int:
-    """Distinct input lines in the shard's committed parts (what a restart recovers)."""
-    done: set[bytes] = set()
-    for info in store.list(f"{output}/parts/shard-{shard}/"):
-        for line in store.read_bytes(info.uri).splitlines():
-            if line.strip():
-                done.add(line.split(b" ", 1)[0])
-    return len(done)
 
 
 def kill_pod(kubectl: Kubectl, pod: str, sig: str = "SIGKILL") -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from llmbatch.storage import ObjectStore, StorageSettings, get_store
+from llmbatch.storage import ObjectStore
 from tests.e2e.cluster import Kubectl, OperatorProcess, requests_jsonl
 from tests.fixtures.sandbox import SandboxInfo
 
@@ -31,13 +31,7 @@ def kubectl(sandbox: SandboxInfo) -> Kubectl:
 
 @pytest.fixture(scope="session")
 def store(sandbox: SandboxInfo) -> ObjectStore:
-    settings = StorageSettings(
-        endpoint_url=sandbox.s3_endpoint,
-        region=sandbox.region,
-        access_key_id=sandbox.access_key_id,
-        secret_access_key=sandbox.secret_access_key,
-    )
-    return get_store(f"s3://{sandbox.bucket}/", settings)
+    return sandbox.store()
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -130,24 +131,20 @@ def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     ).response()
 
 
-def _storage_error(request: Request, exc: Exception) -> JSONResponse:
-    log.error("storage error on %s %s: %s", request.method, request.url.path, exc)
-    return ApiError(
-        503,
-        "The file store is not available right now; retry shortly.",
-        type=UNAVAILABLE,
-        headers={"Retry-After": "5"},
-    ).response()
+def _unavailable(backend: str, service: str) -> Callable[[Request, Exception], JSONResponse]:
+    """A handler for a backend that failed (S3, the Kubernetes API): 503 with Retry-After,
+    the cause in the log and not in the answer."""
 
+    def handler(request: Request, exc: Exception) -> JSONResponse:
+        log.error("%s error on %s %s: %s", backend, request.method, request.url.path, exc)
+        return ApiError(
+            503,
+            f"The {service} is not available right now; retry shortly.",
+            type=UNAVAILABLE,
+            headers={"Retry-After": "5"},
+        ).response()
 
-def _kube_error(request: Request, exc: Exception) -> JSONResponse:
-    log.error("Kubernetes API error on %s %s: %s", request.method, request.url.path, exc)
-    return ApiError(
-        503,
-        "The batch service is not available right now; retry shortly.",
-        type=UNAVAILABLE,
-        headers={"Retry-After": "5"},
-    ).response()
+    return handler
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -155,8 +152,8 @@ def install_error_handlers(app: FastAPI) -> None:
     from llmbatch.storage import StorageError
 
     app.add_exception_handler(Exception, _unexpected)
-    app.add_exception_handler(StorageError, _storage_error)
-    app.add_exception_handler(KubeError, _kube_error)
+    app.add_exception_handler(StorageError, _unavailable("storage", "file store"))
+    app.add_exception_handler(KubeError, _unavailable("Kubernetes API", "batch service"))
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_exception)
     app.add_exception_handler(RequestValidationError, _validation_error)
