@@ -64,7 +64,7 @@ test-chaos: $(STAMP) ## The full fault-injection suite
 
 .PHONY: models
 models: $(STAMP) ## Generate the tiny test model and the benchmark model into the cache
-	$(PY) -m llmbatch.sandbox.models --all
+	$(PY) -m llmbatch_sandbox.models --all
 
 .PHONY: sandbox
 sandbox: $(STAMP) ## Start the local sandbox (API emulator, Job controller, S3) with the operator
@@ -72,7 +72,7 @@ sandbox: $(STAMP) ## Start the local sandbox (API emulator, Job controller, S3) 
 
 .PHONY: demo
 demo: $(STAMP) ## Run examples/batchjob.yaml end to end on the sandbox with real vLLM on the CPU
-	$(PY) -m llmbatch.sandbox.demo
+	$(PY) -m llmbatch_sandbox.demo
 
 .PHONY: bench
 bench: bench-runner bench-operator bench-gateway bench-soak ## Run every benchmark and print its table (~40 min)

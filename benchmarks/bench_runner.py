@@ -618,7 +618,7 @@ def main() -> None:
     args = parser.parse_args()
     sections = set(args.sections.split(","))
 
-    from llmbatch.sandbox.models import ensure_model
+    from llmbatch_sandbox.models import ensure_model
 
     bench, tiny = ensure_model("bench"), ensure_model("tiny")
     load_before = machine_load()

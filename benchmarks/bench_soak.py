@@ -51,8 +51,8 @@ from tests.e2e.cluster import Kubectl, OperatorProcess, jsonl  # noqa: E402
 from tests.fixtures.sandbox import start_sandbox, stop_sandbox  # noqa: E402
 
 from llmbatch.runner.progress import progress_uri  # noqa: E402
-from llmbatch.sandbox.models import ensure_model  # noqa: E402
-from llmbatch.sandbox.s3faults import FaultConfig, running_proxy  # noqa: E402
+from llmbatch_sandbox.models import ensure_model  # noqa: E402
+from llmbatch_sandbox.s3faults import FaultConfig, running_proxy  # noqa: E402
 from llmbatch.storage import ObjectNotFound, ObjectStore  # noqa: E402
 
 CHECKPOINT_REQUESTS = 100

@@ -113,7 +113,7 @@ done
 "$PYTHON" - <<'EOF'
 from pathlib import Path
 
-from llmbatch.sandbox.models import ensure_model
+from llmbatch_sandbox.models import ensure_model
 from llmbatch.storage import StorageSettings, get_store
 
 settings = StorageSettings.from_env()

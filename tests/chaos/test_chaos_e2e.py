@@ -291,7 +291,7 @@ def test_s3_faults_retry_without_loss_or_corruption(
     store: ObjectStore,
     recorder: Recorder,
 ) -> None:
-    from llmbatch.sandbox.s3faults import FaultConfig, running_proxy
+    from llmbatch_sandbox.s3faults import FaultConfig, running_proxy
 
     config = FaultConfig.uniform(scaled(10, 15) / 100, seed=SEED)
     with running_proxy(operator.sandbox.s3_endpoint, config) as proxy:

@@ -27,7 +27,7 @@ def cluster(request: pytest.FixtureRequest) -> Any:
     import os
 
     if not os.environ.get("LLMBATCH_E2E_KUBECONFIG") and not _sandbox_built():
-        pytest.skip("the sandbox (llmbatch.sandbox.apiserver.ApiServer) is not built yet")
+        pytest.skip("the sandbox (llmbatch_sandbox.apiserver.ApiServer) is not built yet")
     return request.getfixturevalue("sandbox")
 
 

@@ -28,7 +28,7 @@ WAIT = 30.0  # seconds any single step may take on a loaded 2-core machine
 
 def _sandbox_built() -> bool:
     try:
-        module = importlib.import_module("llmbatch.sandbox.apiserver")
+        module = importlib.import_module("llmbatch_sandbox.apiserver")
     except ImportError:
         return False
     return hasattr(module, "ApiServer")
@@ -39,7 +39,7 @@ def cluster(request: pytest.FixtureRequest) -> Any:
     import os
 
     if not os.environ.get("LLMBATCH_E2E_KUBECONFIG") and not _sandbox_built():
-        pytest.skip("the sandbox (llmbatch.sandbox.apiserver.ApiServer) is not built yet")
+        pytest.skip("the sandbox (llmbatch_sandbox.apiserver.ApiServer) is not built yet")
     return request.getfixturevalue("sandbox")
 
 

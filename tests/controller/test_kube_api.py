@@ -27,7 +27,7 @@ from llmbatch.controller.kube import (
     KubeError,
     parse_retry_after,
 )
-from llmbatch.sandbox.apiserver.threaded import ThreadedApiServer
+from llmbatch_sandbox.apiserver.threaded import ThreadedApiServer
 from tests.controller.factories import at, batchjob
 
 NS = "kube-api-test"

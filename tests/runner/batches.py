@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from llmbatch.sandbox.models import TINY_SERVED_NAME
+from llmbatch_sandbox.models import TINY_SERVED_NAME
 
 
 def chat_line(

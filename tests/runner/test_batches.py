@@ -489,7 +489,7 @@ def test_ctrl_c_in_a_local_run_finalizes_every_line_as_cancelled(
 def test_s3_faults_on_reads_and_writes_lose_nothing(
     chat_engine: Any, s3_server: Any, s3_bucket: str
 ) -> None:
-    from llmbatch.sandbox.s3faults import FaultConfig, running_proxy
+    from llmbatch_sandbox.s3faults import FaultConfig, running_proxy
 
     direct = get_store(f"s3://{s3_bucket}/x", s3_server.settings())
     source = f"s3://{s3_bucket}/in.jsonl"

@@ -36,7 +36,7 @@ from llmbatch.controller.config import OperatorConfig
 from llmbatch.controller.names import finalize_job_name, label_value, run_job_name
 from llmbatch.controller.validation import check_spec
 from llmbatch.runner.cli import build_parser, parse_engine_args
-from llmbatch.sandbox.kubelet.envresolve import expand
+from llmbatch_sandbox.kubelet.envresolve import expand
 from tests.chaos.profiles import FUZZ
 from tests.controller.factories import CREATED, batchjob
 

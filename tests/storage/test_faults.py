@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from llmbatch.sandbox.s3faults import KINDS, FaultConfig, FaultRates, ProxyThread, running_proxy
+from llmbatch_sandbox.s3faults import KINDS, FaultConfig, FaultRates, ProxyThread, running_proxy
 from llmbatch.storage.s3 import S3Store
 from llmbatch.storage.settings import MIN_PART_SIZE
 from tests.fixtures.s3 import FaultyS3, S3Server

@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from llmbatch.sandbox.s3faults import STATS_PATH, FaultConfig, FaultRates
+from llmbatch_sandbox.s3faults import STATS_PATH, FaultConfig, FaultRates
 from llmbatch.storage.s3 import S3Store
 from tests.fixtures.s3 import S3Server
 
@@ -20,7 +20,7 @@ def test_proxy_command_counts_and_reports(s3_server: S3Server, s3_bucket: str) -
         [
             sys.executable,
             "-m",
-            "llmbatch.sandbox.s3faults",
+            "llmbatch_sandbox.s3faults",
             "--upstream",
             s3_server.endpoint_url,
             "--rate",

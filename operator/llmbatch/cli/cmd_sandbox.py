@@ -45,12 +45,12 @@ def sandbox(
     import asyncio
     import logging
 
-    from llmbatch.sandbox.main import SandboxConfig, serve
+    from llmbatch_sandbox.main import SandboxConfig, serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines
     config = SandboxConfig(port=port, kubeconfig=kubeconfig, gpu_slots=gpu_slots, operator=operator)
-    from llmbatch.sandbox.bootstrap import BootstrapError
+    from llmbatch_sandbox.bootstrap import BootstrapError
 
     try:
         code = asyncio.run(serve(config))

@@ -18,7 +18,7 @@ import pytest
 import urllib3
 from kubernetes import client, config
 
-from llmbatch.sandbox.apiserver import ThreadedApiServer, write_kubeconfig
+from llmbatch_sandbox.apiserver import ThreadedApiServer, write_kubeconfig
 
 JSON = dict[str, Any]
 TEST_GROUP = "test.llmbatch.io"

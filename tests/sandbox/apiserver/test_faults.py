@@ -8,7 +8,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from llmbatch.sandbox.apiserver import ThreadedApiServer
+from llmbatch_sandbox.apiserver import ThreadedApiServer
 from tests.sandbox.apiserver.conftest import Cluster, wait_for
 
 pytestmark = pytest.mark.sandbox_only

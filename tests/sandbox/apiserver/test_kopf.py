@@ -13,7 +13,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from llmbatch.sandbox.apiserver import ThreadedApiServer
+from llmbatch_sandbox.apiserver import ThreadedApiServer
 from tests.sandbox.apiserver.conftest import TEST_GROUP, Cluster, wait_for
 
 OPERATOR = f"""

@@ -132,7 +132,7 @@ def test_get_namespaces_and_crds(cluster: Cluster, widgets: str) -> None:
 
 @pytest.mark.sandbox_only
 def test_logs(sandbox: object, cluster: Cluster, namespace: str) -> None:
-    from llmbatch.sandbox.apiserver import ThreadedApiServer
+    from llmbatch_sandbox.apiserver import ThreadedApiServer
 
     assert isinstance(sandbox, ThreadedApiServer)
     core = client.CoreV1Api(cluster.api)
@@ -156,7 +156,7 @@ def test_logs(sandbox: object, cluster: Cluster, namespace: str) -> None:
 def test_logs_follow_until_pod_ends(sandbox: object, cluster: Cluster, namespace: str) -> None:
     import subprocess
 
-    from llmbatch.sandbox.apiserver import ThreadedApiServer
+    from llmbatch_sandbox.apiserver import ThreadedApiServer
     from tests.sandbox.apiserver.kubectl import kubectl_binary
 
     assert isinstance(sandbox, ThreadedApiServer)

@@ -1,4 +1,4 @@
-"""``python -m llmbatch.sandbox.apiserver`` serves, writes a kubeconfig and stops on SIGTERM."""
+"""``python -m llmbatch_sandbox.apiserver`` serves, writes a kubeconfig and stops on SIGTERM."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def test_standalone_server(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "llmbatch.sandbox.apiserver",
+            "llmbatch_sandbox.apiserver",
             "--port",
             "0",
             "--kubeconfig",

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from llmbatch.sandbox.apiserver import cel, jsonpath, patch, schema, selectors, tables
-from llmbatch.sandbox.apiserver.errors import ApiError
+from llmbatch_sandbox.apiserver import cel, jsonpath, patch, schema, selectors, tables
+from llmbatch_sandbox.apiserver.errors import ApiError
 
 
 def test_label_selector_parsing() -> None:

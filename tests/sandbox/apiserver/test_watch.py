@@ -8,7 +8,7 @@ import time
 import pytest
 from kubernetes import client
 
-from llmbatch.sandbox.apiserver import ThreadedApiServer, write_kubeconfig
+from llmbatch_sandbox.apiserver import ThreadedApiServer, write_kubeconfig
 from tests.sandbox.apiserver.conftest import Cluster
 
 

@@ -10,19 +10,19 @@ from typing import Any
 
 import pytest
 
-from llmbatch.sandbox.jobcontroller import conditions as cond
-from llmbatch.sandbox.jobcontroller.failurepolicy import match_pod_failure_policy
-from llmbatch.sandbox.jobcontroller.indexes import format_indexes, parse_indexes
-from llmbatch.sandbox.jobcontroller.podbuilder import (
+from llmbatch_sandbox.jobcontroller import conditions as cond
+from llmbatch_sandbox.jobcontroller.failurepolicy import match_pod_failure_policy
+from llmbatch_sandbox.jobcontroller.indexes import format_indexes, parse_indexes
+from llmbatch_sandbox.jobcontroller.podbuilder import (
     COMPLETION_INDEX_KEY,
     TRACKING_FINALIZER,
     build_pod,
     pod_index,
 )
-from llmbatch.sandbox.kubeconfig import build_kubeconfig
-from llmbatch.sandbox.kubelet.envresolve import EnvError, expand, field_value
-from llmbatch.sandbox.kubelet.kubelet import gpu_request, grace_seconds, parse_signal
-from llmbatch.sandbox.kubelet.process import base_environment, exit_code, find_executable
+from llmbatch_sandbox.kubeconfig import build_kubeconfig
+from llmbatch_sandbox.kubelet.envresolve import EnvError, expand, field_value
+from llmbatch_sandbox.kubelet.kubelet import gpu_request, grace_seconds, parse_signal
+from llmbatch_sandbox.kubelet.process import base_environment, exit_code, find_executable
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,0 @@
-"""The sandbox's batch/v1 Job controller (see :mod:`.controller`)."""
-
-from llmbatch.sandbox.jobcontroller.controller import JobController
-
-__all__ = ["JobController"]
