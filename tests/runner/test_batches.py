@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from llmbatch.api.exitcodes import ExitCode
 from llmbatch.api.lines import Endpoint, ErrorCode, OutputLine
-from llmbatch.runner.exitcodes import ExitCode
 from llmbatch.runner.finalize import FinalizeConfig, finalize
 from llmbatch.runner.local import run_local
 from llmbatch.runner.run import RunConfig, StopSignal, run_shard

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from llmbatch.runner.exitcodes import ExitCode
+from llmbatch.api.exitcodes import ExitCode
 from llmbatch.runner.records import Record, decode_record
 from tests.runner.batches import chat_batch, read_jsonl, write_lines
 

@@ -219,7 +219,7 @@ def test_parts_of_two_live_attempts_never_collide(tmp_path: Path) -> None:
 
 
 def test_a_shard_with_nothing_to_run_never_loads_the_model(tmp_path: Path) -> None:
-    from llmbatch.runner.exitcodes import ExitCode
+    from llmbatch.api.exitcodes import ExitCode
     from llmbatch.runner.run import RunConfig, run_shard
 
     source = write_lines(tmp_path / "in.jsonl", [b"{bad", chat_line("m", "x", model="other")])
@@ -234,7 +234,7 @@ def test_a_shard_with_nothing_to_run_never_loads_the_model(tmp_path: Path) -> No
 
 
 def test_empty_batch_in_s3(s3_settings: Any, s3_bucket: str) -> None:
-    from llmbatch.runner.exitcodes import ExitCode
+    from llmbatch.api.exitcodes import ExitCode
     from llmbatch.runner.run import RunConfig, run_shard
 
     source, out = f"s3://{s3_bucket}/empty.jsonl", f"s3://{s3_bucket}/out"

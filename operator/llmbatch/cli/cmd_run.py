@@ -32,10 +32,10 @@ def run(
     from rich.console import Console
     from rich.table import Table
 
+    from llmbatch.api.exitcodes import ExitCode
     from llmbatch.api.lines import Endpoint
     from llmbatch.runner.cli import parse_engine_args
     from llmbatch.runner.errors import PermanentError
-    from llmbatch.runner.exitcodes import ExitCode
     from llmbatch.runner.local import run_local
     from llmbatch.storage import StorageSettings
 

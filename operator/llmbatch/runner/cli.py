@@ -2,7 +2,7 @@
 
 Flags fall back to the environment the operator sets on the Job's pods: JOB_COMPLETION_INDEX
 (the shard), LLMBATCH_SHARD_COUNT, the AWS_* variables for S3, and LLMBATCH_* tuning knobs.
-Exit codes are the contract in llmbatch.runner.exitcodes.
+Exit codes are the contract in llmbatch.api.exitcodes.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from llmbatch.api.exitcodes import ExitCode
 from llmbatch.api.lines import Endpoint
 from llmbatch.runner.errors import PermanentError
-from llmbatch.runner.exitcodes import ExitCode
 from llmbatch.runner.logs import configure_json_logging
 
 log = logging.getLogger("llmbatch.runner")

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from llmbatch.api.exitcodes import ExitCode
 from llmbatch.api.lines import Endpoint
-from llmbatch.runner.exitcodes import ExitCode
 from llmbatch.runner.finalize import FinalizeConfig, Reason, finalize
 from llmbatch.runner.run import RunConfig, StopSignal, run_shard
 from llmbatch.storage import StorageSettings

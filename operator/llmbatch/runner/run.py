@@ -29,6 +29,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from llmbatch.api.exitcodes import ExitCode
 from llmbatch.api.lines import (
     Endpoint,
     ErrorCode,
@@ -39,7 +40,6 @@ from llmbatch.api.lines import (
 )
 from llmbatch.runner import records
 from llmbatch.runner.errors import PermanentError
-from llmbatch.runner.exitcodes import ExitCode
 from llmbatch.runner.metrics import DEFAULT_PORT, RunnerMetrics
 from llmbatch.runner.parts import (
     LineSet,
