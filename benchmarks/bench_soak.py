@@ -50,7 +50,7 @@ from tests.chaos.harness import (  # noqa: E402
 from tests.e2e.cluster import Kubectl, OperatorProcess, jsonl  # noqa: E402
 from tests.fixtures.sandbox import start_sandbox, stop_sandbox  # noqa: E402
 
-from llmbatch.runner.progress import progress_uri  # noqa: E402
+from llmbatch.api.layout import OutputLayout  # noqa: E402
 from llmbatch_sandbox.models import ensure_model  # noqa: E402
 from llmbatch_sandbox.s3faults import FaultConfig, running_proxy  # noqa: E402
 from llmbatch.storage import ObjectNotFound, ObjectStore  # noqa: E402
@@ -119,7 +119,7 @@ class Killer:
         if batch is None or started is None:
             return False
         try:
-            record = json.loads(self.store.read_bytes(progress_uri(batch.output, 0)))
+            record = json.loads(self.store.read_bytes(OutputLayout(batch.output).progress(0)))
         except ObjectNotFound:
             return False
         updated = parse_time(record.get("updatedAt"))
@@ -134,7 +134,7 @@ class Killer:
             (meta.get("annotations") or {}).get("batch.kubernetes.io/job-completion-index", 0)
         )
         try:
-            record = json.loads(self.store.read_bytes(progress_uri(batch.output, shard)))
+            record = json.loads(self.store.read_bytes(OutputLayout(batch.output).progress(shard)))
         except ObjectNotFound:
             record = {}
         seen = int(record.get("completed") or 0) + int(record.get("failed") or 0)

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from llmbatch.runner.progress import progress_uri
+from llmbatch.api.layout import OutputLayout
 from llmbatch.storage import ObjectStore
 from tests.chaos.harness import (
     NAMESPACE,
@@ -170,7 +170,7 @@ def test_runner_sigkilled_repeatedly_loses_and_duplicates_nothing(
         maxRetries=kills + 3,
     )
     apply(kubectl, batch)
-    progress = progress_uri(batch.body["spec"]["output"], 0)
+    progress = OutputLayout(batch.body["spec"]["output"]).progress(0)
     killed: set[str] = set()
     recomputed: list[int] = []
     committed_before = 0
@@ -467,7 +467,7 @@ def test_suspend_during_retry_then_resume(
         maxRetries=4,
     )
     apply(kubectl, batch)
-    progress = progress_uri(batch.body["spec"]["output"], 0)
+    progress = OutputLayout(batch.body["spec"]["output"]).progress(0)
     pod = wait_for(
         "a shard with finished requests",
         lambda: (

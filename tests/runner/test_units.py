@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 
+from llmbatch.api.layout import OutputLayout
 from llmbatch.api.lines import ErrorCode
 from llmbatch.runner import records
 from llmbatch.runner.cli import parse_deadline, parse_engine_args
 from llmbatch.runner.errors import PermanentError
 from llmbatch.runner.finalize import FinalizeConfig, finalize
-from llmbatch.runner.parts import LineSet, Spool, part_uri, recover
+from llmbatch.runner.parts import LineSet, Spool, recover
 from llmbatch.runner.sharding import route_line, shard_of_custom_id
 from llmbatch.storage import get_store
 from tests.runner.batches import chat_batch, chat_line, read_jsonl, write_lines
@@ -65,7 +66,7 @@ def test_lineset_grows_and_deduplicates() -> None:
 
 
 def _write_part(out: Path, shard: int, number: int, recs: list[records.Record]) -> None:
-    target = Path(part_uri(str(out), shard, number))
+    target = Path(OutputLayout(str(out)).part(shard, number))
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(b"".join(r.encode() for r in recs))
 
@@ -208,7 +209,7 @@ def test_parts_of_two_live_attempts_never_collide(tmp_path: Path) -> None:
             records.success_record("b", n, f"req-{n - 1}", {"w": writer}, 1, 1).encode()
             for n in lines
         )
-        store.write_bytes(part_uri(str(out), 0, 0, writer), data)
+        store.write_bytes(OutputLayout(str(out)).part(0, 0, writer), data)
     assert len(list(store.list(str(out / "parts") + "/"))) == 2
     state = recover(store, str(out), 0)
     assert state.done.count == 3 and state.next_part == 1

@@ -11,6 +11,7 @@ from typing import Any, BinaryIO
 
 import typer
 
+from llmbatch.api.layout import ERRORS_FILE, OUTPUT_FILE, RESULT_FILES, OutputLayout
 from llmbatch.cli.options import (
     FORMAT_OPTION,
     KUBECONFIG_OPTION,
@@ -31,7 +32,6 @@ Examples:
 DIR_OPTION: Any = typer.Option(
     None, "--dir", "-d", file_okay=False, help="Where to write the files (default ./NAME)."
 )
-RESULT_FILES = ("output.jsonl", "errors.jsonl", "manifest.json")
 JOINED = "joined.jsonl"
 
 
@@ -58,13 +58,14 @@ def download_results(
 ) -> Downloaded:
     """Fetch the result files under ``output_uri`` into ``dest``; with ``join``, also write
     joined.jsonl in input order."""
-    from llmbatch.storage import get_store, join_uri
+    from llmbatch.storage import get_store
 
     dest.mkdir(parents=True, exist_ok=True)
     store = get_store(output_uri, settings)
     result = Downloaded(dest)
+    layout = OutputLayout(output_uri)
     for name in RESULT_FILES:
-        uri = join_uri(output_uri, name)
+        uri = layout.result(name)
         if store.exists(uri):
             store.download_file(uri, dest / name)
             result.files[name] = dest / name
@@ -75,7 +76,7 @@ def download_results(
             raise ValueError("joining needs the input URI")
         result.joined = dest / JOINED
         lines = get_store(input_uri, settings).read_lines(input_uri)
-        outputs = [result.files[n] for n in ("output.jsonl", "errors.jsonl") if n in result.files]
+        outputs = [result.files[n] for n in (OUTPUT_FILE, ERRORS_FILE) if n in result.files]
         result.joined_lines = join_results(lines, outputs, result.joined)
     return result
 
@@ -187,5 +188,5 @@ def results(
         typer.echo(f"wrote {got.joined} ({got.joined_lines} requests)")
     if got.missing:
         typer.echo(f"not found under {spec['output']}: {', '.join(got.missing)}", err=True)
-    if "output.jsonl" not in got.files and "errors.jsonl" not in got.files:
+    if OUTPUT_FILE not in got.files and ERRORS_FILE not in got.files:
         raise typer.Exit(1)

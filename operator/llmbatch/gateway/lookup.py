@@ -8,6 +8,7 @@ from typing import Any
 
 from anyio import to_thread
 
+from llmbatch.api.layout import ERRORS_FILE, OUTPUT_FILE
 from llmbatch.gateway import ids
 from llmbatch.gateway.batches import TENANT_LABEL, unix_time
 from llmbatch.gateway.errors import ApiError, not_found
@@ -73,7 +74,7 @@ async def get_file(
             or unix_time(job["metadata"].get("creationTimestamp"))
             or 0
         )
-        name = "output.jsonl" if ref.kind == "output" else "errors.jsonl"
+        name = OUTPUT_FILE if ref.kind == "output" else ERRORS_FILE
         meta = FileMeta(
             id=file_id,
             filename=f"{ref.batch_id}_{name}",

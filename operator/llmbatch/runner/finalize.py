@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
+from llmbatch.api.layout import OutputLayout, part_number
 from llmbatch.api.lines import ErrorCode
 from llmbatch.runner import records
 from llmbatch.runner.errors import PermanentError
-from llmbatch.runner.parts import LineSet, Tally, part_number
+from llmbatch.runner.parts import LineSet, Tally
 from llmbatch.runner.progress import rfc3339
 from llmbatch.runner.records import Record
 from llmbatch.runner.version import RUNNER_VERSION, engine_version
@@ -38,7 +39,6 @@ from llmbatch.storage import (
     ObjectStore,
     StorageSettings,
     get_store,
-    join_uri,
 )
 from llmbatch.storage.lines import iter_lines
 
@@ -105,10 +105,10 @@ def _scan_input(store: ObjectStore, uri: str) -> tuple[LineSet, int, str]:
     return expected, lines, reader.sha.hexdigest()
 
 
-def _part_uris(store: ObjectStore, output_uri: str) -> Iterator[str]:
+def _part_uris(store: ObjectStore, layout: OutputLayout) -> Iterator[str]:
     # Key order: by shard, then part number (zero-padded), the order each shard produced
     # them in; each part is itself sorted by line number.
-    for info in store.list(join_uri(output_uri, "parts") + "/"):
+    for info in store.list(layout.parts_dir):
         if part_number(info.uri) is not None:
             yield info.uri
 
@@ -129,10 +129,10 @@ def _read_json_objects(store: ObjectStore, prefix: str) -> list[dict[str, Any]]:
 MERGE_FAN_IN = 64
 
 
-def _download_parts(store: ObjectStore, output_uri: str, workdir: Path) -> list[Path]:
+def _download_parts(store: ObjectStore, layout: OutputLayout, workdir: Path) -> list[Path]:
     """Every part, in key order, as local files (disk, not memory, holds the output)."""
     local: list[Path] = []
-    for index, uri in enumerate(_part_uris(store, output_uri)):
+    for index, uri in enumerate(_part_uris(store, layout)):
         path = workdir / f"part-{index:08d}.jsonl"
         store.download_file(uri, path)
         local.append(path)
@@ -210,7 +210,8 @@ def _unanswered(
 def finalize(config: FinalizeConfig) -> dict[str, Any]:
     """Merge the shards' parts; return the manifest (the existing one if already final)."""
     out = get_store(config.output_uri, config.settings)
-    manifest_uri = join_uri(config.output_uri, "manifest.json")
+    layout = OutputLayout(config.output_uri)
+    manifest_uri = layout.manifest
     try:
         existing = out.head(manifest_uri)
     except (BucketNotFound, AccessDenied) as exc:
@@ -225,11 +226,11 @@ def finalize(config: FinalizeConfig) -> dict[str, Any]:
         raise PermanentError(f"input {config.input_uri} does not exist")
     expected, total_lines, input_sha = _scan_input(source, config.input_uri)
 
-    output_file = join_uri(config.output_uri, "output.jsonl")
-    errors_file = join_uri(config.output_uri, "errors.jsonl")
+    output_file = layout.output_file
+    errors_file = layout.errors_file
     tally = Tally()
     with tempfile.TemporaryDirectory(prefix="llmbatch-finalize-") as workdir:
-        local_parts = _download_parts(out, config.output_uri, Path(workdir))
+        local_parts = _download_parts(out, layout, Path(workdir))
         seen, duplicates = _answered_lines(local_parts, expected)
         missing = expected.count - seen.count
         if missing and config.reason == "none":
@@ -255,8 +256,8 @@ def finalize(config: FinalizeConfig) -> dict[str, Any]:
     if duplicates:
         log.warning("dropped %d duplicate results of already answered lines", duplicates)
 
-    checkpoints = _read_json_objects(out, join_uri(config.output_uri, "checkpoints") + "/")
-    progress = _read_json_objects(out, join_uri(config.output_uri, "progress") + "/")
+    checkpoints = _read_json_objects(out, layout.checkpoints_dir)
+    progress = _read_json_objects(out, layout.progress_dir)
     first = checkpoints[0] if checkpoints else {}
     started = [p["startedAt"] for p in progress if isinstance(p.get("startedAt"), str)]
     updated = [p["updatedAt"] for p in progress if isinstance(p.get("updatedAt"), str)]

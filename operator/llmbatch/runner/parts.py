@@ -1,6 +1,6 @@
 """Checkpointed output: a local spool sealed into immutable numbered parts in the store.
 
-Layout under the output prefix:
+Layout under the output prefix (``llmbatch.api.layout``):
   parts/shard-<i>/part-<n>-<writer>.jsonl   records (see records.py), sorted by line number
   checkpoints/shard-<i>.json       summary of the shard's committed parts and counts
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -26,30 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from llmbatch.api.layout import OutputLayout, part_number
 from llmbatch.runner.records import OUTPUT, Record, decode_record
-from llmbatch.storage import ObjectStore, join_uri
+from llmbatch.storage import ObjectStore
 
 log = logging.getLogger(__name__)
-
-_PART_NAME = re.compile(r"part-(\d+)(?:-[0-9a-f]+)?\.jsonl$")
-
-
-def parts_prefix(output_uri: str, shard: int) -> str:
-    return join_uri(output_uri, "parts", f"shard-{shard}") + "/"
-
-
-def part_uri(output_uri: str, shard: int, number: int, writer: str = "") -> str:
-    name = f"part-{number:06d}-{writer}.jsonl" if writer else f"part-{number:06d}.jsonl"
-    return join_uri(output_uri, "parts", f"shard-{shard}", name)
-
-
-def checkpoint_uri(output_uri: str, shard: int) -> str:
-    return join_uri(output_uri, "checkpoints", f"shard-{shard}.json")
-
-
-def part_number(uri: str) -> int | None:
-    match = _PART_NAME.search(uri)
-    return int(match.group(1)) if match else None
 
 
 class LineSet:
@@ -111,7 +91,7 @@ def iter_part_records(store: ObjectStore, uri: str) -> Iterator[Record]:
 def recover(store: ObjectStore, output_uri: str, shard: int) -> Recovered:
     """What earlier attempts of this shard committed: every part present (see module doc)."""
     state = Recovered()
-    for info in store.list(parts_prefix(output_uri, shard)):
+    for info in store.list(OutputLayout(output_uri).shard_parts_dir(shard)):
         number = part_number(info.uri)
         if number is None:
             continue

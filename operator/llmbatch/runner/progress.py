@@ -10,13 +10,8 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from llmbatch.runner.parts import Tally
-from llmbatch.storage import join_uri
 
 State = Literal["running", "done", "expired", "cancelled", "failed"]
-
-
-def progress_uri(output_uri: str, shard: int) -> str:
-    return join_uri(output_uri, "progress", f"shard-{shard}.json")
 
 
 def rfc3339(ts: float | None = None) -> str:

@@ -30,6 +30,7 @@ from types import FrameType
 from typing import Any
 
 from llmbatch.api.exitcodes import ExitCode
+from llmbatch.api.layout import OutputLayout
 from llmbatch.api.lines import (
     Endpoint,
     ErrorCode,
@@ -47,12 +48,10 @@ from llmbatch.runner.parts import (
     Spool,
     Tally,
     Uploader,
-    checkpoint_uri,
-    part_uri,
     recover,
     write_json,
 )
-from llmbatch.runner.progress import ProgressTracker, State, progress_uri, rfc3339
+from llmbatch.runner.progress import ProgressTracker, State, rfc3339
 from llmbatch.runner.records import Record
 from llmbatch.runner.sharding import route_line
 from llmbatch.runner.version import RUNNER_VERSION
@@ -177,6 +176,7 @@ class ShardRun:
         self.stop = stop
         self.in_store = get_store(config.input_uri, config.settings)
         self.out_store = get_store(config.output_uri, config.settings)
+        self.layout = OutputLayout(config.output_uri)
         self.batch_key = config.batch_name
         self.shard = config.shard_index
         self.tally = Tally()
@@ -202,14 +202,12 @@ class ShardRun:
     def _recover(self) -> LineSet:
         try:
             state: Recovered = recover(self.out_store, self.config.output_uri, self.shard)
-            previous = self.out_store.head(checkpoint_uri(self.config.output_uri, self.shard))
+            previous = self.out_store.head(self.layout.checkpoint(self.shard))
         except (BucketNotFound, AccessDenied) as exc:
             raise PermanentError(f"output {self.config.output_uri} cannot be used: {exc}") from exc
         if previous is not None:
             with contextlib.suppress(ValueError, ObjectNotFound):
-                record = json.loads(
-                    self.out_store.read_bytes(checkpoint_uri(self.config.output_uri, self.shard))
-                )
+                record = json.loads(self.out_store.read_bytes(self.layout.checkpoint(self.shard)))
                 self.attempt = int(record.get("attempt", 0)) + 1
         self.tally = state.tally
         self.parts = list(state.parts)
@@ -386,13 +384,12 @@ class ShardRun:
     def _checkpoint(self, state: State = "running") -> None:
         path = self.spool.seal()
         self.last_checkpoint = time.monotonic()
-        output = self.config.output_uri
         store = self.out_store
-        checkpoint = checkpoint_uri(output, self.shard)
+        checkpoint = self.layout.checkpoint(self.shard)
         if path is not None:
             number = self.next_part
             self.next_part += 1
-            uri = part_uri(output, self.shard, number, self.writer_id)
+            uri = self.layout.part(self.shard, number, self.writer_id)
             self.parts.append(uri.rsplit("/", 1)[-1])
             payload = self._checkpoint_payload(state)
 
@@ -411,7 +408,7 @@ class ShardRun:
         self.last_progress = time.monotonic()
         payload = self._progress_payload(state)
         self.metrics.throughput.set(payload["throughput"])
-        store, uri = self.out_store, progress_uri(self.config.output_uri, self.shard)
+        store, uri = self.out_store, self.layout.progress(self.shard)
         self.uploader.submit(lambda: write_json(store, uri, payload))
 
     def _maybe_checkpoint(self) -> None:
@@ -518,7 +515,7 @@ class ShardRun:
                 self.uploader.drain()
                 write_json(
                     self.out_store,
-                    progress_uri(self.config.output_uri, self.shard),
+                    self.layout.progress(self.shard),
                     self._progress_payload("failed"),
                 )
             raise
