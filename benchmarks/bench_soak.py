@@ -51,9 +51,9 @@ from tests.e2e.cluster import Kubectl, OperatorProcess, jsonl  # noqa: E402
 from tests.fixtures.sandbox import start_sandbox, stop_sandbox  # noqa: E402
 
 from llmbatch.api.layout import OutputLayout  # noqa: E402
+from llmbatch.storage import ObjectNotFound, ObjectStore  # noqa: E402
 from llmbatch_sandbox.models import ensure_model  # noqa: E402
 from llmbatch_sandbox.s3faults import FaultConfig, running_proxy  # noqa: E402
-from llmbatch.storage import ObjectNotFound, ObjectStore  # noqa: E402
 
 CHECKPOINT_REQUESTS = 100
 

@@ -18,7 +18,7 @@ from llmbatch_sandbox.s3 import S3Credentials
 S3_SECRET = "llmbatch-s3"
 NAMESPACES = ("default", "kube-system")
 CRD_PATH = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
-CRD_FILE = Path(__file__).resolve().parents[3] / "crds" / "batchjobs.llmbatch.io.yaml"
+CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "batchjobs.llmbatch.io.yaml"
 
 
 class BootstrapError(RuntimeError):

@@ -19,10 +19,10 @@ import time
 from pathlib import Path
 from typing import IO
 
-from llmbatch_sandbox.models import ensure_model
 from llmbatch.storage import StorageSettings, get_store, join_uri
+from llmbatch_sandbox.models import ensure_model
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "batchjob.yaml"
 REQUESTS = REPO / "examples" / "requests.jsonl"
 MODEL_URI = "s3://llmbatch/models/tiny-qwen/"

@@ -70,6 +70,26 @@ def test_copied_sources_exist_and_are_not_docker_ignored(image: str) -> None:
             )
 
 
+@pytest.mark.parametrize("image", IMAGES)
+def test_no_image_contains_the_sandbox(image: str) -> None:
+    """The sandbox (sandbox/, distribution llm-batch-sandbox) is for trying and testing: no
+    image copies it, installs it, or copies the whole context that holds it."""
+    for ins in parse(dockerfile(image)):
+        if ins.keyword == "COPY" and "--from=" not in ins.args:
+            sources = [w for w in ins.args.split() if not w.startswith("--")][:-1]
+            for source in sources:
+                path = source.strip("./") or "."
+                assert path != "." and not path.startswith("sandbox"), f"{image}: COPY {source}"
+        if ins.keyword == "RUN":
+            for word in ("llm-batch-sandbox", "llmbatch_sandbox", "./sandbox", "sandbox]"):
+                assert word not in ins.args, f"{image}: RUN installs the sandbox ({word})"
+    # What the images do copy of the source holds no sandbox code.
+    assert not list((ROOT / "operator").rglob("llmbatch_sandbox"))
+    assert not (ROOT / "operator" / "llmbatch" / "sandbox").exists()
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "sandbox" not in pyproject["project"]["optional-dependencies"]
+
+
 def test_operator_entrypoint_is_a_registered_subcommand() -> None:
     from typer.main import get_command
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from llmbatch_sandbox.s3faults import KINDS, FaultConfig, FaultRates, ProxyThread, running_proxy
 from llmbatch.storage.s3 import S3Store
 from llmbatch.storage.settings import MIN_PART_SIZE
+from llmbatch_sandbox.s3faults import KINDS, FaultConfig, FaultRates, ProxyThread, running_proxy
 from tests.fixtures.s3 import FaultyS3, S3Server
 
 FAST: dict[str, object] = {

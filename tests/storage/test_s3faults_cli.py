@@ -10,8 +10,8 @@ import urllib.request
 
 import pytest
 
-from llmbatch_sandbox.s3faults import STATS_PATH, FaultConfig, FaultRates
 from llmbatch.storage.s3 import S3Store
+from llmbatch_sandbox.s3faults import STATS_PATH, FaultConfig, FaultRates
 from tests.fixtures.s3 import S3Server
 
 

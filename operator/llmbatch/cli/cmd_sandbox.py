@@ -1,60 +1,32 @@
-"""`llmbatch sandbox`: a local stand-in for a cluster, for trying and testing the operator."""
+"""`llmbatch sandbox` when the llm-batch-sandbox distribution is not installed.
+
+The sandbox (a local stand-in for a cluster, for trying and testing) is not part of the
+product: the distribution llm-batch-sandbox (folder ``sandbox/``) registers the real command
+under the entry-point group ``llmbatch.commands``, and main.py's group loads it in place of this
+one. This stand-in keeps ``sandbox`` in ``llmbatch --help`` and says what to install."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 
+DISTRIBUTION = "llm-batch-sandbox"
+SHORT_HELP = (
+    "Run a single-machine sandbox cluster for trying and testing (not installed: "
+    f"pip install {DISTRIBUTION})."
+)
+# Whatever options the real command takes, the answer is the same message.
+CONTEXT_SETTINGS = {"ignore_unknown_options": True, "allow_extra_args": True}
 
-def sandbox(
-    port: Annotated[
-        int, typer.Option("--port", help="API server port on 127.0.0.1 (0: a free one).")
-    ] = 0,
-    kubeconfig: Annotated[
-        Path, typer.Option("--kubeconfig", help="Where to write the kubeconfig.")
-    ] = Path(".sandbox/kubeconfig"),
-    gpu_slots: Annotated[
-        int,
-        typer.Option(
-            "--gpu-slots",
-            min=0,
-            help="Concurrent nvidia.com/gpu the single node offers; pods asking for more stay "
-            "Pending (Unschedulable), to simulate GPU scarcity.",
-        ),
-    ] = 2,
-    operator: Annotated[
-        bool, typer.Option("--operator", help="Also run the operator (`llmbatch operator`).")
-    ] = False,
-) -> None:
+
+def sandbox() -> None:
     """Run a single-machine sandbox cluster for trying and testing: NOT a production cluster.
 
-    In one process on 127.0.0.1: a Kubernetes API emulator (enough for kubectl, kopf and the
-    Python client), a Job controller and a kubelet that runs each pod's container command as
-    a local process (images are recorded, not pulled), and an S3 endpoint (moto) with the
-    bucket `llmbatch` and the Secret `default/llmbatch-s3`. The BatchJob CRD is installed.
-
-    When ready it prints `KUBECONFIG=<path>` and `S3_ENDPOINT=<url>`; use them from another
-    shell, e.g. `KUBECONFIG=<path> kubectl get batchjobs`. Everything is in memory and is
-    gone when it stops (Ctrl-C or SIGTERM, which also stops every pod process).
-
-    Sandbox-only pod annotations: `sandbox.llmbatch.io/preempt` (DisruptionTarget, then
-    delete) and `sandbox.llmbatch.io/kill=SIGKILL` (signal the pod's processes).
+    Not installed: the sandbox is the separate distribution llm-batch-sandbox.
     """
-    import asyncio
-    import logging
-
-    from llmbatch_sandbox.main import SandboxConfig, serve
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines
-    config = SandboxConfig(port=port, kubeconfig=kubeconfig, gpu_slots=gpu_slots, operator=operator)
-    from llmbatch_sandbox.bootstrap import BootstrapError
-
-    try:
-        code = asyncio.run(serve(config))
-    except (BootstrapError, OSError) as error:
-        typer.echo(f"llmbatch sandbox: cannot start: {error}", err=True)
-        raise typer.Exit(1) from None
-    raise typer.Exit(code)
+    typer.echo(
+        f"llmbatch sandbox: the sandbox is not installed. It is the separate distribution "
+        f"{DISTRIBUTION}, for trying and testing: `pip install {DISTRIBUTION}` (from a "
+        "checkout: `pip install -e ./sandbox`, or `make install`).",
+        err=True,
+    )
+    raise typer.Exit(1)
