@@ -284,3 +284,58 @@ def test_finalize_writes_both_files_in_input_order(
         (12, "invalid_request"),
     ]
     assert manifest["requestCounts"] == {"total": 12, "completed": 5, "failed": 7}
+
+
+def _document(path: Path) -> dict[str, Any]:
+    """A document the runner wrote, checked to be in its wire format (2-space indent, sorted
+    keys), so the operator, gateway and older readers keep parsing it."""
+    data = path.read_bytes()
+    parsed: dict[str, Any] = json.loads(data)
+    assert data == json.dumps(parsed, indent=2, sort_keys=True).encode()
+    return parsed
+
+
+def test_progress_checkpoint_and_manifest_keep_their_keys(tmp_path: Path) -> None:
+    from llmbatch.runner.run import RunConfig, run_shard
+
+    source = write_lines(tmp_path / "in.jsonl", [b"{bad", chat_line("m", "x", model="other")])
+    out = tmp_path / "out"
+    run_shard(RunConfig(str(source), str(out), "/nonexistent", "tiny-qwen", metrics_port=0))
+    manifest = finalize(FinalizeConfig(str(source), str(out)))
+    progress = _document(out / "progress" / "shard-0.json")
+    assert set(progress) == {
+        "shard", "shardCount", "state", "total", "completed", "failed", "promptTokens",
+        "completionTokens", "throughput", "startedAt", "updatedAt", "attempt",
+    }  # fmt: skip
+    assert (progress["state"], progress["total"], progress["failed"]) == ("done", 2, 2)
+    checkpoint = _document(out / "checkpoints" / "shard-0.json")
+    assert set(checkpoint) == {
+        "shard", "shardCount", "state", "attempt", "parts", "requestCounts", "usage", "input",
+        "model", "endpoint", "engineArgs", "runnerVersion", "updatedAt",
+    }  # fmt: skip
+    assert checkpoint["requestCounts"] == {"completed": 0, "failed": 2}
+    assert checkpoint["usage"] == {"promptTokens": 0, "completionTokens": 0}
+    assert checkpoint["model"] == {"name": "tiny-qwen", "source": "/nonexistent"}
+    assert _document(out / "manifest.json") == manifest
+    assert set(manifest) == {
+        "batch", "input", "outputFile", "errorFile", "endpoint", "model", "engineArgs",
+        "shardCount", "reason", "requestCounts", "usage", "sha256", "inputLines", "timing",
+        "runnerVersion", "engineVersion",
+    }  # fmt: skip
+    assert set(manifest["timing"]) == {"startedAt", "runFinishedAt", "finalizedAt"}
+    assert manifest["timing"]["startedAt"] == progress["startedAt"]
+    assert set(manifest["sha256"]) == {"input", "output", "errors"}
+    assert manifest["model"] == checkpoint["model"]
+    assert (manifest["endpoint"], manifest["engineArgs"]) == ("/v1/chat/completions", {})
+    # Finalizing again answers with the manifest already written.
+    assert finalize(FinalizeConfig(str(source), str(out))) == manifest
+
+
+def test_finalize_without_checkpoints_leaves_the_run_fields_empty(tmp_path: Path) -> None:
+    source = write_lines(tmp_path / "in.jsonl", chat_batch(1))
+    out = tmp_path / "out"
+    _write_part(out, 0, 0, [records.success_record("b", 1, "req-0", {}, 2, 3)])
+    manifest = finalize(FinalizeConfig(str(source), str(out)))
+    assert (manifest["model"], manifest["engineArgs"], manifest["endpoint"]) == (None, None, None)
+    assert manifest["shardCount"] == 1 and manifest["timing"]["startedAt"] is None
+    assert manifest["usage"] == {"promptTokens": 2, "completionTokens": 3}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 from pydantic.alias_generators import to_camel
 
 # What a shard is doing, as its progress and checkpoint documents say.
@@ -34,9 +34,18 @@ class Document(BaseModel):
 
 
 class Counts(Document):
+    # None in a shard's checkpoint, which counts what it finished, not its share: the key is
+    # then left out, as the runner has always written it.
     total: int | None = Field(default=None, ge=0)
     completed: int = Field(default=0, ge=0)
     failed: int = Field(default=0, ge=0)
+
+    @model_serializer(mode="wrap")
+    def _omit_unknown_total(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("total") is None:
+            data.pop("total", None)
+        return data
 
 
 class TokenUsage(Document):

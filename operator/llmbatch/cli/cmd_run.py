@@ -32,6 +32,7 @@ def run(
     from rich.console import Console
     from rich.table import Table
 
+    from llmbatch.api.documents import Manifest
     from llmbatch.api.exitcodes import ExitCode
     from llmbatch.api.lines import Endpoint
     from llmbatch.runner.cli import parse_engine_args
@@ -41,7 +42,7 @@ def run(
 
     console = Console(stderr=True)
     try:
-        manifest = run_local(
+        outcome = run_local(
             input_uri,
             output,
             model,
@@ -57,16 +58,16 @@ def run(
     except PermanentError as exc:
         console.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(int(ExitCode.PERMANENT)) from exc
-    counts = manifest["requestCounts"]
-    usage = manifest["usage"]
+    manifest = Manifest.model_validate(outcome)
+    counts, usage = manifest.request_counts, manifest.usage
     table = Table(title="llmbatch run", show_header=False)
-    table.add_row("requests", str(counts["total"]))
-    table.add_row("completed", str(counts["completed"]))
-    table.add_row("failed", str(counts["failed"]))
-    table.add_row("prompt tokens", str(usage["promptTokens"]))
-    table.add_row("completion tokens", str(usage["completionTokens"]))
-    table.add_row("output", str(manifest["outputFile"]))
-    table.add_row("errors", str(manifest["errorFile"]))
+    table.add_row("requests", str(counts.total))
+    table.add_row("completed", str(counts.completed))
+    table.add_row("failed", str(counts.failed))
+    table.add_row("prompt tokens", str(usage.prompt_tokens))
+    table.add_row("completion tokens", str(usage.completion_tokens))
+    table.add_row("output", str(manifest.output_file))
+    table.add_row("errors", str(manifest.error_file))
     console.print(table)
-    typer.echo(json.dumps({"requestCounts": counts, "usage": usage}))
-    raise typer.Exit(int(manifest.get("exitCode", 0)))
+    typer.echo(json.dumps({"requestCounts": counts.to_dict(), "usage": usage.to_dict()}))
+    raise typer.Exit(int(outcome.get("exitCode", 0)))

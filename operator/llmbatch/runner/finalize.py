@@ -17,20 +17,30 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import heapq
-import json
 import logging
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, TypeVar
 
+from llmbatch.api.documents import (
+    Counts,
+    Document,
+    FileHashes,
+    FinalizeReason,
+    Manifest,
+    ShardCheckpoint,
+    ShardProgress,
+    Timing,
+    TokenUsage,
+)
 from llmbatch.api.layout import OutputLayout, part_number
 from llmbatch.api.lines import ErrorCode
+from llmbatch.api.timefmt import rfc3339
 from llmbatch.runner import records
 from llmbatch.runner.errors import PermanentError
 from llmbatch.runner.parts import LineSet, Tally
-from llmbatch.runner.progress import rfc3339
 from llmbatch.runner.records import Record
 from llmbatch.runner.version import RUNNER_VERSION, engine_version
 from llmbatch.storage import (
@@ -44,7 +54,6 @@ from llmbatch.storage.lines import iter_lines
 
 log = logging.getLogger(__name__)
 
-Reason = Literal["none", "expired", "cancelled"]
 _REASON_CODES = {
     "expired": ErrorCode.BATCH_EXPIRED.value,
     "cancelled": ErrorCode.BATCH_CANCELLED.value,
@@ -56,7 +65,7 @@ class FinalizeConfig:
     input_uri: str
     output_uri: str
     shard_count: int | None = None
-    reason: Reason = "none"
+    reason: FinalizeReason = "none"
     batch_name: str = ""
     settings: StorageSettings | None = None
 
@@ -89,8 +98,15 @@ class _HashingWriter:
         self.lines += 1
 
 
-def _scan_input(store: ObjectStore, uri: str) -> tuple[LineSet, int, str]:
-    """Non-blank line numbers, the number of lines, and the input's sha256."""
+@dataclass
+class _InputScan:
+    expected: LineSet
+    lines: int
+    sha256: str
+
+
+def _scan_input(store: ObjectStore, uri: str) -> _InputScan:
+    """Non-blank line numbers (the requests), the number of lines, and the input's sha256."""
     expected = LineSet()
     lines = 0
     try:
@@ -102,7 +118,7 @@ def _scan_input(store: ObjectStore, uri: str) -> tuple[LineSet, int, str]:
             lines = lineno
             if raw.strip():
                 expected.add(lineno)
-    return expected, lines, reader.sha.hexdigest()
+    return _InputScan(expected, lines, reader.sha.hexdigest())
 
 
 def _part_uris(store: ObjectStore, layout: OutputLayout) -> Iterator[str]:
@@ -113,15 +129,17 @@ def _part_uris(store: ObjectStore, layout: OutputLayout) -> Iterator[str]:
             yield info.uri
 
 
-def _read_json_objects(store: ObjectStore, prefix: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
+D = TypeVar("D", bound=Document)
+
+
+def _read_documents(store: ObjectStore, prefix: str, model: type[D]) -> list[D]:
+    """Every readable document under the prefix, in key order; a damaged one is skipped."""
+    found: list[D] = []
     for info in store.list(prefix):
         if not info.uri.endswith(".json"):
             continue
-        with contextlib.suppress(ValueError):
-            value = json.loads(store.read_bytes(info.uri))
-            if isinstance(value, dict):
-                found.append(value)
+        with contextlib.suppress(ValueError):  # bad JSON or a document of another shape
+            found.append(model.model_validate_json(store.read_bytes(info.uri)))
     return found
 
 
@@ -207,27 +225,21 @@ def _unanswered(
             )
 
 
-def finalize(config: FinalizeConfig) -> dict[str, Any]:
-    """Merge the shards' parts; return the manifest (the existing one if already final)."""
-    out = get_store(config.output_uri, config.settings)
-    layout = OutputLayout(config.output_uri)
-    manifest_uri = layout.manifest
-    try:
-        existing = out.head(manifest_uri)
-    except (BucketNotFound, AccessDenied) as exc:
-        raise PermanentError(f"output {config.output_uri} cannot be used: {exc}") from exc
-    if existing is not None:
-        log.info("already finalized: %s exists", manifest_uri)
-        manifest: dict[str, Any] = json.loads(out.read_bytes(manifest_uri))
-        return manifest
+@dataclass
+class _Merged:
+    tally: Tally
+    output_sha: str
+    errors_sha: str
 
-    source = get_store(config.input_uri, config.settings)
-    if not source.exists(config.input_uri):
-        raise PermanentError(f"input {config.input_uri} does not exist")
-    expected, total_lines, input_sha = _scan_input(source, config.input_uri)
 
-    output_file = layout.output_file
-    errors_file = layout.errors_file
+def _merge(
+    out: ObjectStore,
+    source: ObjectStore,
+    config: FinalizeConfig,
+    layout: OutputLayout,
+    expected: LineSet,
+) -> _Merged:
+    """Write output.jsonl and errors.jsonl from the parts (and the unanswered lines)."""
     tally = Tally()
     with tempfile.TemporaryDirectory(prefix="llmbatch-finalize-") as workdir:
         local_parts = _download_parts(out, layout, Path(workdir))
@@ -247,65 +259,89 @@ def finalize(config: FinalizeConfig) -> dict[str, Any]:
             key=lambda record: record.lineno,
         )
         with contextlib.ExitStack() as stack:
-            ok_writer = _HashingWriter(stack.enter_context(out.open_write(output_file)))
-            err_writer = _HashingWriter(stack.enter_context(out.open_write(errors_file)))
+            ok_writer = _HashingWriter(stack.enter_context(out.open_write(layout.output_file)))
+            err_writer = _HashingWriter(stack.enter_context(out.open_write(layout.errors_file)))
             for record in ordered:
                 tally.add(record)
                 writer = ok_writer if record.kind == records.OUTPUT else err_writer
                 writer.write_line(record.line)
     if duplicates:
         log.warning("dropped %d duplicate results of already answered lines", duplicates)
+    return _Merged(tally, ok_writer.sha.hexdigest(), err_writer.sha.hexdigest())
 
-    checkpoints = _read_json_objects(out, layout.checkpoints_dir)
-    progress = _read_json_objects(out, layout.progress_dir)
-    first = checkpoints[0] if checkpoints else {}
-    started = [p["startedAt"] for p in progress if isinstance(p.get("startedAt"), str)]
-    updated = [p["updatedAt"] for p in progress if isinstance(p.get("updatedAt"), str)]
-    shard_count = config.shard_count or max(
-        [int(c.get("shardCount", 1)) for c in checkpoints] or [1]
+
+def _build_manifest(
+    out: ObjectStore,
+    config: FinalizeConfig,
+    layout: OutputLayout,
+    scanned: _InputScan,
+    merged: _Merged,
+) -> Manifest:
+    """The manifest: the merge's counts and hashes, and what the shards said about the run."""
+    checkpoints = _read_documents(out, layout.checkpoints_dir, ShardCheckpoint)
+    progress = _read_documents(out, layout.progress_dir, ShardProgress)
+    first = checkpoints[0] if checkpoints else None
+    started = [p.started_at for p in progress if p.started_at is not None]
+    updated = [p.updated_at for p in progress if p.updated_at is not None]
+    tally = merged.tally
+    return Manifest(
+        batch=config.batch_name,
+        input=config.input_uri,
+        output_file=layout.output_file,
+        error_file=layout.errors_file,
+        endpoint=first.endpoint if first else None,
+        model=first.model if first else None,
+        engine_args=first.engine_args if first else None,
+        shard_count=config.shard_count or max([c.shard_count for c in checkpoints] or [1]),
+        reason=config.reason,
+        request_counts=Counts(
+            total=scanned.expected.count, completed=tally.completed, failed=tally.failed
+        ),
+        usage=TokenUsage(
+            prompt_tokens=tally.prompt_tokens, completion_tokens=tally.completion_tokens
+        ),
+        sha256=FileHashes(input=scanned.sha256, output=merged.output_sha, errors=merged.errors_sha),
+        input_lines=scanned.lines,
+        timing=Timing(
+            started_at=min(started) if started else None,
+            run_finished_at=max(updated) if updated else None,
+            finalized_at=rfc3339(),
+        ),
+        runner_version=RUNNER_VERSION,
+        engine_version=engine_version(),
     )
-    manifest = {
-        "batch": config.batch_name,
-        "input": config.input_uri,
-        "outputFile": output_file,
-        "errorFile": errors_file,
-        "endpoint": first.get("endpoint"),
-        "model": first.get("model"),
-        "engineArgs": first.get("engineArgs"),
-        "shardCount": shard_count,
-        "reason": config.reason,
-        "requestCounts": {
-            "total": expected.count,
-            "completed": tally.completed,
-            "failed": tally.failed,
-        },
-        "usage": {
-            "promptTokens": tally.prompt_tokens,
-            "completionTokens": tally.completion_tokens,
-        },
-        "sha256": {
-            "input": input_sha,
-            "output": ok_writer.sha.hexdigest(),
-            "errors": err_writer.sha.hexdigest(),
-        },
-        "inputLines": total_lines,
-        "timing": {
-            "startedAt": min(started) if started else None,
-            "runFinishedAt": max(updated) if updated else None,
-            "finalizedAt": rfc3339(),
-        },
-        "runnerVersion": RUNNER_VERSION,
-        "engineVersion": engine_version(),
-    }
-    data = json.dumps(manifest, indent=2, sort_keys=True).encode()
-    if not out.write_bytes_if_absent(manifest_uri, data, content_type="application/json"):
+
+
+def _read_manifest(store: ObjectStore, uri: str) -> dict[str, Any]:
+    return Manifest.model_validate_json(store.read_bytes(uri)).to_dict()
+
+
+def finalize(config: FinalizeConfig) -> dict[str, Any]:
+    """Merge the shards' parts; return the manifest (the existing one if already final)."""
+    out = get_store(config.output_uri, config.settings)
+    layout = OutputLayout(config.output_uri)
+    try:
+        existing = out.head(layout.manifest)
+    except (BucketNotFound, AccessDenied) as exc:
+        raise PermanentError(f"output {config.output_uri} cannot be used: {exc}") from exc
+    if existing is not None:
+        log.info("already finalized: %s exists", layout.manifest)
+        return _read_manifest(out, layout.manifest)
+
+    source = get_store(config.input_uri, config.settings)
+    if not source.exists(config.input_uri):
+        raise PermanentError(f"input {config.input_uri} does not exist")
+    scanned = _scan_input(source, config.input_uri)
+    merged = _merge(out, source, config, layout, scanned.expected)
+    manifest = _build_manifest(out, config, layout, scanned, merged)
+    data = manifest.to_json(indent=2)
+    if not out.write_bytes_if_absent(layout.manifest, data, content_type="application/json"):
         # Another finalize won the race; its manifest describes the same files.
-        winner: dict[str, Any] = json.loads(out.read_bytes(manifest_uri))
-        return winner
+        return _read_manifest(out, layout.manifest)
     log.info(
         "finalized: %d completed, %d failed of %d",
-        tally.completed,
-        tally.failed,
-        expected.count,
+        merged.tally.completed,
+        merged.tally.failed,
+        scanned.expected.count,
     )
-    return manifest
+    return manifest.to_dict()

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from llmbatch.api.documents import FinalizeReason
 from llmbatch.api.exitcodes import ExitCode
 from llmbatch.api.lines import Endpoint
-from llmbatch.runner.finalize import FinalizeConfig, Reason, finalize
+from llmbatch.runner.finalize import FinalizeConfig, finalize
 from llmbatch.runner.run import RunConfig, StopSignal, run_shard
 from llmbatch.storage import StorageSettings
 
@@ -53,11 +54,11 @@ def run_local(
     # reason cancelled then records every line not finished as batch_cancelled.
     with stop.on_sigterm(also_sigint=True):
         result = run_shard(config, engine=engine, stop=stop)
-    reasons: dict[ExitCode, Reason] = {
+    reasons: dict[ExitCode, FinalizeReason] = {
         ExitCode.EXPIRED: "expired",
         ExitCode.CANCELLED: "cancelled",
     }
-    reason: Reason = reasons.get(result.exit_code, "none")
+    reason: FinalizeReason = reasons.get(result.exit_code, "none")
     manifest = finalize(
         FinalizeConfig(
             input_uri=input_uri,

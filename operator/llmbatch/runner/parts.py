@@ -15,7 +15,6 @@ first answer for a line and drops the rest.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -23,8 +22,9 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
+from llmbatch.api.documents import Document
 from llmbatch.api.layout import OutputLayout, part_number
 from llmbatch.runner.records import OUTPUT, Record, decode_record
 from llmbatch.storage import ObjectStore
@@ -171,6 +171,6 @@ class Uploader:
         self._pool.shutdown(wait=True)
 
 
-def write_json(store: ObjectStore, uri: str, payload: dict[str, Any]) -> None:
-    data = json.dumps(payload, indent=2, sort_keys=True).encode()
-    store.write_bytes(uri, data, content_type="application/json")
+def write_document(store: ObjectStore, uri: str, document: Document) -> None:
+    # Indented: people read checkpoints and progress in the bucket too.
+    store.write_bytes(uri, document.to_json(indent=2), content_type="application/json")

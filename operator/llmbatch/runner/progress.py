@@ -1,4 +1,5 @@
-"""The progress object a shard publishes: ``<output>/progress/shard-<i>.json`` (camelCase).
+"""The progress document a shard publishes at ``<output>/progress/shard-<i>.json``
+(``llmbatch.api.documents.ShardProgress``).
 
 The operator sums these into the BatchJob status (progress, throughput, ETA)."""
 
@@ -6,17 +7,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Literal
 
+from llmbatch.api.documents import ShardProgress, ShardState
+from llmbatch.api.timefmt import rfc3339
 from llmbatch.runner.parts import Tally
-
-State = Literal["running", "done", "expired", "cancelled", "failed"]
-
-
-def rfc3339(ts: float | None = None) -> str:
-    moment = datetime.fromtimestamp(time.time() if ts is None else ts, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass
@@ -28,21 +22,21 @@ class ProgressTracker:
     # Tokens already counted when this attempt began: throughput is this attempt's own rate.
     base_tokens: int = 0
 
-    def snapshot(self, state: State, tally: Tally, total: int | None) -> dict[str, Any]:
+    def snapshot(self, state: ShardState, tally: Tally, total: int | None) -> ShardProgress:
         now = time.time()
         tokens = tally.prompt_tokens + tally.completion_tokens - self.base_tokens
         elapsed = max(now - self.started_at, 1e-6)
-        return {
-            "shard": self.shard,
-            "shardCount": self.shard_count,
-            "state": state,
-            "total": total,
-            "completed": tally.completed,
-            "failed": tally.failed,
-            "promptTokens": tally.prompt_tokens,
-            "completionTokens": tally.completion_tokens,
-            "throughput": round(tokens / elapsed, 2),
-            "startedAt": rfc3339(self.started_at),
-            "updatedAt": rfc3339(now),
-            "attempt": self.attempt,
-        }
+        return ShardProgress(
+            shard=self.shard,
+            shard_count=self.shard_count,
+            state=state,
+            total=total,
+            completed=tally.completed,
+            failed=tally.failed,
+            prompt_tokens=tally.prompt_tokens,
+            completion_tokens=tally.completion_tokens,
+            throughput=round(tokens / elapsed, 2),
+            started_at=rfc3339(self.started_at),
+            updated_at=rfc3339(now),
+            attempt=self.attempt,
+        )

@@ -14,7 +14,6 @@ cancelled. Either way it commits a final part with what finished.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import secrets
 import shutil
@@ -29,6 +28,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from llmbatch.api.documents import (
+    Counts,
+    ModelRef,
+    ShardCheckpoint,
+    ShardProgress,
+    ShardState,
+    TokenUsage,
+)
 from llmbatch.api.exitcodes import ExitCode
 from llmbatch.api.layout import OutputLayout
 from llmbatch.api.lines import (
@@ -39,6 +46,7 @@ from llmbatch.api.lines import (
     LineError,
     ValidLine,
 )
+from llmbatch.api.timefmt import rfc3339
 from llmbatch.runner import records
 from llmbatch.runner.errors import PermanentError
 from llmbatch.runner.metrics import DEFAULT_PORT, RunnerMetrics
@@ -49,9 +57,9 @@ from llmbatch.runner.parts import (
     Tally,
     Uploader,
     recover,
-    write_json,
+    write_document,
 )
-from llmbatch.runner.progress import ProgressTracker, State, rfc3339
+from llmbatch.runner.progress import ProgressTracker
 from llmbatch.runner.records import Record
 from llmbatch.runner.sharding import route_line
 from llmbatch.runner.version import RUNNER_VERSION
@@ -207,8 +215,10 @@ class ShardRun:
             raise PermanentError(f"output {self.config.output_uri} cannot be used: {exc}") from exc
         if previous is not None:
             with contextlib.suppress(ValueError, ObjectNotFound):
-                record = json.loads(self.out_store.read_bytes(self.layout.checkpoint(self.shard)))
-                self.attempt = int(record.get("attempt", 0)) + 1
+                record = ShardCheckpoint.model_validate_json(
+                    self.out_store.read_bytes(self.layout.checkpoint(self.shard))
+                )
+                self.attempt = record.attempt + 1
         self.tally = state.tally
         self.parts = list(state.parts)
         self.next_part = state.next_part
@@ -351,37 +361,31 @@ class ShardRun:
 
     # Checkpoints and progress ------------------------------------------------------------
 
-    def _checkpoint_payload(self, state: State) -> dict[str, Any]:
-        return {
-            "shard": self.shard,
-            "shardCount": self.config.shard_count,
-            "state": state,
-            "attempt": self.attempt,
-            "parts": list(self.parts),
-            "requestCounts": {
-                "completed": self.tally.completed,
-                "failed": self.tally.failed,
-            },
-            "usage": {
-                "promptTokens": self.tally.prompt_tokens,
-                "completionTokens": self.tally.completion_tokens,
-            },
-            "input": self.config.input_uri,
-            "model": {
-                "name": self.config.served_model_name,
-                "source": self.config.model_source,
-            },
-            "endpoint": self.config.endpoint.value,
-            "engineArgs": self.engine_info.get("engineArgs", self.config.engine_args),
-            "runnerVersion": RUNNER_VERSION,
-            "updatedAt": rfc3339(),
-        }
+    def _checkpoint_payload(self, state: ShardState) -> ShardCheckpoint:
+        return ShardCheckpoint(
+            shard=self.shard,
+            shard_count=self.config.shard_count,
+            state=state,
+            attempt=self.attempt,
+            parts=list(self.parts),
+            request_counts=Counts(completed=self.tally.completed, failed=self.tally.failed),
+            usage=TokenUsage(
+                prompt_tokens=self.tally.prompt_tokens,
+                completion_tokens=self.tally.completion_tokens,
+            ),
+            input=self.config.input_uri,
+            model=ModelRef(name=self.config.served_model_name, source=self.config.model_source),
+            endpoint=self.config.endpoint.value,
+            engine_args=self.engine_info.get("engineArgs", self.config.engine_args),
+            runner_version=RUNNER_VERSION,
+            updated_at=rfc3339(),
+        )
 
-    def _progress_payload(self, state: State) -> dict[str, Any]:
+    def _progress_payload(self, state: ShardState) -> ShardProgress:
         assert self.tracker is not None
         return self.tracker.snapshot(state, self.tally, self.total)
 
-    def _checkpoint(self, state: State = "running") -> None:
+    def _checkpoint(self, state: ShardState = "running") -> None:
         path = self.spool.seal()
         self.last_checkpoint = time.monotonic()
         store = self.out_store
@@ -396,20 +400,20 @@ class ShardRun:
             def commit() -> None:
                 store.upload_file(path, uri)  # the part is committed here ...
                 path.unlink(missing_ok=True)
-                write_json(store, checkpoint, payload)  # ... this only summarises it
+                write_document(store, checkpoint, payload)  # ... this only summarises it
 
             self.uploader.submit(commit)
         elif state != "running":
             payload = self._checkpoint_payload(state)
-            self.uploader.submit(lambda: write_json(store, checkpoint, payload))
+            self.uploader.submit(lambda: write_document(store, checkpoint, payload))
         self._progress(state)
 
-    def _progress(self, state: State = "running") -> None:
+    def _progress(self, state: ShardState = "running") -> None:
         self.last_progress = time.monotonic()
         payload = self._progress_payload(state)
-        self.metrics.throughput.set(payload["throughput"])
+        self.metrics.throughput.set(payload.throughput)
         store, uri = self.out_store, self.layout.progress(self.shard)
-        self.uploader.submit(lambda: write_json(store, uri, payload))
+        self.uploader.submit(lambda: write_document(store, uri, payload))
 
     def _maybe_checkpoint(self) -> None:
         now = time.monotonic()
@@ -464,7 +468,7 @@ class ShardRun:
             # all send SIGTERM too): recording the rest as cancelled would make the Job's
             # next pod skip them. Finalize records what is missing if the batch ends here.
             log.warning("lines not finished are left for the next attempt or finalize")
-        state: State = "expired" if expired else "cancelled"
+        state: ShardState = "expired" if expired else "cancelled"
         self._checkpoint(state)
         self.uploader.drain()
         return ExitCode.EXPIRED if expired else ExitCode.CANCELLED
@@ -513,7 +517,7 @@ class ShardRun:
         except BaseException:
             with contextlib.suppress(Exception):
                 self.uploader.drain()
-                write_json(
+                write_document(
                     self.out_store,
                     self.layout.progress(self.shard),
                     self._progress_payload("failed"),
