@@ -16,6 +16,7 @@ from pydantic.config import JsonDict
 
 from llmbatch.api.conditions import ConditionType
 from llmbatch.api.durations import DURATION_PATTERN, parse_duration
+from llmbatch.api.gvk import API_VERSION, KIND
 from llmbatch.api.lines import Endpoint
 from llmbatch.api.phases import Phase
 
@@ -314,8 +315,8 @@ class BatchJob(CamelModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
-    api_version: str = "llmbatch.io/v1alpha1"
-    kind: str = "BatchJob"
+    api_version: str = API_VERSION
+    kind: str = KIND
     metadata: dict[str, Any] = Field(default_factory=dict)
     spec: BatchJobSpec
     status: BatchJobStatus | None = None

@@ -15,16 +15,10 @@ from typing import Any
 import yaml
 
 from llmbatch.api.batchjob import BatchJobSpec, BatchJobStatus
+from llmbatch.api.gvk import GROUP, KIND, LIST_KIND, PLURAL, SHORT_NAMES, SINGULAR, VERSION
 from llmbatch.api.schema import Schema, structural_problems, to_structural
 
-GROUP = "llmbatch.io"
-VERSION = "v1alpha1"
-KIND = "BatchJob"
-PLURAL = "batchjobs"
-SINGULAR = "batchjob"
-SHORT_NAMES = ["bj"]
 CRD_NAME = f"{PLURAL}.{GROUP}"
-API_VERSION = f"{GROUP}/{VERSION}"
 
 # `kubectl get batchjobs`; priority 1 columns appear with `-o wide`. Deadline and ETA lie in
 # the future, and kubectl prints a future "date" column as <invalid>: they are plain strings.
@@ -87,7 +81,7 @@ def build_crd() -> dict[str, Any]:
             "scope": "Namespaced",
             "names": {
                 "kind": KIND,
-                "listKind": f"{KIND}List",
+                "listKind": LIST_KIND,
                 "plural": PLURAL,
                 "singular": SINGULAR,
                 "shortNames": list(SHORT_NAMES),

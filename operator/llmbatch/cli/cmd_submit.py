@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 
+from llmbatch.api.gvk import API_VERSION, GROUP, KIND, LABEL_PREFIX, SINGULAR
 from llmbatch.cli.options import (
     FORMAT_OPTION,
     JSONL_FILE,
@@ -29,6 +30,8 @@ EPILOG = (
 )
 
 MANAGED_BY = "llmbatch-cli"
+# The sha256 of the file as uploaded, recorded on the BatchJob.
+INPUT_SHA256_ANNOTATION = f"{LABEL_PREFIX}/input-sha256"
 
 
 def batch_name(file: Path, digest: str) -> str:
@@ -86,13 +89,13 @@ def build_batchjob(
     metadata: dict[str, Any] = {
         "name": name,
         "labels": {"app.kubernetes.io/managed-by": MANAGED_BY},
-        "annotations": {"llmbatch.io/input-sha256": input_sha256},
+        "annotations": {INPUT_SHA256_ANNOTATION: input_sha256},
     }
     if namespace:
         metadata["namespace"] = namespace
     return {
-        "apiVersion": "llmbatch.io/v1alpha1",
-        "kind": "BatchJob",
+        "apiVersion": API_VERSION,
+        "kind": KIND,
         "metadata": metadata,
         # Only what the user chose: the operator and the CRD fill in the defaults.
         "spec": spec.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=True),
@@ -219,7 +222,7 @@ def submit(
         )
     else:
         typer.echo(f"uploaded {file} ({report.valid} requests) to {target}")
-        typer.echo(f"batchjob.llmbatch.io/{meta.get('name')} created in {meta.get('namespace')}")
+        typer.echo(f"{SINGULAR}.{GROUP}/{meta.get('name')} created in {meta.get('namespace')}")
         typer.echo(f"follow it with: llmbatch watch {meta.get('name')} -n {meta.get('namespace')}")
 
 

@@ -13,15 +13,16 @@ from typing import Any
 
 from llmbatch.api.batchjob import BatchJobSpec, SecretRef, StorageSpec
 from llmbatch.api.durations import parse_duration
+from llmbatch.api.gvk import API_VERSION, KIND, LABEL_PREFIX
 from llmbatch.api.phases import Phase
 from llmbatch.gateway import ids
 from llmbatch.gateway.config import GatewayConfig, ModelEntry
 
-TENANT_LABEL = "llmbatch.io/tenant"
-BATCH_ID_LABEL = "llmbatch.io/batch-id"
+TENANT_LABEL = f"{LABEL_PREFIX}/tenant"
+BATCH_ID_LABEL = f"{LABEL_PREFIX}/batch-id"
 MANAGED_LABEL = "app.kubernetes.io/managed-by"
-INPUT_FILE_ANNOTATION = "llmbatch.io/input-file-id"
-CANCEL_AT_ANNOTATION = "llmbatch.io/cancel-requested-at"
+INPUT_FILE_ANNOTATION = f"{LABEL_PREFIX}/input-file-id"
+CANCEL_AT_ANNOTATION = f"{LABEL_PREFIX}/cancel-requested-at"
 
 _STATUS_TIMESTAMPS = (
     "in_progress_at",
@@ -78,8 +79,8 @@ def build_batchjob(
         }
     )
     return {
-        "apiVersion": "llmbatch.io/v1alpha1",
-        "kind": "BatchJob",
+        "apiVersion": API_VERSION,
+        "kind": KIND,
         "metadata": {
             "name": ids.batch_name(batch_id),
             "labels": {
