@@ -115,7 +115,7 @@ def test_runner_images_pin_the_same_vllm_as_the_cpu_extra() -> None:
 
 def test_dockerignore_keeps_the_context_small() -> None:
     ignored = (ROOT / ".dockerignore").read_text().split()
-    for must in (".git", ".venv", "tests", "**/__pycache__"):
+    for must in (".git", ".venv", "tests", "sandbox", "**/__pycache__"):
         assert must in ignored
 
 
