@@ -20,14 +20,20 @@ def now_rfc3339() -> str:
     return rfc3339()
 
 
-def parse_time(text: str | None) -> datetime | None:
-    """None for a missing or unparseable value: callers treat both as "not known yet"."""
-    if not text:
+def parse_time(text: str | datetime | None) -> datetime | None:
+    """None for a missing or unparseable value: callers treat both as "not known yet".
+
+    A datetime (a client library may hand one over already parsed) is taken as it is; a time
+    without a zone is UTC."""
+    if isinstance(text, datetime):
+        moment = text
+    elif not text:
         return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
+    else:
+        try:
+            moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+        except ValueError:
+            return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 

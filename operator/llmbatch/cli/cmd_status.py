@@ -13,6 +13,7 @@ from typing import Any
 
 import typer
 
+from llmbatch.api.timefmt import parse_time
 from llmbatch.cli.options import (
     FORMAT_OPTION,
     KUBECONFIG_OPTION,
@@ -104,8 +105,8 @@ class Snapshot:
             throughput=float(status["throughput"])
             if status.get("throughput") is not None
             else None,
-            eta=_parse_time(status.get("eta")),
-            deadline=_parse_time(status.get("deadline")),
+            eta=parse_time(status.get("eta")),
+            deadline=parse_time(status.get("deadline")),
             sla_at_risk=at_risk,
             message=str(status.get("message") or status.get("reason") or ""),
         )
@@ -127,16 +128,6 @@ class Snapshot:
         if self.message:
             parts.append(f"- {self.message}")
         return "  ".join(parts)
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def relative(when: datetime, now: datetime) -> str:

@@ -8,13 +8,14 @@ annotations. The output prefix is per tenant and batch, next to the tenant's upl
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from llmbatch.api.batchjob import BatchJobSpec, SecretRef, StorageSpec
 from llmbatch.api.durations import parse_duration
 from llmbatch.api.gvk import API_VERSION, KIND, LABEL_PREFIX
 from llmbatch.api.phases import Phase
+from llmbatch.api.timefmt import parse_time
 from llmbatch.gateway import ids
 from llmbatch.gateway.config import GatewayConfig, ModelEntry
 
@@ -95,15 +96,9 @@ def build_batchjob(
 
 
 def unix_time(value: Any) -> int | None:
-    if not value:
-        return None
-    if isinstance(value, datetime):
-        moment = value
-    else:
-        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return int(moment.timestamp())
+    """Seconds since the epoch of an RFC 3339 status time (None when missing or unreadable)."""
+    moment = parse_time(value)
+    return int(moment.timestamp()) if moment is not None else None
 
 
 def _camel(name: str) -> str:

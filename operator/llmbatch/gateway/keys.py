@@ -20,9 +20,9 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
+from llmbatch.api.timefmt import now_rfc3339
 from llmbatch.gateway.kube import Conflict, KubeClient, NotFound
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ class KeyStore:
             digest=digest(key),
             tenant=tenant,
             tier=tier,
-            created_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            created_at=now_rfc3339(),
         )
         encoded = base64.b64encode(record.to_json().encode()).decode()
 

@@ -16,6 +16,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from llmbatch.api.timefmt import now_rfc3339
+
 access_log = logging.getLogger("llmbatch.gateway.access")
 
 _BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0)
@@ -97,7 +99,7 @@ class ObservabilityMiddleware:
                 access_log.info(
                     json.dumps(
                         {
-                            "ts": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                            "ts": now_rfc3339(),
                             "method": method,
                             "path": scope.get("path"),
                             "route": route,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from anyio import to_thread
@@ -11,6 +10,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict
 
 from llmbatch.api.lines import Endpoint
+from llmbatch.api.timefmt import rfc3339
 from llmbatch.gateway import batches, ids, inline
 from llmbatch.gateway.auth import PrincipalDep
 from llmbatch.gateway.config import ModelEntry
@@ -195,7 +195,7 @@ async def cancel_batch(
         )
     if job["spec"].get("cancel"):
         return batches.to_openai(job)
-    now = datetime.fromtimestamp(gateway.clock(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now = rfc3339(gateway.clock())
     try:
         patched = await gateway.kube.patch_batchjob(
             job["metadata"]["name"],

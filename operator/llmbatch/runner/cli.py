@@ -12,12 +12,13 @@ import json
 import logging
 import os
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from llmbatch.api.exitcodes import ExitCode
 from llmbatch.api.lines import Endpoint
+from llmbatch.api.timefmt import parse_time
 from llmbatch.runner.errors import PermanentError
 from llmbatch.runner.logs import configure_json_logging
 
@@ -40,11 +41,10 @@ def _batch_name_env() -> str:
 
 
 def parse_deadline(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("z", "Z"))
-    except ValueError as exc:
-        raise PermanentError(f"--deadline {text!r} is not an RFC 3339 time") from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = parse_time(text.strip().replace("z", "Z"))
+    if moment is None:
+        raise PermanentError(f"--deadline {text!r} is not an RFC 3339 time")
+    return moment
 
 
 def parse_engine_args(text: str | None) -> dict[str, Any]:
