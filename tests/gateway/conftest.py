@@ -19,7 +19,6 @@ import uvicorn
 from llmbatch.gateway.app import create_app
 from llmbatch.gateway.config import GatewayConfig
 from llmbatch.gateway.keys import KeyStore
-from llmbatch.gateway.kube import KubeClient
 from llmbatch.gateway.state import Gateway
 from llmbatch.storage import StorageSettings, get_store
 from tests.fixtures.s3 import S3Server
@@ -122,7 +121,7 @@ class GatewayEnv:
         tenant = tenant or f"t-{uuid.uuid4().hex[:8]}"
 
         async def create() -> str:
-            client = KubeClient("http://memkube", NAMESPACE, transport=self.kube)
+            client = self.kube.client(NAMESPACE)
             try:
                 _, key = await KeyStore(client, self.config.auth.keys_secret).create(tenant, tier)
                 return key
@@ -133,7 +132,7 @@ class GatewayEnv:
 
     def keystore_call(self, action: Any) -> Any:
         async def run() -> Any:
-            client = KubeClient("http://memkube", NAMESPACE, transport=self.kube)
+            client = self.kube.client(NAMESPACE)
             try:
                 return await action(KeyStore(client, self.config.auth.keys_secret))
             finally:
@@ -161,7 +160,7 @@ def gateway_env(s3_server: S3Server) -> Iterator[GatewayEnv]:
     store = get_store(f"s3://{bucket}/", settings)
     memkube = MemKube()
     clock = Clock()
-    kube = KubeClient("http://memkube", NAMESPACE, transport=memkube)
+    kube = memkube.client(NAMESPACE)
     app = create_app(config, kube, store, clock=clock)
     port = free_port()
     server = ServerThread(app, port)

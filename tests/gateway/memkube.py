@@ -1,7 +1,9 @@
 """An in-memory stand-in for the few Kubernetes API calls the gateway makes, served as an httpx
-transport: BatchJobs (create, get, list by label, merge patch) and Secrets/ConfigMaps (get,
-create, conditional replace). It keeps the semantics the gateway relies on: 404 on a missing
-object, 409 on create of an existing one and on a replace whose resourceVersion is stale, a new
+transport under the one client: ``MemKube().client(namespace)`` is the gateway's KubeClient over
+it, so the client's own request, error and retry code runs as in production. It serves
+BatchJobs (create, get, list by label, merge patch) and Secrets/ConfigMaps (get, create,
+conditional replace) with the semantics the gateway relies on: 404 on a missing object, 409 on
+create of an existing one and on a replace whose resourceVersion is stale, a new
 resourceVersion on every write.
 
 The fast tests use it; the slow tests run the same gateway against the sandbox's real API
@@ -18,6 +20,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+
+from llmbatch.gateway.kube import KubeClient
+from llmbatch.kube import Connection
 
 _PATH = re.compile(
     r"^/(?:apis/llmbatch\.io/v1alpha1|api/v1)/namespaces/(?P<ns>[^/]+)/"
@@ -57,6 +62,10 @@ class MemKube(httpx.AsyncBaseTransport):
         self.requests = 0
 
     # --- helpers for tests ----------------------------------------------------------------
+    def client(self, namespace: str = "default") -> KubeClient:
+        """The gateway's client, talking to this stand-in."""
+        return KubeClient(Connection("http://memkube"), namespace, transport=self)
+
     def set_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         """Write a BatchJob's status the way the operator would."""
         with self._lock:

@@ -299,7 +299,7 @@ def test_oversized_json_body_is_413(gateway_env: GatewayEnv) -> None:
 
 
 def test_backend_failures_are_503(gateway_env: GatewayEnv, monkeypatch: pytest.MonkeyPatch) -> None:
-    from llmbatch.gateway.kube import KubeError
+    from llmbatch.kube import KubeError
     from llmbatch.storage import StorageError
 
     key = gateway_env.key()

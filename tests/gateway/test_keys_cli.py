@@ -22,7 +22,7 @@ def memkube(monkeypatch: pytest.MonkeyPatch) -> MemKube:
     def from_environment(
         cls: type[KubeClient], namespace: str, kubeconfig: str | None = None
     ) -> KubeClient:
-        return KubeClient("http://memkube", namespace, transport=kube)
+        return kube.client(namespace)
 
     monkeypatch.setattr(KubeClient, "from_environment", classmethod(from_environment))
     return kube

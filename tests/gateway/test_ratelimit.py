@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 
-from llmbatch.gateway.kube import KubeClient
 from llmbatch.gateway.ratelimit import RateLimiter
 from tests.gateway.memkube import MemKube
 
 
 def limiter(kube: MemKube, now: list[float]) -> RateLimiter:
-    return RateLimiter(
-        KubeClient("http://memkube", "default", transport=kube), 3600, clock=lambda: now[0]
-    )
+    return RateLimiter(kube.client("default"), 3600, clock=lambda: now[0])
 
 
 async def test_replicas_share_the_limit_exactly() -> None:

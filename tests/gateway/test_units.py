@@ -18,7 +18,6 @@ from llmbatch.api.lines import FileValidator, Limits, LineError, iter_validated
 from llmbatch.gateway import batches, ids
 from llmbatch.gateway.files import UploadSink
 from llmbatch.gateway.informer import BatchJobCache
-from llmbatch.gateway.kube import KubeClient
 from tests.gateway.conftest import make_config
 from tests.gateway.memkube import MemKube
 
@@ -247,7 +246,7 @@ def test_ids_sort_by_time_and_round_trip() -> None:
 
 
 async def test_cache_keeps_the_newest_version() -> None:
-    cache = BatchJobCache(KubeClient("http://memkube", "default", transport=MemKube()))
+    cache = BatchJobCache(MemKube().client("default"))
     cache.remember({"metadata": {"name": "j", "resourceVersion": "7"}, "status": {"v": 7}})
     cache._put({"metadata": {"name": "j", "resourceVersion": "6"}, "status": {"v": 6}})
     assert cache._objects["j"]["status"] == {"v": 7}

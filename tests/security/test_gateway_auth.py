@@ -25,7 +25,6 @@ from fastapi.routing import APIRoute
 from llmbatch.gateway import ids
 from llmbatch.gateway.app import create_app
 from llmbatch.gateway.auth import authenticate
-from llmbatch.gateway.kube import KubeClient
 from llmbatch.storage import get_store
 from tests.gateway.conftest import NAMESPACE, GatewayEnv
 from tests.gateway.memkube import MemKube
@@ -56,7 +55,7 @@ class Route:
 
 def app_routes(env: GatewayEnv) -> list[APIRoute]:
     """The routes of an app built exactly as the server's (building connects to nothing)."""
-    kube = KubeClient("http://memkube", NAMESPACE, transport=MemKube())
+    kube = MemKube().client(NAMESPACE)
     store = get_store(f"s3://{env.bucket}/", env.settings)
     app = create_app(env.config, kube, store)
     return [r for r in app.routes if isinstance(r, APIRoute)]

@@ -19,7 +19,8 @@ SecretOption = Annotated[str, typer.Option("--secret", help="Name of the keys Se
 
 def _run(namespace: str, secret: str, action: Any) -> Any:
     from llmbatch.gateway.keys import KeyStore
-    from llmbatch.gateway.kube import KubeClient, KubeError
+    from llmbatch.gateway.kube import KubeClient
+    from llmbatch.kube import KubeError
 
     async def main() -> Any:
         kube = KubeClient.from_environment(namespace)

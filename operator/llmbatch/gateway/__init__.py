@@ -10,5 +10,5 @@ of replicas can serve side by side. Where things are:
 - ``routes_batches``, ``batches``, ``lookup``, ``informer``: BatchJobs as OpenAI batches.
 - ``routes_extras``, ``inline``, ``tokens``: validate, cost estimate, inline input.
 - ``errors``, ``bodylimit``, ``observability``: OpenAI error shape, body caps, metrics, logs.
-- ``kube``, ``kubeconfig``: the small Kubernetes client; ``config``, ``server``: wiring.
+- ``kube``: the gateway's Kubernetes calls over ``llmbatch.kube``; ``config``, ``server``: wiring.
 """

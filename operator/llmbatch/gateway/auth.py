@@ -14,8 +14,8 @@ from fastapi import Depends, Request
 
 from llmbatch.gateway.errors import AUTHENTICATION, PERMISSION, ApiError
 from llmbatch.gateway.keys import Principal
-from llmbatch.gateway.kube import KubeError
 from llmbatch.gateway.state import GatewayDep
+from llmbatch.kube import KubeError
 
 log = logging.getLogger(__name__)
 

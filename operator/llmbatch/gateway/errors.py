@@ -148,7 +148,7 @@ def _unavailable(backend: str, service: str) -> Callable[[Request, Exception], J
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    from llmbatch.gateway.kube import KubeError
+    from llmbatch.kube import KubeError
     from llmbatch.storage import StorageError
 
     app.add_exception_handler(Exception, _unexpected)

@@ -18,7 +18,8 @@ import json
 import logging
 from typing import Any
 
-from llmbatch.gateway.kube import KubeClient, KubeError
+from llmbatch.gateway.kube import KubeClient
+from llmbatch.kube import KubeError
 
 log = logging.getLogger(__name__)
 

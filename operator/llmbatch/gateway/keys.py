@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmbatch.api.timefmt import now_rfc3339
-from llmbatch.gateway.kube import Conflict, KubeClient, NotFound
+from llmbatch.gateway.kube import KubeClient
+from llmbatch.kube import Conflict, NotFound
 
 log = logging.getLogger(__name__)
 

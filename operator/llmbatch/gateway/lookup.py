@@ -13,8 +13,8 @@ from llmbatch.gateway import ids
 from llmbatch.gateway.batches import TENANT_LABEL, unix_time
 from llmbatch.gateway.errors import ApiError, not_found
 from llmbatch.gateway.files import FileMeta
-from llmbatch.gateway.kube import NotFound
 from llmbatch.gateway.state import Gateway
+from llmbatch.kube import NotFound
 from llmbatch.storage import join_uri
 
 

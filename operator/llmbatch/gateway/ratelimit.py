@@ -34,7 +34,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmbatch.gateway.kube import Conflict, KubeClient, NotFound
+from llmbatch.gateway.kube import KubeClient
+from llmbatch.kube import Conflict, NotFound
 
 CONFIGMAP_PREFIX = "llmbatch-ratelimit-"
 _MAX_ATTEMPTS = 50

@@ -16,10 +16,10 @@ from llmbatch.gateway.auth import PrincipalDep
 from llmbatch.gateway.config import ModelEntry
 from llmbatch.gateway.errors import ApiError, bad_request
 from llmbatch.gateway.files import FileMeta
-from llmbatch.gateway.kube import Conflict
 from llmbatch.gateway.lookup import get_batchjob, get_file, result_uri
 from llmbatch.gateway.routes_files import store_upload
 from llmbatch.gateway.state import Gateway, GatewayDep
+from llmbatch.kube import Conflict
 
 router = APIRouter()
 
