@@ -11,7 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from llmbatch.api.batchjob import BatchJob
-from llmbatch.cli.cmd_estimate import completion_budget, heuristic_tokens
+from llmbatch.api.tokens import completion_budget, heuristic_tokens
 from llmbatch.cli.cmd_results import download_results, join_results
 from llmbatch.cli.cmd_submit import batch_name
 from tests.cli.app import ECOSYSTEM_COMMANDS, cli_app
@@ -219,14 +219,14 @@ def test_estimate_non_local_source_falls_back(good_file: Path) -> None:
 
 def test_heuristic_and_budget_rules() -> None:
     body = {"messages": [{"role": "user", "content": "x" * 40}], "n": 2}
-    assert heuristic_tokens(body, "/v1/chat/completions") == 10 + 4
+    assert heuristic_tokens(body) == 10 + 4
     assert completion_budget(body, "/v1/chat/completions", 100) == (200, True)
     assert completion_budget({"max_completion_tokens": 7}, "/v1/chat/completions", 100) == (
         7,
         False,
     )
     assert completion_budget({"input": "x"}, "/v1/embeddings", 100) == (0, False)
-    assert heuristic_tokens({"prompt": [1, 2, 3]}, "/v1/completions") == 3
+    assert heuristic_tokens({"prompt": [1, 2, 3]}) == 3
 
 
 def test_estimate_with_the_model_tokenizer(good_file: Path, tiny_model: Path) -> None:

@@ -1,22 +1,23 @@
 """``llmbatch estimate FILE``: how many tokens a batch will use and what it will cost.
 
-Prompt tokens are counted with the model's own tokenizer (and chat template) when a local
-model directory is given; otherwise a heuristic estimate is made and labelled as such.
-Completion tokens are an upper bound: each request's max_tokens, or an assumed number for
-requests that set none.
+The counts follow ``llmbatch.api.tokens``, the gateway's rule too: prompt tokens with the
+model's own tokenizer (and chat template) when a local model directory is given, otherwise a
+heuristic estimate, labelled as such. Completion tokens are an upper bound: each request's
+max_tokens, or an assumed number for requests that set none.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from llmbatch.cli.options import FORMAT_OPTION, JSONL_FILE, OutputFormat, fail, print_json
+
+if TYPE_CHECKING:
+    from llmbatch.api.tokens import PromptCounter
 
 EPILOG = """\
 Examples:
@@ -28,23 +29,17 @@ Examples:
 Prices are per million tokens, as in the gateway's config.
 """
 
-# Roughly what BPE tokenizers give on English text; only used without a tokenizer.
-CHARS_PER_TOKEN = 4.0
-# Role markers and separators a chat template adds per message.
-CHAT_OVERHEAD_TOKENS = 4
-HEURISTIC_LABEL = "heuristic (~4 characters per token); pass --model-source DIR for exact counts"
-
-Counter = Callable[[dict[str, Any], str], int]
+EXACT_HINT = "pass --model-source DIR for exact counts"
 
 
 @dataclass
 class Estimate:
+    method: str  # how prompt tokens were counted
     requests: int = 0
     invalid: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     assumed_completion: int = 0  # requests without max_tokens
-    method: str = HEURISTIC_LABEL
 
     def cost(self, price_in: float | None, price_out: float | None) -> float | None:
         if price_in is None and price_out is None:
@@ -67,76 +62,12 @@ class Estimate:
         }
 
 
-def _texts(body: dict[str, Any], endpoint: str) -> list[str]:
-    """The text a request feeds the model, for the heuristic."""
-    if endpoint == "/v1/chat/completions":
-        texts: list[str] = []
-        for message in body.get("messages") or []:
-            content = message.get("content") if isinstance(message, dict) else None
-            if isinstance(content, str):
-                texts.append(content)
-            elif isinstance(content, list):  # content parts: count the text ones
-                texts += [str(p.get("text", "")) for p in content if isinstance(p, dict)]
-        return texts
-    key = "prompt" if endpoint == "/v1/completions" else "input"
-    value = body.get(key)
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, list):
-        return [v for v in value if isinstance(v, str)]
-    return []
-
-
-def heuristic_tokens(body: dict[str, Any], endpoint: str) -> int:
-    texts = _texts(body, endpoint)
-    tokens = sum(math.ceil(len(text) / CHARS_PER_TOKEN) for text in texts)
-    if endpoint == "/v1/chat/completions":
-        tokens += CHAT_OVERHEAD_TOKENS * len(body.get("messages") or [])
-    value = body.get("prompt") or body.get("input")
-    if isinstance(value, list) and value and all(isinstance(v, int) for v in value):
-        tokens += len(value)  # already token ids
-    return tokens
-
-
-def tokenizer_counter(model_dir: Path) -> Counter:
-    """Exact prompt token counts with the model's tokenizer and chat template."""
-    from transformers import AutoTokenizer
-
-    tokenizer: Any = AutoTokenizer.from_pretrained(str(model_dir))
-
-    def count(body: dict[str, Any], endpoint: str) -> int:
-        if endpoint == "/v1/chat/completions" and getattr(tokenizer, "chat_template", None):
-            text = tokenizer.apply_chat_template(
-                body.get("messages") or [], tokenize=False, add_generation_prompt=True
-            )
-            return len(tokenizer(str(text), add_special_tokens=False)["input_ids"])
-        value = body.get("prompt") or body.get("input")
-        if isinstance(value, list) and value and all(isinstance(v, int) for v in value):
-            return len(value)
-        return sum(len(tokenizer(t)["input_ids"]) for t in _texts(body, endpoint))
-
-    return count
-
-
-def completion_budget(body: dict[str, Any], endpoint: str, assumed: int) -> tuple[int, bool]:
-    """(upper bound of completion tokens, whether it was assumed)."""
-    if endpoint == "/v1/embeddings":
-        return 0, False
-    n = body.get("n")
-    choices = n if isinstance(n, int) and n > 0 else 1
-    for key in ("max_completion_tokens", "max_tokens"):
-        value = body.get(key)
-        if isinstance(value, int) and value >= 0:
-            return value * choices, False
-    return assumed * choices, True
-
-
-def estimate_file(path: Path, count: Counter | None, method: str, assumed: int) -> Estimate:
+def estimate_file(path: Path, counter: PromptCounter, method: str, assumed: int) -> Estimate:
     from llmbatch.api.lines import FileValidator, LineError
+    from llmbatch.api.tokens import completion_budget
 
     validator = FileValidator()
     result = Estimate(method=method)
-    counter = count or heuristic_tokens
     with path.open("rb") as handle:
         for lineno, raw in enumerate(handle, start=1):
             checked = validator.check(lineno, raw)
@@ -148,23 +79,33 @@ def estimate_file(path: Path, count: Counter | None, method: str, assumed: int) 
             endpoint = checked.request.url.value
             body = checked.request.body
             result.requests += 1
-            result.prompt_tokens += counter(body, endpoint)
+            result.prompt_tokens += counter.count(body)
             budget, was_assumed = completion_budget(body, endpoint, assumed)
             result.completion_tokens += budget
             result.assumed_completion += int(was_assumed)
     return result
 
 
-def local_model_dir(source: str) -> Path | None:
-    """The directory of a model source that is on this machine, else None."""
-    path = Path(source.removeprefix("file://"))
-    if "://" in source and not source.startswith("file://"):
-        return None
-    return (
-        path
-        if (path / "tokenizer_config.json").is_file() or (path / "tokenizer.json").is_file()
-        else None
-    )
+def _counter(model_source: str | None) -> tuple[PromptCounter, str]:
+    """The prompt counter and how its counts are labelled."""
+    from llmbatch.api import tokens
+
+    heuristic = f"{tokens.HEURISTIC}; {EXACT_HINT}"
+    if model_source is None:
+        return tokens.PromptCounter(), heuristic
+    model_dir = tokens.tokenizer_dir(model_source)
+    if model_dir is None:
+        typer.echo(
+            f"note: {model_source} is not a local model directory with a tokenizer; "
+            "using the heuristic",
+            err=True,
+        )
+        return tokens.PromptCounter(), heuristic
+    try:
+        counter = tokens.load_counter(model_dir)
+    except (OSError, ValueError) as exc:
+        raise fail(f"could not load the tokenizer from {model_dir}: {exc}") from exc
+    return counter, f"tokenizer of {model_dir}"
 
 
 def estimate(
@@ -187,23 +128,8 @@ def estimate(
     output_format: OutputFormat = FORMAT_OPTION,
 ) -> None:
     """Estimate a batch's tokens (prompt and completion upper bound) and cost."""
-    count: Counter | None = None
-    method = HEURISTIC_LABEL
-    if model_source is not None:
-        model_dir = local_model_dir(model_source)
-        if model_dir is None:
-            typer.echo(
-                f"note: {model_source} is not a local model directory with a tokenizer; "
-                "using the heuristic",
-                err=True,
-            )
-        else:
-            try:
-                count = tokenizer_counter(model_dir)
-            except (OSError, ValueError) as exc:
-                raise fail(f"could not load the tokenizer from {model_dir}: {exc}") from exc
-            method = f"tokenizer of {model_dir}"
-    result = estimate_file(file, count, method, assume_output_tokens)
+    counter, method = _counter(model_source)
+    result = estimate_file(file, counter, method, assume_output_tokens)
     if output_format is OutputFormat.JSON:
         print_json({"file": str(file), **result.as_dict(price_in, price_out)})
         return
