@@ -11,7 +11,6 @@ from typing import Any, BinaryIO
 
 import typer
 
-from llmbatch.api.layout import ERRORS_FILE, OUTPUT_FILE, RESULT_FILES, OutputLayout
 from llmbatch.cli.options import (
     FORMAT_OPTION,
     KUBECONFIG_OPTION,
@@ -43,6 +42,11 @@ class Downloaded:
     joined_lines: int = 0
     missing: list[str] = field(default_factory=list)
 
+    def has_results(self) -> bool:
+        from llmbatch.api.layout import ERRORS_FILE, OUTPUT_FILE
+
+        return OUTPUT_FILE in self.files or ERRORS_FILE in self.files
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "directory": str(self.directory),
@@ -58,6 +62,7 @@ def download_results(
 ) -> Downloaded:
     """Fetch the result files under ``output_uri`` into ``dest``; with ``join``, also write
     joined.jsonl in input order."""
+    from llmbatch.api.layout import ERRORS_FILE, OUTPUT_FILE, RESULT_FILES, OutputLayout
     from llmbatch.storage import get_store
 
     dest.mkdir(parents=True, exist_ok=True)
@@ -188,5 +193,5 @@ def results(
         typer.echo(f"wrote {got.joined} ({got.joined_lines} requests)")
     if got.missing:
         typer.echo(f"not found under {spec['output']}: {', '.join(got.missing)}", err=True)
-    if OUTPUT_FILE not in got.files and ERRORS_FILE not in got.files:
+    if not got.has_results():
         raise typer.Exit(1)

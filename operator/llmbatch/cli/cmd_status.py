@@ -13,7 +13,6 @@ from typing import Any
 
 import typer
 
-from llmbatch.api.timefmt import parse_time
 from llmbatch.cli.options import (
     FORMAT_OPTION,
     KUBECONFIG_OPTION,
@@ -89,6 +88,8 @@ class Snapshot:
 
     @classmethod
     def of(cls, obj: dict[str, Any]) -> Snapshot:
+        from llmbatch.api.timefmt import parse_time
+
         status: dict[str, Any] = obj.get("status") or {}
         counts: dict[str, Any] = status.get("requestCounts") or {}
         total = counts.get("total")

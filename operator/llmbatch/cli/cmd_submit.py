@@ -10,7 +10,6 @@ from typing import Any
 
 import typer
 
-from llmbatch.api.gvk import API_VERSION, GROUP, KIND, LABEL_PREFIX, SINGULAR
 from llmbatch.cli.options import (
     FORMAT_OPTION,
     JSONL_FILE,
@@ -30,8 +29,6 @@ EPILOG = (
 )
 
 MANAGED_BY = "llmbatch-cli"
-# The sha256 of the file as uploaded, recorded on the BatchJob.
-INPUT_SHA256_ANNOTATION = f"{LABEL_PREFIX}/input-sha256"
 
 
 def batch_name(file: Path, digest: str) -> str:
@@ -69,6 +66,7 @@ def build_batchjob(
     """The BatchJob object, checked against the API models (so a bad flag fails here, with
     the field named, rather than at the API server)."""
     from llmbatch.api.batchjob import BatchJobSpec
+    from llmbatch.api.gvk import API_VERSION, KIND, LABEL_PREFIX
 
     spec = BatchJobSpec.model_validate(
         {
@@ -89,7 +87,7 @@ def build_batchjob(
     metadata: dict[str, Any] = {
         "name": name,
         "labels": {"app.kubernetes.io/managed-by": MANAGED_BY},
-        "annotations": {INPUT_SHA256_ANNOTATION: input_sha256},
+        "annotations": {f"{LABEL_PREFIX}/input-sha256": input_sha256},
     }
     if namespace:
         metadata["namespace"] = namespace
@@ -155,6 +153,7 @@ def submit(
     import yaml
     from pydantic import ValidationError
 
+    from llmbatch.api import gvk
     from llmbatch.cli.cmd_validate import check_file
 
     report = check_file(file)
@@ -222,7 +221,9 @@ def submit(
         )
     else:
         typer.echo(f"uploaded {file} ({report.valid} requests) to {target}")
-        typer.echo(f"{SINGULAR}.{GROUP}/{meta.get('name')} created in {meta.get('namespace')}")
+        typer.echo(
+            f"{gvk.SINGULAR}.{gvk.GROUP}/{meta.get('name')} created in {meta.get('namespace')}"
+        )
         typer.echo(f"follow it with: llmbatch watch {meta.get('name')} -n {meta.get('namespace')}")
 
 
