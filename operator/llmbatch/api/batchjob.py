@@ -7,10 +7,10 @@ API server rejects a bad BatchJob at apply time with a message naming the field.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
@@ -19,6 +19,7 @@ from llmbatch.api.durations import DURATION_PATTERN, parse_duration
 from llmbatch.api.gvk import API_VERSION, KIND
 from llmbatch.api.lines import Endpoint
 from llmbatch.api.phases import Phase
+from llmbatch.api.timefmt import format_time
 
 # Marks a field whose contents the API server must keep as given (engine args, affinity, ...).
 PRESERVE: JsonDict = {"x-kubernetes-preserve-unknown-fields": True}
@@ -30,6 +31,15 @@ MODEL_SOURCE_PATTERN = r"^(hf://[A-Za-z0-9][A-Za-z0-9_.\-]*(/[A-Za-z0-9_.\-]+)?|
 # The served model name is matched against body.model; keep it printable and flag-free.
 MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:/@\-]*$"
 K8S_NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+
+
+def _wire_time(moment: datetime) -> str:
+    return format_time(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+
+
+# A status time: written the way Kubernetes writes times (UTC, whole seconds, ``Z``), so a
+# status computed twice from the same observations dumps to the same bytes.
+Time = Annotated[datetime, PlainSerializer(_wire_time, return_type=str, when_used="json")]
 
 
 def immutable(field: str) -> dict[str, Any]:
@@ -234,12 +244,14 @@ class Condition(CamelModel):
     status: Literal["True", "False", "Unknown"]
     reason: str = ""
     message: str = ""
-    last_transition_time: datetime | None = None
+    last_transition_time: Time | None = None
     observed_generation: int | None = None
 
 
 class RequestCounts(CamelModel):
-    total: int = Field(default=0, ge=0)
+    # The operator writes None while the shards have not counted their lines: left out of the
+    # patch, the API server stores its default 0, which the operator reads as unknown too.
+    total: int | None = Field(default=0, ge=0)
     completed: int = Field(default=0, ge=0)
     failed: int = Field(default=0, ge=0)
 
@@ -260,14 +272,14 @@ class ShardStatus(CamelModel):
 class Timestamps(CamelModel):
     """When each OpenAI-visible transition happened (RFC 3339)."""
 
-    created_at: datetime | None = None
-    in_progress_at: datetime | None = None
-    finalizing_at: datetime | None = None
-    completed_at: datetime | None = None
-    failed_at: datetime | None = None
-    expired_at: datetime | None = None
-    cancelling_at: datetime | None = None
-    cancelled_at: datetime | None = None
+    created_at: Time | None = None
+    in_progress_at: Time | None = None
+    finalizing_at: Time | None = None
+    completed_at: Time | None = None
+    failed_at: Time | None = None
+    expired_at: Time | None = None
+    cancelling_at: Time | None = None
+    cancelled_at: Time | None = None
 
 
 class BatchError(CamelModel):
@@ -291,10 +303,10 @@ class BatchJobStatus(CamelModel):
     usage: Usage | None = None
     progress: str | None = Field(default=None, description="done/total, e.g. 412/1000.")
     throughput: float | None = Field(default=None, description="Tokens per second over the shards.")
-    eta: datetime | None = None
-    deadline: datetime | None = None
-    start_time: datetime | None = None
-    completion_time: datetime | None = None
+    eta: Time | None = None
+    deadline: Time | None = None
+    start_time: Time | None = None
+    completion_time: Time | None = None
     timestamps: Timestamps | None = None
     job_name: str | None = None
     finalize_job_name: str | None = None
