@@ -1,13 +1,21 @@
-"""Small builders of the objects compute_status reads: a BatchJob, Jobs, pods, progress."""
+"""Small builders of what a pass observes: a BatchJob, Jobs, pods, progress documents, the
+manifest, and the ``Observation`` the policies and ``decide`` take."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from llmbatch.controller.timefmt import format_time
+from llmbatch.api.documents import Manifest, ShardProgress
+from llmbatch.api.timefmt import format_time
+from llmbatch.controller.jobview import view_job
+from llmbatch.controller.observation import Observation, read_batchjob, shard_aggregate
+from llmbatch.controller.validation import ValidationResult
 
 CREATED = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+OK = ValidationResult.passed(input_size=1234)
 
 
 def batchjob(
@@ -94,21 +102,23 @@ def progress(
     started: float = 1.0,
     updated: float = 2.0,
     throughput: float = 5.0,
-) -> dict[str, Any]:
-    return {
-        "shard": shard,
-        "shardCount": 2,
-        "state": state,
-        "total": total,
-        "completed": completed,
-        "failed": failed,
-        "promptTokens": completed * 10,
-        "completionTokens": completed * 8,
-        "throughput": throughput,
-        "startedAt": format_time(at(started)),
-        "updatedAt": format_time(at(updated)),
-        "attempt": 1,
-    }
+) -> ShardProgress:
+    return ShardProgress.model_validate(
+        {
+            "shard": shard,
+            "shardCount": 2,
+            "state": state,
+            "total": total,
+            "completed": completed,
+            "failed": failed,
+            "promptTokens": completed * 10,
+            "completionTokens": completed * 8,
+            "throughput": throughput,
+            "startedAt": format_time(at(started)),
+            "updatedAt": format_time(at(updated)),
+            "attempt": 1,
+        }
+    )
 
 
 def validated(phase: str, **extra: Any) -> dict[str, Any]:
@@ -139,8 +149,42 @@ def finalize_job(*, complete: bool = False, failed: bool = False) -> dict[str, A
     return {"metadata": {"name": "demo-finalize"}, "spec": {}, "status": {"conditions": conditions}}
 
 
-MANIFEST = {
-    "requestCounts": {"total": 20, "completed": 18, "failed": 2},
-    "usage": {"promptTokens": 200, "completionTokens": 144},
-    "sha256": {"input": "ab" * 32, "output": "cd" * 32, "errors": "ef" * 32},
-}
+MANIFEST_COUNTS = {"total": 20, "completed": 18, "failed": 2}
+MANIFEST = Manifest.model_validate(
+    {
+        "requestCounts": MANIFEST_COUNTS,
+        "usage": {"promptTokens": 200, "completionTokens": 144},
+        "sha256": {"input": "ab" * 32, "output": "cd" * 32, "errors": "ef" * 32},
+    }
+)
+
+
+def observed(
+    body: Mapping[str, Any],
+    now: datetime,
+    *,
+    job: Mapping[str, Any] | None = None,
+    finalize: Mapping[str, Any] | None = None,
+    pods: Sequence[Mapping[str, Any]] = (),
+    progress: Sequence[ShardProgress] = (),
+    validation: ValidationResult | None = None,
+    manifest: Manifest | None = None,
+    estimated_total: int | None = None,
+) -> Observation:
+    """The observation a pass would make of this world (what the I/O layer reads)."""
+    obs = read_batchjob(body, now)
+    obs = replace(
+        obs,
+        run=view_job(job, pods),
+        finalize=view_job(finalize),
+        validation=validation,
+        manifest=manifest,
+    )
+    return replace(obs, aggregate=shard_aggregate(obs, progress, estimated_total))
+
+
+def condition(status: Mapping[str, Any], ctype: str) -> dict[str, Any]:
+    """The condition of type ``ctype`` in a status as written (its wire form)."""
+    found = [c for c in status.get("conditions") or [] if c["type"] == ctype]
+    assert found, f"no {ctype} condition in {status.get('conditions')}"
+    return dict(found[0])

@@ -8,6 +8,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import kopf
 import pytest
 
 from llmbatch.controller import handle_reconcile
@@ -29,7 +30,7 @@ def events(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str]]:
     def event(body: Any, *, type: str, reason: str, message: str = "") -> None:
         recorded.append((type, reason, message))
 
-    monkeypatch.setattr(handle_reconcile.kopf, "event", event)
+    monkeypatch.setattr(kopf, "event", event)
     return recorded
 
 
@@ -177,24 +178,25 @@ async def test_suspend_then_cancel_through_the_loop(
 
 
 def test_next_delay_per_phase_and_ttl() -> None:
-    from llmbatch.controller.compute import compute_status
-    from tests.controller.factories import at, job, validated
+    from llmbatch.controller.decide import decide
+    from tests.controller.factories import at, job, observed, validated
 
-    runtime = Runtime(api=FakeApi(), config=OperatorConfig(active_interval=2, idle_interval=30))  # type: ignore[arg-type]
+    config = OperatorConfig(active_interval=2, idle_interval=30)
+    next_delay = handle_reconcile.next_delay
     body = batchjob(validated("Running"))
-    running = compute_status(body, job(active=2), None, [], [], at(1))
-    assert handle_reconcile.next_delay(runtime, body, running, at(1)) == 2
+    obs = observed(body, at(1), job=job(active=2))
+    assert next_delay(config, obs, decide(obs)) == 2
     # Never sleep past the deadline (one hour after creation).
-    assert handle_reconcile.next_delay(runtime, body, running, at(59.99)) == pytest.approx(1.1)
+    obs = observed(body, at(59.99), job=job(active=2))
+    assert next_delay(config, obs, decide(obs)) == pytest.approx(1.1)
     suspended_body = batchjob(validated("Suspended"), suspend=True)
-    suspended = compute_status(suspended_body, job(suspend=True), None, [], [], at(1))
-    assert handle_reconcile.next_delay(runtime, suspended_body, suspended, at(1)) == 30
+    obs = observed(suspended_body, at(1), job=job(suspend=True))
+    assert next_delay(config, obs, decide(obs)) == 30
     done = validated("Succeeded", completionTime="2026-01-01T12:10:00Z")
-    finished = batchjob(done)
-    decision = compute_status(finished, None, None, [], [], at(11))
-    assert handle_reconcile.next_delay(runtime, finished, decision, at(11)) is None
+    obs = observed(batchjob(done), at(11))
+    assert next_delay(config, obs, decide(obs)) is None
     with_ttl = batchjob(done, ttlSecondsAfterFinished=120)
-    decision = compute_status(with_ttl, job(complete=True), None, [], [], at(11))
-    assert handle_reconcile.next_delay(runtime, with_ttl, decision, at(11)) == pytest.approx(60.5)
-    decision = compute_status(with_ttl, None, None, [], [], at(13))
-    assert handle_reconcile.next_delay(runtime, with_ttl, decision, at(13)) is None
+    obs = observed(with_ttl, at(11), job=job(complete=True))
+    assert next_delay(config, obs, decide(obs)) == pytest.approx(60.5)
+    obs = observed(with_ttl, at(13))
+    assert next_delay(config, obs, decide(obs)) is None

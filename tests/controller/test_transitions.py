@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from llmbatch.api.phases import Phase
-from llmbatch.controller.status_conditions import set_condition
+from llmbatch.controller.status_conditions import ConditionUpdate, set_condition
 from llmbatch.controller.transitions import ALLOWED, is_allowed
 
 ORDER = {
@@ -54,11 +56,14 @@ def test_backward_moves_are_refused(src: Phase, dst: Phase) -> None:
 
 
 def test_set_condition_keeps_transition_time_unless_status_flips() -> None:
-    first = set_condition([], "Running", "False", "PodsPending", "a", "t1")
-    second = set_condition(first, "Running", "False", "PodsPending", "b", "t2")
-    third = set_condition(second, "Running", "True", "PodsRunning", "c", "t3")
-    assert second[0]["lastTransitionTime"] == "t1" and second[0]["message"] == "b"
-    assert third[0]["lastTransitionTime"] == "t3"
-    other = set_condition(third, "Validated", "True", "ValidationPassed", "", "t4", 3)
-    assert [c["type"] for c in other] == ["Running", "Validated"]
-    assert other[1]["observedGeneration"] == 3
+    t1, t2, t3, t4 = (datetime(2026, 1, 1, 12, minute, tzinfo=UTC) for minute in range(1, 5))
+    first = set_condition([], ConditionUpdate("Running", "False", "PodsPending", "a"), t1)
+    second = set_condition(first, ConditionUpdate("Running", "False", "PodsPending", "b"), t2)
+    third = set_condition(second, ConditionUpdate("Running", "True", "PodsRunning", "c"), t3)
+    assert second[0].last_transition_time == t1 and second[0].message == "b"
+    assert third[0].last_transition_time == t3
+    other = set_condition(
+        third, ConditionUpdate("Validated", "True", "ValidationPassed", ""), t4, 3
+    )
+    assert [c.type for c in other] == ["Running", "Validated"]
+    assert other[1].observed_generation == 3

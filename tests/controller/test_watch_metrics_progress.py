@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from llmbatch.controller import metrics
+from llmbatch.controller.aggregate import aggregate
 from llmbatch.controller.handle_watch import needs_daemon, on_batchjob_event, on_job_event
 from llmbatch.controller.objects import ProgressReader, read_manifest
-from llmbatch.controller.progress import aggregate
 from llmbatch.controller.runtime import Wakers
 from llmbatch.storage import StorageSettings
 from tests.controller.factories import at, batchjob, progress
@@ -82,23 +82,24 @@ def test_tracker_counts_phases_risk_and_completed_deltas() -> None:
 def test_progress_reader_reads_shard_objects_and_rereads_only_changes(tmp_path: Path) -> None:
     out = tmp_path / "out"
     (out / "progress").mkdir(parents=True)
-    (out / "progress" / "shard-0.json").write_text(json.dumps(progress(0, completed=3)))
-    (out / "progress" / "shard-1.json").write_text(json.dumps(progress(1, completed=4)))
+    (out / "progress" / "shard-0.json").write_bytes(progress(0, completed=3).to_json())
+    (out / "progress" / "shard-1.json").write_bytes(progress(1, completed=4).to_json())
     (out / "progress" / "notes.txt").write_text("ignored")
     reader = ProgressReader()
     objects = reader.read(out.as_uri() + "/", StorageSettings())
-    assert sorted(o["completed"] for o in objects) == [3, 4]
+    assert sorted(o.completed for o in objects) == [3, 4]
     agg = aggregate(objects, 2, at(2))
     assert agg.completed == 7 and agg.total == 20
     (out / "progress" / "shard-1.json").unlink()
-    assert [o["shard"] for o in reader.read(out.as_uri() + "/", StorageSettings())] == [0]
+    assert [o.shard for o in reader.read(out.as_uri() + "/", StorageSettings())] == [0]
     assert len(reader.cache) == 1
 
 
 def test_manifest_is_read_when_present(tmp_path: Path) -> None:
     assert read_manifest(tmp_path.as_uri(), StorageSettings()) is None
     (tmp_path / "manifest.json").write_text(json.dumps({"requestCounts": {"total": 1}}))
-    assert read_manifest(tmp_path.as_uri(), StorageSettings()) == {"requestCounts": {"total": 1}}
+    manifest = read_manifest(tmp_path.as_uri(), StorageSettings())
+    assert manifest is not None and manifest.request_counts.total == 1
 
 
 def test_aggregate_ignores_foreign_shards_and_keeps_the_latest() -> None:

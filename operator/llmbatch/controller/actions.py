@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from llmbatch.controller.build_jobs import FinalizeReason
+from llmbatch.api.documents import FinalizeReason
 
 
 @dataclass(frozen=True)

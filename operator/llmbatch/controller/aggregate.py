@@ -1,18 +1,17 @@
-"""Aggregate the shards' progress objects (``<output>/progress/shard-<i>.json``).
+"""Sum the shards' progress documents (``<output>/progress/shard-<i>.json``).
 
-Pure: the objects are read by the I/O layer; here they become requestCounts, usage, the
-``done/total`` string, throughput and an ETA.
+Pure: the documents are read by the I/O layer; here they become the batch's counters, token
+usage, throughput and an ETA.
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from llmbatch.controller.timefmt import parse_time
+from llmbatch.api.documents import ShardProgress
+from llmbatch.api.timefmt import parse_time
 
 
 @dataclass(frozen=True)
@@ -34,72 +33,65 @@ class Aggregate:
         return self.completed + self.failed
 
 
-def _int(value: Any) -> int:
-    try:
-        return max(0, int(value))
-    except (TypeError, ValueError):
-        return 0
+def latest_per_shard(
+    documents: Sequence[ShardProgress], shard_count: int
+) -> dict[int, ShardProgress]:
+    """The newest document of each shard of this batch (others are ignored)."""
+    latest: dict[int, ShardProgress] = {}
+    for doc in documents:
+        if doc.shard >= shard_count:
+            continue
+        previous = latest.get(doc.shard)
+        if previous is None or (doc.updated_at or "") >= (previous.updated_at or ""):
+            latest[doc.shard] = doc
+    return latest
+
+
+def estimate_eta(
+    latest: Mapping[int, ShardProgress], eta_total: int | None, now: datetime
+) -> datetime | None:
+    """The remaining requests over the batch's overall rate (done requests / time since the
+    first shard started), which stays honest across restarts where a shard's own counters
+    resume from a checkpoint."""
+    done = sum(d.completed + d.failed for d in latest.values())
+    if eta_total is not None and eta_total < done:
+        return None  # the estimate is off; better no ETA than a wrong one
+    starts = [t for t in (parse_time(d.started_at) for d in latest.values()) if t]
+    if eta_total is None or not starts:
+        return None
+    remaining = max(0, eta_total - done)
+    elapsed = (now - min(starts)).total_seconds()
+    if remaining == 0:
+        return now
+    if done > 0 and elapsed > 0:
+        return now + timedelta(seconds=remaining / (done / elapsed))
+    return None
 
 
 def aggregate(
-    objects: Sequence[Mapping[str, Any]],
+    documents: Sequence[ShardProgress],
     shard_count: int,
     now: datetime,
     estimated_total: int | None = None,
 ) -> Aggregate:
-    """Sum the latest object of each shard. The ETA is the remaining requests over the batch's
-    overall rate (done requests / time since the first shard started), which stays honest
-    across restarts where a shard's own counters resume from a checkpoint. Until every shard
-    has counted its lines, ``estimated_total`` (from the input's size) stands in for the ETA
-    only; ``total`` stays unknown."""
-    latest: dict[int, Mapping[str, Any]] = {}
-    for obj in objects:
-        try:
-            shard = int(obj.get("shard", -1))
-        except (TypeError, ValueError):
-            continue
-        if not 0 <= shard < shard_count:
-            continue
-        previous = latest.get(shard)
-        if previous is None or str(obj.get("updatedAt") or "") >= str(
-            previous.get("updatedAt") or ""
-        ):
-            latest[shard] = obj
-    completed = sum(_int(o.get("completed")) for o in latest.values())
-    failed = sum(_int(o.get("failed")) for o in latest.values())
-    totals = [o.get("total") for o in latest.values()]
+    """Sum the latest document of each shard. Until every shard has counted its lines,
+    ``estimated_total`` (from the input's size) stands in for the ETA only; ``total`` stays
+    unknown."""
+    latest = latest_per_shard(documents, shard_count)
+    totals = [d.total for d in latest.values()]
     total: int | None = None
-    if len(latest) == shard_count and all(isinstance(t, int) for t in totals):
-        total = sum(_int(t) for t in totals)
-    throughput = 0.0
-    for obj in latest.values():
-        if obj.get("state") == "running":
-            with contextlib.suppress(TypeError, ValueError):
-                throughput += max(0.0, float(obj.get("throughput") or 0.0))
-    starts = [t for t in (parse_time(o.get("startedAt")) for o in latest.values()) if t]
-    eta: datetime | None = None
-    done = completed + failed
-    eta_total = total if total is not None else estimated_total
-    if eta_total is not None and eta_total < done:
-        eta_total = None  # the estimate is off; better no ETA than a wrong one
-    if eta_total is not None and starts:
-        remaining = max(0, eta_total - done)
-        elapsed = (now - min(starts)).total_seconds()
-        if remaining == 0:
-            eta = now
-        elif done > 0 and elapsed > 0:
-            eta = now + timedelta(seconds=remaining / (done / elapsed))
+    if len(latest) == shard_count and all(t is not None for t in totals):
+        total = sum(t or 0 for t in totals)
+    running = (d.throughput for d in latest.values() if d.state == "running")
     return Aggregate(
         shards_reporting=len(latest),
         total=total,
-        completed=completed,
-        failed=failed,
-        prompt_tokens=sum(_int(o.get("promptTokens")) for o in latest.values()),
-        completion_tokens=sum(_int(o.get("completionTokens")) for o in latest.values()),
-        throughput=round(throughput, 1),
-        eta=eta,
-        states={shard: str(o.get("state") or "") for shard, o in latest.items()},
-        per_shard={
-            shard: (_int(o.get("completed")), _int(o.get("failed"))) for shard, o in latest.items()
-        },
+        completed=sum(d.completed for d in latest.values()),
+        failed=sum(d.failed for d in latest.values()),
+        prompt_tokens=sum(d.prompt_tokens for d in latest.values()),
+        completion_tokens=sum(d.completion_tokens for d in latest.values()),
+        throughput=round(sum(running, 0.0), 1),
+        eta=estimate_eta(latest, total if total is not None else estimated_total, now),
+        states={shard: d.state for shard, d in latest.items()},
+        per_shard={shard: (d.completed, d.failed) for shard, d in latest.items()},
     )

@@ -10,11 +10,14 @@ import json
 import math
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from llmbatch.api.batchjob import BatchJobSpec
-from llmbatch.api.durations import parse_duration
-from llmbatch.controller.config import GROUP, KIND, VERSION, OperatorConfig
+from llmbatch.api.documents import FinalizeReason
+from llmbatch.api.exitcodes import ExitCode
+from llmbatch.api.gvk import API_VERSION, KIND
+from llmbatch.api.timefmt import format_time
+from llmbatch.controller.config import OperatorConfig
 from llmbatch.controller.jobview import RUNNER_CONTAINER
 from llmbatch.controller.names import (
     BATCHJOB_LABEL,
@@ -25,10 +28,8 @@ from llmbatch.controller.names import (
     label_value,
     run_job_name,
 )
-from llmbatch.controller.timefmt import format_time, parse_time
-from llmbatch.runner.exitcodes import ExitCode
+from llmbatch.controller.policy.deadline import deadline_of
 
-FinalizeReason = Literal["none", "expired", "cancelled"]
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
@@ -40,19 +41,10 @@ def literal(value: str) -> str:
     return value.replace("$", "$$")
 
 
-def deadline_of(batchjob: Mapping[str, Any]) -> datetime:
-    """creationTimestamp + spec.completionWindow."""
-    spec = batchjob.get("spec") or {}
-    created = parse_time((batchjob.get("metadata") or {}).get("creationTimestamp"))
-    if created is None:
-        raise ValueError("the BatchJob has no creationTimestamp")
-    return created + parse_duration(spec.get("completionWindow") or "24h")
-
-
 def owner_reference(batchjob: Mapping[str, Any]) -> dict[str, Any]:
     meta = batchjob["metadata"]
     return {
-        "apiVersion": f"{GROUP}/{VERSION}",
+        "apiVersion": API_VERSION,
         "kind": KIND,
         "name": meta["name"],
         "uid": meta["uid"],
@@ -115,14 +107,9 @@ def active_deadline_seconds(deadline: datetime, now: datetime, grace: int) -> in
     return max(1, math.ceil((deadline - now).total_seconds())) + grace
 
 
-def build_runner_job(
-    batchjob: Mapping[str, Any], config: OperatorConfig, now: datetime
+def _runner_container(
+    spec: BatchJobSpec, config: OperatorConfig, owner: str, deadline: datetime
 ) -> dict[str, Any]:
-    """The Indexed Job: completions = parallelism = spec.parallelism, one shard per index."""
-    meta = batchjob["metadata"]
-    spec = BatchJobSpec.model_validate(batchjob.get("spec") or {})
-    owner = meta["name"]
-    deadline = deadline_of(batchjob)
     command = [
         "llmbatch-runner",
         "run",
@@ -158,10 +145,14 @@ def build_runner_job(
     resources = _resources(spec)
     if resources:
         container["resources"] = resources
+    return container
+
+
+def _runner_pod_spec(spec: BatchJobSpec, container: dict[str, Any], grace: int) -> dict[str, Any]:
     pod_spec: dict[str, Any] = {
         # podFailurePolicy requires Never: a failed shard becomes a new pod, counted per index.
         "restartPolicy": "Never",
-        "terminationGracePeriodSeconds": config.termination_grace_seconds,
+        "terminationGracePeriodSeconds": grace,
         "enableServiceLinks": False,
         "containers": [container],
     }
@@ -173,6 +164,42 @@ def build_runner_job(
         pod_spec["affinity"] = dict(spec.affinity)
     if spec.priority_class_name:
         pod_spec["priorityClassName"] = spec.priority_class_name
+    return pod_spec
+
+
+def _pod_failure_policy() -> dict[str, Any]:
+    return {
+        "rules": [
+            # Preemption, node drain, eviction: not the shard's fault, not a retry.
+            {
+                "action": "Ignore",
+                "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
+            },
+            # Permanent error and deadline: retrying cannot help. Exit 44 (SIGTERM) is not
+            # listed: a deleted pod is retried, and cancel suspends the Job, whose pod
+            # deletions Kubernetes does not count as failures.
+            {
+                "action": "FailIndex",
+                "onExitCodes": {
+                    "containerName": RUNNER_CONTAINER,
+                    "operator": "In",
+                    "values": [int(ExitCode.PERMANENT), int(ExitCode.EXPIRED)],
+                },
+            },
+        ]
+    }
+
+
+def build_runner_job(
+    batchjob: Mapping[str, Any], config: OperatorConfig, now: datetime
+) -> dict[str, Any]:
+    """The Indexed Job: completions = parallelism = spec.parallelism, one shard per index."""
+    meta = batchjob["metadata"]
+    spec = BatchJobSpec.model_validate(batchjob.get("spec") or {})
+    owner = meta["name"]
+    deadline = deadline_of(meta, spec)
+    container = _runner_container(spec, config, owner, deadline)
+    pod_spec = _runner_pod_spec(spec, container, config.termination_grace_seconds)
     labels = _labels(owner, "run")
     job_labels = dict(labels)
     if spec.queue_name:
@@ -195,26 +222,7 @@ def build_runner_job(
             # by themselves and record their lines as expired); any other failed index fails
             # the batch and the operator suspends the Job to stop the remaining shards.
             "backoffLimitPerIndex": spec.max_retries,
-            "podFailurePolicy": {
-                "rules": [
-                    # Preemption, node drain, eviction: not the shard's fault, not a retry.
-                    {
-                        "action": "Ignore",
-                        "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
-                    },
-                    # Permanent error and deadline: retrying cannot help. Exit 44 (SIGTERM)
-                    # is not listed: a deleted pod is retried, and cancel suspends the Job,
-                    # whose pod deletions Kubernetes does not count as failures.
-                    {
-                        "action": "FailIndex",
-                        "onExitCodes": {
-                            "containerName": RUNNER_CONTAINER,
-                            "operator": "In",
-                            "values": [int(ExitCode.PERMANENT), int(ExitCode.EXPIRED)],
-                        },
-                    },
-                ]
-            },
+            "podFailurePolicy": _pod_failure_policy(),
             "activeDeadlineSeconds": active_deadline_seconds(
                 deadline, now, config.deadline_grace_seconds
             ),

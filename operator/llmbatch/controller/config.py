@@ -16,11 +16,6 @@ DEFAULT_LIVENESS = "http://0.0.0.0:8080/healthz"
 ANNOTATION_PREFIX = "llmbatch.io"
 FINALIZER = "llmbatch.io/kopf-finalizer"
 
-GROUP = "llmbatch.io"
-VERSION = "v1alpha1"
-PLURAL = "batchjobs"
-KIND = "BatchJob"
-
 
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name, "").strip()

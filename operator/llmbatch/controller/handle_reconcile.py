@@ -1,4 +1,4 @@
-"""The per-BatchJob reconcile: observe, ``compute_status``, write status, then act.
+"""The per-BatchJob reconcile: observe (as the fetch plan says), ``decide``, write status, act.
 
 One daemon per BatchJob runs ``reconcile_once`` every few seconds while the batch is not
 finished (sooner when a watch event wakes it). Each pass is level-based and idempotent, so a
@@ -13,12 +13,13 @@ import logging
 import random
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
+from llmbatch.api.documents import ShardProgress
 from llmbatch.api.phases import Phase
 from llmbatch.controller import metrics
 from llmbatch.controller.actions import (
@@ -28,8 +29,9 @@ from llmbatch.controller.actions import (
     DeleteJobs,
     SetRunJobSuspended,
 )
-from llmbatch.controller.build_jobs import build_finalize_job, build_runner_job, deadline_of
-from llmbatch.controller.compute import Decision, compute_status
+from llmbatch.controller.build_jobs import build_finalize_job, build_runner_job
+from llmbatch.controller.config import OperatorConfig
+from llmbatch.controller.decide import Decision, decide
 from llmbatch.controller.handle_validate import load_secret, validate
 from llmbatch.controller.jobview import view_job
 from llmbatch.controller.kube import KubeError
@@ -40,10 +42,11 @@ from llmbatch.controller.objects import (
     read_manifest,
     storage_settings,
 )
+from llmbatch.controller.observation import Observation, read_batchjob, shard_aggregate
+from llmbatch.controller.policy import deadline, ttl
+from llmbatch.controller.policy.fetch import FetchPlan, fetch_plan
 from llmbatch.controller.runtime import Runtime, get_runtime
-from llmbatch.controller.timefmt import parse_time
-from llmbatch.controller.validation import ValidationResult, check_spec
-from llmbatch.storage import StorageError
+from llmbatch.storage import StorageError, StorageSettings
 
 logger = logging.getLogger(__name__)
 # After acting, look again soon: the Job controller reacts within a second or two.
@@ -62,7 +65,7 @@ class BatchJobMemory:
     secret: dict[str, Any] | None = None
     secret_loaded: bool = False
     progress: ProgressReader = field(default_factory=ProgressReader)
-    progress_objects: list[dict[str, Any]] = field(default_factory=list)
+    progress_documents: list[ShardProgress] = field(default_factory=list)
     last_progress_read: float = float("-inf")
     failures: int = 0
     # The input's estimated line count; looked up once per process, only while running.
@@ -78,97 +81,79 @@ def _current(body: Mapping[str, Any], memory: BatchJobMemory) -> dict[str, Any]:
     return current
 
 
-async def _ensure_secret(
-    runtime: Runtime, batch: Mapping[str, Any], memory: BatchJobMemory
-) -> None:
-    if memory.secret_loaded:
-        return
-    spec, _ = check_spec(batch.get("spec") or {})
-    if spec is None:
-        return
-    memory.secret, problem = await load_secret(runtime.api, batch["metadata"]["namespace"], spec)
-    memory.secret_loaded = problem is None
+async def _storage(
+    runtime: Runtime, namespace: str, obs: Observation, memory: BatchJobMemory
+) -> StorageSettings:
+    """The storage settings of the batch, with the Secret's credentials (read once)."""
+    spec = obs.checked_spec
+    if not memory.secret_loaded:
+        memory.secret, problem = await load_secret(runtime.api, namespace, spec)
+        memory.secret_loaded = problem is None
+    return storage_settings(spec, runtime.config, memory.secret)
 
 
-async def observe_and_decide(
-    runtime: Runtime, batch: dict[str, Any], memory: BatchJobMemory, now: datetime
-) -> Decision:
-    meta = batch["metadata"]
-    namespace, name = meta["namespace"], meta["name"]
-    status = batch["status"]
-    phase = Phase(status["phase"]) if status.get("phase") else Phase.VALIDATING
-    spec, problems = check_spec(batch.get("spec") or {})
-    run_name, fin_name = run_job_name(name), finalize_job_name(name)
-
-    if phase.is_terminal():
-        ttl_due = spec is not None and spec.ttl_seconds_after_finished is not None
-        job = await runtime.api.get_job(namespace, run_name) if ttl_due else None
-        fin = await runtime.api.get_job(namespace, fin_name) if ttl_due else None
-        return compute_status(batch, job, fin, [], [], now)
-
-    validation: ValidationResult | None = None
-    if not status.get("jobName") and spec is not None and not problems and not spec.cancel:
-        validation, memory.secret = await validate(runtime.api, namespace, spec, runtime.config)
-        memory.secret_loaded = not validation.transient and validation.ok
-    job = fin = None
-    pods: list[dict[str, Any]] = []
-    manifest: dict[str, Any] | None = None
-    if status.get("jobName") or (validation is not None and validation.ok):
-        job = await runtime.api.get_job(namespace, run_name)
-        run = view_job(job)
-        idle = run.suspended and phase == Phase.SUSPENDED and spec is not None and not spec.cancel
-        if job is not None and not run.complete and not idle:
-            pods = await runtime.api.list_pods(namespace, run_name)
-        if phase in (Phase.FINALIZING, Phase.CANCELLING):
-            fin = await runtime.api.get_job(namespace, fin_name)
-        active = phase in (Phase.QUEUED, Phase.RUNNING, Phase.FINALIZING, Phase.CANCELLING)
-        if spec is not None and job is not None and active:
-            await _read_progress(runtime, batch, memory, spec.output)
-        if spec is not None and view_job(fin).complete:
-            await _ensure_secret(runtime, batch, memory)
-            settings = storage_settings(spec, runtime.config, memory.secret)
+async def observe(
+    runtime: Runtime, batch: Mapping[str, Any], memory: BatchJobMemory, now: datetime
+) -> Observation:
+    """Parse the BatchJob once, then read what the fetch plan asks for."""
+    config = runtime.config
+    obs = read_batchjob(batch, now, stop_grace_seconds=config.expire_stop_grace_seconds)
+    plan = fetch_plan(obs)
+    namespace = batch["metadata"]["namespace"]
+    if plan.validate:
+        result, memory.secret = await validate(runtime.api, namespace, obs.checked_spec, config)
+        memory.secret_loaded = not result.transient and result.ok
+        obs = replace(obs, validation=result)
+    if plan.wants_run_job(obs.validation):
+        obs = await _read_jobs(runtime, namespace, obs, plan)
+        if plan.wants_progress(obs.run):
+            await _read_progress(runtime, namespace, obs, memory)
+        if plan.wants_manifest(obs.finalize):
+            settings = await _storage(runtime, namespace, obs, memory)
             # A storage error propagates: the pass is retried rather than finishing the batch
             # without the manifest's exact counts.
             manifest = await asyncio.get_running_loop().run_in_executor(
-                None, read_manifest, spec.output, settings
+                None, read_manifest, obs.checked_spec.output, settings
             )
-    return compute_status(
-        batch,
-        job,
-        fin,
-        pods,
-        memory.progress_objects,
-        now,
-        validation=validation,
-        manifest=manifest,
-        stop_grace_seconds=runtime.config.expire_stop_grace_seconds,
-        estimated_total=memory.estimated_total,
-    )
+            obs = replace(obs, manifest=manifest)
+    aggregate = shard_aggregate(obs, memory.progress_documents, memory.estimated_total)
+    return replace(obs, aggregate=aggregate)
+
+
+async def _read_jobs(
+    runtime: Runtime, namespace: str, obs: Observation, plan: FetchPlan
+) -> Observation:
+    job = await runtime.api.get_job(namespace, obs.run_job)
+    run = view_job(job)
+    if plan.wants_pods(run):
+        run = view_job(job, await runtime.api.list_pods(namespace, obs.run_job))
+    finalize = None
+    if plan.finalize_job:
+        finalize = await runtime.api.get_job(namespace, obs.finalize_job)
+    return replace(obs, run=run, finalize=view_job(finalize))
 
 
 async def _read_progress(
-    runtime: Runtime, batch: Mapping[str, Any], memory: BatchJobMemory, output: str
+    runtime: Runtime, namespace: str, obs: Observation, memory: BatchJobMemory
 ) -> None:
     """At most every progress_write_interval: the status would not be written sooner."""
     if time.monotonic() - memory.last_progress_read < runtime.config.progress_write_interval:
         return
-    await _ensure_secret(runtime, batch, memory)
-    spec, _ = check_spec(batch.get("spec") or {})
-    if spec is None:
-        return
-    settings = storage_settings(spec, runtime.config, memory.secret)
+    spec = obs.checked_spec
+    settings = await _storage(runtime, namespace, obs, memory)
+    loop = asyncio.get_running_loop()
     try:
-        memory.progress_objects = await asyncio.get_running_loop().run_in_executor(
-            None, memory.progress.read, output, settings
+        memory.progress_documents = await loop.run_in_executor(
+            None, memory.progress.read, spec.output, settings
         )
         memory.last_progress_read = time.monotonic()
     except StorageError as exc:
-        logger.warning("%s: progress objects not readable: %s", output, exc)
-    unknown_total = any(o.get("total") is None for o in memory.progress_objects)
+        logger.warning("%s: progress documents not readable: %s", spec.output, exc)
+    unknown_total = any(doc.total is None for doc in memory.progress_documents)
     if unknown_total and not memory.estimate_tried and spec.input.startswith("s3://"):
         memory.estimate_tried = True
         try:
-            memory.estimated_total = await asyncio.get_running_loop().run_in_executor(
+            memory.estimated_total = await loop.run_in_executor(
                 None, estimate_lines, spec.input, settings
             )
         except StorageError as exc:
@@ -197,7 +182,7 @@ async def write_status(
         if exc.status == 404:
             return False  # deleted meanwhile: the daemon stops with it
         raise
-    memory.status = dict(result.get("status") or decision.status)
+    memory.status = dict(result.get("status") or decision.wire)
     memory.last_write = time.monotonic()
     metrics.STATUS_PATCHES.inc()
     if decision.transition is not None:
@@ -209,7 +194,7 @@ async def write_status(
             meta["name"],
             before,
             after,
-            decision.status.get("reason"),
+            decision.status.reason,
         )
     # Events only once the status they describe is stored.
     for spec in decision.events:
@@ -241,32 +226,20 @@ async def run_actions(
             await runtime.api.delete_job(namespace, finalize_job_name(name))
 
 
-def next_delay(
-    runtime: Runtime, batch: Mapping[str, Any], decision: Decision, now: datetime
-) -> float | None:
+def next_delay(config: OperatorConfig, obs: Observation, decision: Decision) -> float | None:
     """Seconds to the next pass; None when the daemon may exit (finished, nothing pending)."""
     phase = decision.phase
-    spec = batch.get("spec") or {}
     if phase.is_terminal():
-        ttl = spec.get("ttlSecondsAfterFinished")
-        done_at = parse_time(decision.status.get("completionTime"))
-        if ttl is None or done_at is None:
-            return None
-        due = (done_at - now).total_seconds() + int(ttl)
+        left = ttl.seconds_to_expiry(obs, decision.status)
         # Past due: the Jobs were deleted in this pass, or are gone already.
-        return due + 0.5 if due > 0 else None
+        return left + 0.5 if left is not None and left > 0 else None
     if decision.actions:
         return AFTER_ACTION_DELAY
     if phase == Phase.VALIDATING:
         return VALIDATION_RETRY_DELAY
-    delay = (
-        runtime.config.idle_interval if phase == Phase.SUSPENDED else runtime.config.active_interval
-    )
-    try:
-        to_deadline = (deadline_of(batch) - now).total_seconds()
-    except ValueError:
-        return delay
-    if to_deadline > 0:
+    delay = config.idle_interval if phase == Phase.SUSPENDED else config.active_interval
+    to_deadline = deadline.seconds_to_deadline(obs)
+    if to_deadline is not None and to_deadline > 0:
         delay = min(delay, to_deadline + 0.5)
     return delay
 
@@ -291,13 +264,14 @@ async def reconcile_once(
     now = datetime.now(UTC)
     batch = _current(body, memory)
     try:
-        decision = await observe_and_decide(runtime, batch, memory, now)
+        obs = await observe(runtime, batch, memory, now)
+        decision = decide(obs)
         if decision.rejected:
-            logger.warning("%s: %s", batch["metadata"]["name"], decision.rejected)
+            logger.warning("%s: %s", obs.name, decision.rejected)
         if not await write_status(runtime, body, batch, decision, memory):
             return None
         await run_actions(runtime, batch, decision.actions, now)
-        return next_delay(runtime, batch, decision, now)
+        return next_delay(runtime.config, obs, decision)
     finally:
         metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
 

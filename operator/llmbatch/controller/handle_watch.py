@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from llmbatch.api.gvk import KIND
 from llmbatch.api.phases import Phase
 from llmbatch.controller import metrics
-from llmbatch.controller.config import KIND
 from llmbatch.controller.runtime import Wakers
 
 

@@ -10,8 +10,9 @@ from typing import Any
 
 import kopf
 
+from llmbatch.api.gvk import GROUP, PLURAL, VERSION
 from llmbatch.controller import metrics
-from llmbatch.controller.config import ANNOTATION_PREFIX, FINALIZER, GROUP, PLURAL, VERSION, active
+from llmbatch.controller.config import ANNOTATION_PREFIX, FINALIZER, active
 from llmbatch.controller.handle_reconcile import batchjob_daemon
 from llmbatch.controller.handle_watch import needs_daemon, on_batchjob_event, on_job_event
 from llmbatch.controller.kube import KubeApi

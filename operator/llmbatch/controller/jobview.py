@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from llmbatch.runner.exitcodes import ExitCode
+from llmbatch.api.exitcodes import ExitCode
 
 RUNNER_CONTAINER = "runner"
 

@@ -10,7 +10,7 @@ from typing import Any
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 from llmbatch.api.phases import Phase
-from llmbatch.controller.timefmt import parse_time
+from llmbatch.api.timefmt import parse_time
 
 BATCHJOBS = Gauge("llmbatch_batchjobs", "BatchJobs by phase", ["phase"])
 TRANSITIONS = Counter(

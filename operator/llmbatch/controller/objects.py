@@ -1,23 +1,24 @@
 """What the operator reads from object storage: object metadata, the shards' small progress
-objects and the manifest. Never the input or the output files themselves: data moves in pods.
+documents and the manifest. Never the input or the output files themselves: data moves in pods.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from llmbatch.api.batchjob import BatchJobSpec
+from llmbatch.api.documents import Manifest, ShardProgress
+from llmbatch.api.layout import OutputLayout, document_shard
 from llmbatch.controller.config import OperatorConfig
-from llmbatch.storage import ObjectInfo, StorageError, StorageSettings, get_store, join_uri
+from llmbatch.storage import ObjectInfo, StorageError, StorageSettings, get_store
 
 logger = logging.getLogger(__name__)
-# Progress objects are a few hundred bytes; anything far larger is not one.
+# Progress documents are a few hundred bytes; anything far larger is not one.
 MAX_PROGRESS_BYTES = 64 * 1024
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 # Head of the input read to estimate its line count (for an early ETA).
@@ -58,19 +59,18 @@ def storage_settings(
 
 @dataclass
 class ProgressReader:
-    """Re-reads a shard's progress object only when its ETag changed since the last look."""
+    """Re-reads a shard's progress document only when its ETag changed since the last look."""
 
-    cache: dict[str, tuple[str | None, dict[str, Any]]] = field(default_factory=dict)
+    cache: dict[str, tuple[str | None, ShardProgress]] = field(default_factory=dict)
 
-    def read(self, output: str, settings: StorageSettings) -> list[dict[str, Any]]:
-        prefix = join_uri(output, "progress") + "/"
+    def read(self, output: str, settings: StorageSettings) -> list[ShardProgress]:
+        prefix = OutputLayout(output).progress_dir
         store = get_store(prefix, settings)
         seen: set[str] = set()
-        results: list[dict[str, Any]] = []
+        results: list[ShardProgress] = []
         infos: list[ObjectInfo] = list(store.list(prefix))
         for info in infos:
-            name = info.uri.rsplit("/", 1)[-1]
-            if not (name.startswith("shard-") and name.endswith(".json")):
+            if document_shard(info.uri) is None:
                 continue
             seen.add(info.uri)
             cached = self.cache.get(info.uri)
@@ -80,26 +80,26 @@ class ProgressReader:
             if info.size > MAX_PROGRESS_BYTES:
                 continue
             try:
-                parsed = json.loads(store.read_bytes(info.uri))
+                parsed = ShardProgress.model_validate_json(store.read_bytes(info.uri))
             except (StorageError, ValueError) as exc:
-                logger.debug("progress object %s unreadable: %s", info.uri, exc)
+                logger.debug("progress document %s unreadable: %s", info.uri, exc)
                 continue
-            if isinstance(parsed, dict):
-                self.cache[info.uri] = (info.etag, parsed)
-                results.append(parsed)
+            self.cache[info.uri] = (info.etag, parsed)
+            results.append(parsed)
         for gone in set(self.cache) - seen:
             del self.cache[gone]
         return results
 
 
-def read_manifest(output: str, settings: StorageSettings) -> dict[str, Any] | None:
-    uri = join_uri(output, "manifest.json")
+def read_manifest(output: str, settings: StorageSettings) -> Manifest | None:
+    """None while finalize has not written it; a manifest that does not parse raises (the
+    pass is retried rather than finishing the batch without its exact counts)."""
+    uri = OutputLayout(output).manifest
     store = get_store(uri, settings)
     info = store.head(uri)
     if info is None or info.size > MAX_MANIFEST_BYTES:
         return None
-    parsed = json.loads(store.read_bytes(uri))
-    return parsed if isinstance(parsed, dict) else None
+    return Manifest.model_validate_json(store.read_bytes(uri))
 
 
 def estimate_lines(uri: str, settings: StorageSettings) -> int | None:

@@ -1,0 +1,33 @@
+"""The Events a pass posts once its status write succeeded: a phase transition, and the ETA
+crossing the deadline either way."""
+
+from __future__ import annotations
+
+from llmbatch.api.batchjob import BatchJobStatus
+from llmbatch.api.conditions import ConditionType
+from llmbatch.api.phases import Phase
+from llmbatch.api.timefmt import format_time
+from llmbatch.controller.actions import EventSpec
+from llmbatch.controller.status_conditions import find_condition
+
+
+def transition_event(before: Phase | None, status: BatchJobStatus) -> EventSpec | None:
+    phase = status.phase
+    if phase is None or phase == before:
+        return None
+    warn = phase in (Phase.FAILED, Phase.EXPIRED)
+    return EventSpec(
+        "Warning" if warn else "Normal",
+        status.reason or phase,
+        f"{phase.value}: {status.message}",
+    )
+
+
+def sla_event(at_risk: bool, status: BatchJobStatus) -> EventSpec:
+    sla = find_condition(status.conditions, ConditionType.SLA_AT_RISK)
+    eta = format_time(status.eta) if status.eta is not None else "unknown"
+    return EventSpec(
+        "Warning" if at_risk else "Normal",
+        "SLAAtRisk" if at_risk else "SLAWithinDeadline",
+        f"ETA {eta}: {sla.message if sla is not None else ''}",
+    )

@@ -1,0 +1,62 @@
+"""Failure and retries: the Job retries a shard up to spec.maxRetries times
+(backoffLimitPerIndex); a shard out of retries, or one that exited with the permanent-error
+code, fails the batch. So does a failed finalize Job."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from llmbatch.api.conditions import Reason
+from llmbatch.api.exitcodes import ExitCode
+from llmbatch.api.layout import OutputLayout
+from llmbatch.api.phases import Phase
+from llmbatch.controller.actions import Action, SetRunJobSuspended
+from llmbatch.controller.policy.verdict import Verdict
+
+if TYPE_CHECKING:
+    from llmbatch.controller.observation import Observation
+
+
+def shard_list(indexes: Iterable[int]) -> str:
+    ordered = sorted(indexes)
+    text = ", ".join(str(i) for i in ordered[:10])
+    return text + (f" and {len(ordered) - 10} more" if len(ordered) > 10 else "")
+
+
+def shard_failure(obs: Observation) -> Verdict | None:
+    job = obs.run
+    if not (job.failed or job.failed_indexes):
+        return None
+    actions: tuple[Action, ...] = ()
+    if job.exists and not job.finished and not job.suspended:
+        # Stop the shards still running: the batch cannot succeed any more.
+        actions = (SetRunJobSuspended(True),)
+    states = obs.aggregate.states.values() if obs.aggregate else ()
+    if job.permanent_error or "failed" in states:
+        return Verdict(
+            Phase.FAILED,
+            Reason.PERMANENT_ERROR,
+            f"a shard exited with the permanent-error code {int(ExitCode.PERMANENT)} (model, "
+            f"input or arguments cannot work); see kubectl logs job/{obs.run_job}",
+            actions,
+        )
+    failed = shard_list(job.failed_indexes) or "?"
+    reason = f" ({job.failed_reason})" if job.failed_reason else ""
+    return Verdict(
+        Phase.FAILED,
+        Reason.BACKOFF_LIMIT_EXCEEDED,
+        f"shard(s) {failed} failed more than spec.maxRetries="
+        f"{obs.checked_spec.max_retries} times{reason}; see kubectl logs job/{obs.run_job}",
+        actions,
+    )
+
+
+def finalize_failed(obs: Observation) -> Verdict:
+    parts = OutputLayout(obs.checked_spec.output).parts_dir
+    return Verdict(
+        Phase.FAILED,
+        Reason.FINALIZE_FAILED,
+        f"the finalize Job failed ({obs.finalize.failed_reason or 'pod failed'}); parts are "
+        f"kept under {parts}; see kubectl logs job/{obs.finalize_job}",
+    )

@@ -1,0 +1,49 @@
+"""Running: validated, not stopping, not suspended. Create the Job, let it be admitted (or
+resume it), and say what its pods are doing."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from llmbatch.api.conditions import Reason
+from llmbatch.api.phases import Phase
+from llmbatch.controller.actions import CreateRunJob, SetRunJobSuspended
+from llmbatch.controller.policy.verdict import Verdict
+
+if TYPE_CHECKING:
+    from llmbatch.controller.observation import Observation
+
+
+def run(obs: Observation) -> Verdict:
+    spec, job = obs.checked_spec, obs.run
+    if not job.exists:
+        resumed = obs.phase == Phase.SUSPENDED
+        return Verdict(
+            Phase.QUEUED,
+            Reason.RESUMED if resumed else Reason.JOB_CREATED,
+            f"creating the Job with {spec.parallelism} shard(s)",
+            (CreateRunJob(),),
+        )
+    if job.suspended:
+        if spec.queue_name:
+            # Kueue admits a Job by unsuspending it: not ours to do.
+            return Verdict(
+                Phase.QUEUED,
+                Reason.PODS_PENDING,
+                f"waiting for Kueue to admit the Job (queue {spec.queue_name})",
+            )
+        return Verdict(
+            Phase.QUEUED, Reason.RESUMED, "resuming the shards", (SetRunJobSuspended(False),)
+        )
+    if job.running_pods > 0:
+        return Verdict(
+            Phase.RUNNING,
+            Reason.PODS_RUNNING,
+            f"{job.running_pods} of {spec.parallelism} shard pod(s) running, "
+            f"{len(job.completed_indexes)} finished",
+        )
+    if obs.phase == Phase.RUNNING:
+        # Between retries no pod runs; that does not send the batch back to the queue.
+        return Verdict(Phase.RUNNING, Reason.PODS_PENDING, "waiting for shard pods to restart")
+    why = f": {job.unschedulable}" if job.unschedulable else " (no free GPU yet, or not scheduled)"
+    return Verdict(Phase.QUEUED, Reason.PODS_PENDING, f"waiting for shard pods to start{why}")

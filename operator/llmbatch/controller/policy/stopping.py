@@ -1,0 +1,83 @@
+"""Stopping and finalizing: once the batch stops (done, expired or cancelled), wait until no
+shard runs, then finalize, then the outcome. No shard may still write when finalize starts, or
+a line could be lost or counted twice."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from llmbatch.api.conditions import Reason
+from llmbatch.api.documents import FinalizeReason, Manifest
+from llmbatch.api.phases import Phase
+from llmbatch.controller.actions import CreateFinalizeJob, SetRunJobSuspended
+from llmbatch.controller.policy import cancel_suspend, deadline, failure
+from llmbatch.controller.policy.verdict import Stop, Verdict
+
+if TYPE_CHECKING:
+    from llmbatch.controller.observation import Observation
+
+_WAITING = " (waiting"
+
+
+def stop_in_progress(obs: Observation) -> Stop | None:
+    """Finalizing or Cancelling already: keep the reason that chose the finalize mode; only
+    the message moves on."""
+    status = obs.status
+    if status.phase == Phase.CANCELLING:
+        mode: FinalizeReason = "cancelled"
+    elif status.phase == Phase.FINALIZING:
+        mode = "expired" if status.reason == Reason.DEADLINE_EXCEEDED else "none"
+    else:
+        return None
+    return Stop(mode, Verdict(status.phase, status.reason or "", status.message or ""))
+
+
+def shards_complete(obs: Observation) -> Stop | None:
+    """Every shard finished: even past the deadline nothing is left to expire."""
+    if not obs.run.complete:
+        return None
+    return Stop(
+        "none",
+        Verdict(
+            Phase.FINALIZING,
+            Reason.SHARDS_COMPLETE,
+            f"all {obs.checked_spec.parallelism} shards finished: merging their parts",
+        ),
+    )
+
+
+def proceed(obs: Observation, stop: Stop) -> Verdict:
+    """The next step of a stop: wait for the shards, create the finalize Job, or conclude."""
+    job, verdict = obs.run, stop.verdict
+    if job.exists and not job.finished and (job.has_live_pods or not job.suspended):
+        suspend = not job.suspended and not deadline.shards_stop_themselves(obs, stop.mode)
+        live = max(job.live_pods, job.active)
+        message = verdict.message
+        if live:
+            message = f"{message.split(_WAITING)[0]}{_WAITING} for {live} shard pod(s) to stop)"
+        actions = (SetRunJobSuspended(True),) if suspend else ()
+        return replace(verdict, message=message, actions=verdict.actions + actions)
+    if not obs.finalize.exists:
+        return replace(verdict, actions=(*verdict.actions, CreateFinalizeJob(stop.mode)))
+    if obs.finalize.failed:
+        return failure.finalize_failed(obs)
+    if obs.finalize.complete:
+        return outcome(stop, summary(obs.manifest))
+    return verdict
+
+
+def summary(manifest: Manifest | None) -> str:
+    """The outcome in counts, from the manifest finalize wrote."""
+    counts = manifest.request_counts if manifest is not None else None
+    if counts is None or not counts.model_fields_set:
+        return "finalized"
+    return f"{counts.completed} of {counts.total or 0} requests completed, {counts.failed} failed"
+
+
+def outcome(stop: Stop, text: str) -> Verdict:
+    if stop.mode == "expired":
+        return deadline.expired(text)
+    if stop.mode == "cancelled":
+        return cancel_suspend.cancelled(text)
+    return Verdict(Phase.SUCCEEDED, Reason.FINALIZED, text)
