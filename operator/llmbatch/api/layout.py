@@ -8,6 +8,10 @@ gateway and the CLI (download results).
     <output>/parts/shard-<i>/part-<n>-<writer>.jsonl  a shard's committed records
     <output>/checkpoints/shard-<i>.json             a shard's summary of its committed parts
     <output>/progress/shard-<i>.json                a shard's live counters for the status
+    <output>/plan/plan.json, plan/chunks/chunk-<n>.json  the immutable plan (api/plan.py)
+    <output>/parts/plan/errors-<k>.jsonl            the plan step's error records
+    <output>/parts/chunk-<n>/part-<s>-<writer>.jsonl  a chunk's committed records
+    <output>/leases/chunk-<n>.json                  who works a chunk (conditional writes)
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ MANIFEST_FILE = "manifest.json"
 PARTS_DIR = "parts"
 CHECKPOINTS_DIR = "checkpoints"
 PROGRESS_DIR = "progress"
+PLAN_DIR = "plan"
+LEASES_DIR = "leases"
 # The files a finished batch is read through, in the order people look at them.
 RESULT_FILES = (OUTPUT_FILE, ERRORS_FILE, MANIFEST_FILE)
 
@@ -34,6 +40,10 @@ def shard_name(shard: int) -> str:
 
 def part_name(number: int, writer: str = "") -> str:
     return f"part-{number:06d}-{writer}.jsonl" if writer else f"part-{number:06d}.jsonl"
+
+
+def chunk_name(chunk: int) -> str:
+    return f"chunk-{chunk:06d}"
 
 
 def part_number(uri: str) -> int | None:
@@ -103,3 +113,38 @@ class OutputLayout:
 
     def progress(self, shard: int) -> str:
         return self._join(PROGRESS_DIR, shard_name(shard) + ".json")
+
+    @property
+    def plan_dir(self) -> str:
+        return self._join(PLAN_DIR) + "/"
+
+    @property
+    def plan_summary(self) -> str:
+        return self._join(PLAN_DIR, "plan.json")
+
+    @property
+    def chunks_dir(self) -> str:
+        return self._join(PLAN_DIR, "chunks") + "/"
+
+    def chunk(self, index: int) -> str:
+        return self._join(PLAN_DIR, "chunks", chunk_name(index) + ".json")
+
+    @property
+    def plan_errors_dir(self) -> str:
+        return self._join(PARTS_DIR, PLAN_DIR) + "/"
+
+    def plan_errors_part(self, number: int) -> str:
+        return self._join(PARTS_DIR, PLAN_DIR, f"errors-{number:06d}.jsonl")
+
+    def chunk_parts_dir(self, index: int) -> str:
+        return self._join(PARTS_DIR, chunk_name(index)) + "/"
+
+    def chunk_part(self, index: int, number: int, writer: str = "") -> str:
+        return self._join(PARTS_DIR, chunk_name(index), part_name(number, writer))
+
+    @property
+    def leases_dir(self) -> str:
+        return self._join(LEASES_DIR) + "/"
+
+    def lease(self, index: int) -> str:
+        return self._join(LEASES_DIR, chunk_name(index) + ".json")
