@@ -65,8 +65,8 @@ test-chaos: $(STAMP) ## The full fault-injection suite
 	LLMBATCH_CHAOS=full $(PY) -m pytest -q -m chaos tests/chaos $(PYTEST_ARGS)
 
 .PHONY: models
-models: $(STAMP) ## Generate the tiny test model and the benchmark model into the cache
-	$(PY) -m llmbatch_sandbox.models --all
+models: $(STAMP) ## Build every model fixture into the cache: tiny, bench, SmolLM2, all-MiniLM (llmbatch models list)
+	$(VENV)/bin/llmbatch models fetch --all
 
 .PHONY: sandbox
 sandbox: $(STAMP) ## Start the local sandbox (API emulator, Job controller, S3) with the operator

@@ -1,4 +1,4 @@
-"""Tiny Qwen2 models with random weights for tests, the demo and the benchmark.
+"""Tiny Qwen2 models with random weights, for the fast tests and the runner benchmark.
 
 No model hub is reachable where the project is tested, so the project makes its own models:
 a byte-level BPE tokenizer trained on a generated corpus, a ChatML-like chat template, and a
@@ -6,24 +6,21 @@ Qwen2 network with seeded random weights. The output is meaningless text, but vL
 same code paths as for a real model, and greedy decoding is reproducible, so vLLM can be
 checked against Hugging Face transformers token for token.
 
-``python -m llmbatch_sandbox.models --all`` generates every kind into the cache dir.
+``llmbatch models fetch tiny-qwen`` (or ``bench-qwen``) generates one into the model cache;
+``make models`` generates every model fixture, these and the real ones (see catalog.py).
 """
 
 from __future__ import annotations
 
-import argparse
-import fcntl
 import importlib
 import json
-import os
 import random
-import shutil
-import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from llmbatch_sandbox.modelcache import build_once, models_dir
 
 ModelKind = Literal["tiny", "bench"]
 
@@ -162,62 +159,27 @@ def _build_weights(kind: str, out_dir: Path) -> None:
     ).save_pretrained(str(out_dir))
 
 
-def default_cache_dir() -> Path:
-    env = os.environ.get("LLMBATCH_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "llmbatch"
-
-
 def model_dir(kind: ModelKind, cache_dir: Path | None = None) -> Path:
-    return (cache_dir or default_cache_dir()) / "models" / f"{kind}-qwen2-v{GENERATOR_VERSION}"
+    return models_dir(cache_dir) / f"{kind}-qwen2-v{GENERATOR_VERSION}"
+
+
+def tiny_identity(kind: ModelKind) -> dict[str, Any]:
+    """What the stamp of a finished ``kind`` model says (the dir name carries the version)."""
+    return {"kind": kind, "generatorVersion": GENERATOR_VERSION, "seed": SEED}
+
+
+def build_tiny(kind: ModelKind, out: Path) -> dict[str, Any]:
+    """Generate the ``kind`` model into ``out`` (see ``modelcache.build_once``)."""
+    _train_tokenizer(out)
+    _build_weights(kind, out)
+    return {}
 
 
 def ensure_model(kind: ModelKind, cache_dir: Path | None = None) -> Path:
-    """Return the directory of the ``kind`` model, generating it on first use.
-
-    Safe across processes: generation runs under a file lock into a temporary dir that is
-    renamed into place, so a reader sees either no model or a whole one.
-    """
+    """Return the directory of the ``kind`` model, generating it on first use (once across
+    processes). ``llmbatch models fetch tiny-qwen`` does the same from a shell."""
     if kind not in SHAPES:
         raise ValueError(f"unknown model kind {kind!r}; choose one of {sorted(SHAPES)}")
-    target = model_dir(kind, cache_dir)
-    done_marker = target / "llmbatch-model.json"
-    if done_marker.exists():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f".{target.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if done_marker.exists():
-            return target
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
-            _train_tokenizer(tmp)
-            _build_weights(kind, tmp)
-            (tmp / "llmbatch-model.json").write_text(
-                json.dumps({"kind": kind, "generatorVersion": GENERATOR_VERSION, "seed": SEED})
-            )
-            if target.exists():  # a half-written dir from a generator that crashed
-                shutil.rmtree(target)
-            tmp.rename(target)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("kinds", nargs="*", help=f"model kinds: {sorted(SHAPES)}")
-    parser.add_argument("--all", action="store_true", help="generate every kind")
-    parser.add_argument("--cache-dir", type=Path, default=None, help="default: $LLMBATCH_CACHE")
-    args = parser.parse_args(argv)
-    kinds: list[ModelKind] = ["tiny", "bench"] if args.all or not args.kinds else args.kinds
-    unknown = [kind for kind in kinds if kind not in SHAPES]
-    if unknown:
-        parser.error(f"unknown model kinds {unknown}; choose from {sorted(SHAPES)}")
-    for kind in kinds:
-        print(f"{kind}: {ensure_model(kind, args.cache_dir)}", file=sys.stdout)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    return build_once(
+        model_dir(kind, cache_dir), tiny_identity(kind), lambda out: build_tiny(kind, out)
+    )
