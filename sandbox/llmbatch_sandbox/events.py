@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import logging
 
+from llmbatch.api.timefmt import now_rfc3339
 from llmbatch_sandbox.kubeapi import JsonObject, KubeApi
-from llmbatch_sandbox.timefmt import now_rfc3339
 
 log = logging.getLogger(__name__)
 

@@ -13,6 +13,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from llmbatch.api.timefmt import now_rfc3339, parse_time, seconds_since
 from llmbatch_sandbox.events import record_event
 from llmbatch_sandbox.informer import Informer, Key, object_key
 from llmbatch_sandbox.jobcontroller import conditions as cond
@@ -27,7 +28,6 @@ from llmbatch_sandbox.jobcontroller.podbuilder import (
     pod_index,
 )
 from llmbatch_sandbox.kubeapi import ApiError, JsonObject, KubeApi, object_path
-from llmbatch_sandbox.timefmt import now_rfc3339, parse_rfc3339, seconds_since
 
 log = logging.getLogger(__name__)
 
@@ -532,7 +532,7 @@ class JobController:
         final = cond.get_condition(conditions, cond.COMPLETE) or cond.get_condition(
             conditions, cond.FAILED
         )
-        finished_at = parse_rfc3339((final or {}).get("lastTransitionTime"))
+        finished_at = parse_time((final or {}).get("lastTransitionTime"))
         if finished_at is None:
             return
         remaining = float(ttl) - (seconds_since((final or {}).get("lastTransitionTime")) or 0.0)

@@ -22,6 +22,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmbatch.api.timefmt import now_rfc3339
 from llmbatch_sandbox.events import record_event
 from llmbatch_sandbox.informer import Informer
 from llmbatch_sandbox.kubeapi import ApiError, JsonObject, KubeApi, object_path
@@ -33,7 +34,6 @@ from llmbatch_sandbox.kubelet.process import (
     default_path,
     find_executable,
 )
-from llmbatch_sandbox.timefmt import now_rfc3339
 
 log = logging.getLogger(__name__)
 
