@@ -25,6 +25,14 @@ class ObjectInfo:
     last_modified: datetime | None
 
 
+@dataclass(frozen=True)
+class Versioned:
+    """An object's bytes and the ETag they were read with (for a later write-if-match)."""
+
+    data: bytes
+    etag: str
+
+
 class ObjectStore(abc.ABC):
     """URI-addressed object I/O. Every method takes full URIs (s3://, file:// or plain paths)."""
 
@@ -48,6 +56,16 @@ class ObjectStore(abc.ABC):
     def read_bytes(self, uri: str) -> bytes:
         with self.open_read(uri) as reader:
             return reader.read()
+
+    @abc.abstractmethod
+    def read_range(self, uri: str, offset: int, length: int) -> bytes:
+        """``length`` bytes from ``offset`` (fewer only at the end of the object): one ranged
+        GET, so a shard reads its chunks' bytes and nothing else of the input."""
+
+    @abc.abstractmethod
+    def read_versioned(self, uri: str) -> Versioned | None:
+        """The object and its ETag from one read (None if absent): the ETag to pass to
+        put_if_match. Local files use a content hash, so it is not head()'s etag."""
 
     @abc.abstractmethod
     def head(self, uri: str) -> ObjectInfo | None:
@@ -78,6 +96,26 @@ class ObjectStore(abc.ABC):
         whose answer was lost and is recognised by identical content). False: a different object
         was already there and is left untouched.
         """
+
+    @abc.abstractmethod
+    def put_if_absent(
+        self, uri: str, data: bytes, content_type: str = "application/octet-stream"
+    ) -> str:
+        """Create the object only if absent (If-None-Match: *); return its new ETag.
+
+        Raises PreconditionFailed when an object is there, unless it holds exactly ``data``
+        (a retried request whose first attempt succeeded and whose answer was lost): callers
+        whose documents name their writer (leases do) can tell their own write from another's.
+        """
+
+    @abc.abstractmethod
+    def put_if_match(
+        self, uri: str, data: bytes, etag: str, content_type: str = "application/octet-stream"
+    ) -> str:
+        """Replace the object only if it still has ``etag`` (If-Match); return the new ETag.
+
+        Raises PreconditionFailed when it changed or is gone (same lost-answer rule as
+        put_if_absent)."""
 
     @abc.abstractmethod
     def open_write(

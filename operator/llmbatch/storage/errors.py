@@ -24,4 +24,11 @@ class AccessDenied(StorageError):
 
 
 class PreconditionFailed(StorageError):
-    """The object changed while it was being read, so a resumed read would mix two versions."""
+    """A conditional request was refused: the object changed while it was being read (a
+    resumed read would mix two versions), or a create-if-absent / write-if-match found the
+    object present / changed."""
+
+
+class ConditionalWritesUnsupported(StorageError):
+    """The store accepted a write it should have refused (If-None-Match or If-Match ignored):
+    leases built on it would let two shards work one chunk."""

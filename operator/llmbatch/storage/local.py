@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import os
 import shutil
 import tempfile
@@ -11,13 +13,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
-from llmbatch.storage.base import DEFAULT_CHUNK, ObjectInfo, ObjectStore
-from llmbatch.storage.errors import AccessDenied, ObjectNotFound, StorageError
+from llmbatch.storage.base import DEFAULT_CHUNK, ObjectInfo, ObjectStore, Versioned
+from llmbatch.storage.errors import AccessDenied, ObjectNotFound, PreconditionFailed, StorageError
 from llmbatch.storage.uri import ParsedUri, format_local, parse_uri
 
 # Temp files live next to their target (same filesystem, so os.replace is atomic) and are
 # hidden from listings by this marker.
 _TMP_MARK = ".llmbatch-tmp-"
+# Conditional writes in one directory take this lock (flock: across processes and threads,
+# released by the kernel if the holder dies), so a compare and its replace are one step.
+_LOCK_NAME = _TMP_MARK + "lock"
 
 
 class LocalStore(ObjectStore):
@@ -32,6 +37,21 @@ class LocalStore(ObjectStore):
             if path.is_dir():
                 raise StorageError(f"{uri} is a directory, not an object", uri)
             return path.open("rb")
+
+    def read_range(self, uri: str, offset: int, length: int) -> bytes:
+        with self.open_read(uri) as reader, _mapped(uri):
+            reader.seek(offset)
+            return reader.read(length)
+
+    def read_versioned(self, uri: str) -> Versioned | None:
+        path = _path(uri)
+        with _mapped(uri):
+            try:
+                data = path.read_bytes()
+            except (FileNotFoundError, NotADirectoryError):
+                return None
+        # Writes are atomic renames, so an unlocked read sees one whole version.
+        return Versioned(data, _content_etag(data))
 
     def head(self, uri: str) -> ObjectInfo | None:
         path = _path(uri)
@@ -103,6 +123,27 @@ class LocalStore(ObjectStore):
             finally:
                 os.unlink(tmp)
         return True
+
+    def put_if_absent(
+        self, uri: str, data: bytes, content_type: str = "application/octet-stream"
+    ) -> str:
+        if not self.write_bytes_if_absent(uri, data, content_type):
+            raise PreconditionFailed(f"{uri} already exists (create if absent)", uri)
+        return _content_etag(data)
+
+    def put_if_match(
+        self, uri: str, data: bytes, etag: str, content_type: str = "application/octet-stream"
+    ) -> str:
+        path = _path(uri)
+        with _mapped(uri), _directory_lock(path.parent):
+            current = self.read_versioned(uri)
+            if current is None or current.etag != etag:
+                if current is not None and current.data == data:
+                    return current.etag
+                raise PreconditionFailed(f"{uri} changed or is gone (write if match)", uri)
+            tmp = _write_temp(path, data)
+            os.replace(tmp, path)
+        return _content_etag(data)
 
     @contextlib.contextmanager
     def open_write(
@@ -178,6 +219,20 @@ def _info(uri: str, stat: os.stat_result) -> ObjectInfo:
         etag=f"{stat.st_mtime_ns:x}-{stat.st_size:x}",
         last_modified=datetime.fromtimestamp(stat.st_mtime, tz=UTC),
     )
+
+
+def _content_etag(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
+@contextlib.contextmanager
+def _directory_lock(directory: Path) -> Iterator[None]:
+    fd = os.open(directory / _LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _may_match(directory: str, prefix: str) -> bool:

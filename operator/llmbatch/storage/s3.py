@@ -10,7 +10,7 @@ from typing import BinaryIO, TypeVar
 
 import botocore.exceptions
 
-from llmbatch.storage.base import ObjectInfo, ObjectStore
+from llmbatch.storage.base import ObjectInfo, ObjectStore, Versioned
 from llmbatch.storage.errors import (
     AccessDenied,
     BucketNotFound,
@@ -57,6 +57,34 @@ class S3Store(ObjectStore):
             ),
         )
         return io.BufferedReader(raw, buffer_size=self.read_chunk_size)
+
+    def read_range(self, uri: str, offset: int, length: int) -> bytes:
+        target = _s3(uri)
+
+        def fetch() -> bytes:
+            # Inside the retry: a body cut mid-read is fetched again whole.
+            result = self.api.get_object(target.bucket, target.key, offset, length=length)
+            try:
+                return result.body.read()
+            finally:
+                result.body.close()
+
+        return self._call(uri, fetch, "ranged read")
+
+    def read_versioned(self, uri: str) -> Versioned | None:
+        target = _s3(uri)
+
+        def fetch() -> Versioned:
+            result = self.api.get_object(target.bucket, target.key)
+            try:
+                return Versioned(result.body.read(), result.etag)
+            finally:
+                result.body.close()
+
+        try:
+            return self._call(uri, fetch)
+        except ObjectNotFound:
+            return None
 
     def head(self, uri: str) -> ObjectInfo | None:
         target = _s3(uri)
@@ -116,6 +144,43 @@ class S3Store(ObjectStore):
             # Someone got there first, or our own earlier attempt did and its answer was lost.
             return self.read_bytes(uri) == data
         return True
+
+    def put_if_absent(
+        self, uri: str, data: bytes, content_type: str = "application/octet-stream"
+    ) -> str:
+        target = _s3(uri)
+        return self._conditional_put(
+            uri,
+            data,
+            lambda: self.api.put_object(
+                target.bucket, target.key, data, content_type, if_none_match=True
+            ),
+        )
+
+    def put_if_match(
+        self, uri: str, data: bytes, etag: str, content_type: str = "application/octet-stream"
+    ) -> str:
+        target = _s3(uri)
+        return self._conditional_put(
+            uri,
+            data,
+            lambda: self.api.put_object(
+                target.bucket, target.key, data, content_type, if_match=etag
+            ),
+        )
+
+    def _conditional_put(self, uri: str, data: bytes, put: Callable[[], str]) -> str:
+        try:
+            return self._call(uri, put, "conditional write")
+        except (PreconditionFailed, ObjectNotFound) as exc:
+            # Refused; or our own earlier attempt succeeded and its answer was lost, in which
+            # case the object holds exactly our bytes. (If-Match on a gone object is a 404.)
+            current = self.read_versioned(uri)
+            if current is not None and current.data == data:
+                return current.etag
+            raise PreconditionFailed(
+                f"precondition failed on {uri} (conditional write)", uri
+            ) from exc
 
     @contextlib.contextmanager
     def open_write(

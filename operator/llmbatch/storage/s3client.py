@@ -103,10 +103,17 @@ class S3Api:
         self._client.head_bucket(Bucket=bucket)
 
     def get_object(
-        self, bucket: str, key: str, start: int = 0, if_match: str | None = None
+        self,
+        bucket: str,
+        key: str,
+        start: int = 0,
+        if_match: str | None = None,
+        length: int | None = None,
     ) -> GetResult:
         kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
-        if start:
+        if length is not None:
+            kwargs["Range"] = f"bytes={start}-{start + length - 1}"
+        elif start:
             kwargs["Range"] = f"bytes={start}-"
         if if_match:
             kwargs["IfMatch"] = f'"{if_match}"'
@@ -131,6 +138,7 @@ class S3Api:
         data: bytes,
         content_type: str,
         if_none_match: bool = False,
+        if_match: str | None = None,
     ) -> str:
         kwargs: dict[str, Any] = {
             "Bucket": bucket,
@@ -140,6 +148,8 @@ class S3Api:
         }
         if if_none_match:
             kwargs["IfNoneMatch"] = "*"
+        if if_match is not None:
+            kwargs["IfMatch"] = f'"{if_match}"'
         response = self._client.put_object(**kwargs)
         return _strip_etag(response.get("ETag"))
 
