@@ -21,10 +21,12 @@ ALLOWED: dict[str, frozenset[str]] = {
     "api": frozenset(),
     "storage": frozenset(),
     "kube": frozenset({"api"}),
-    "controller": frozenset({"api", "storage", "kube"}),
+    # Webhook signing, URL checks and delivery: the gateway and the controller both send.
+    "notify": frozenset({"api"}),
+    "controller": frozenset({"api", "storage", "kube", "notify"}),
     "runner": frozenset({"api", "storage"}),
-    "gateway": frozenset({"api", "storage", "kube"}),
-    "cli": frozenset({"api", "storage", "kube", "controller", "runner", "gateway"}),
+    "gateway": frozenset({"api", "storage", "kube", "notify"}),
+    "cli": frozenset({"api", "storage", "kube", "controller", "runner", "gateway", "notify"}),
     # llmbatch/__init__.py and other top-level modules: only the leaves.
     "": frozenset({"api"}),
 }
