@@ -179,7 +179,7 @@ def bad_lines(draw: st.DrawFn) -> GenLine:
                     ("custom_id", ["a"], LineRule.MISSING_CUSTOM_ID),
                     ("method", "GET", LineRule.INVALID_METHOD),
                     ("method", None, LineRule.INVALID_METHOD),
-                    ("url", "/v1/responses", LineRule.INVALID_URL),
+                    ("url", "/v1/assistants", LineRule.INVALID_URL),
                     ("url", 42, LineRule.INVALID_URL),
                     ("url", "/v1/chat/completions; rm -rf /", LineRule.INVALID_URL),
                     ("body", [], LineRule.INVALID_BODY),

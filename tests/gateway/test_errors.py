@@ -223,7 +223,7 @@ def test_batch_create_refusals(gateway_env: GatewayEnv) -> None:
             return http.post("/v1/batches", json={**base, **change})
 
         assert_openai_error(
-            create(endpoint="/v1/responses"), 400, code="unsupported_endpoint", param="endpoint"
+            create(endpoint="/v1/moderations"), 400, code="unsupported_endpoint", param="endpoint"
         )
         assert_openai_error(create(endpoint="/v1/embeddings"), 400, code="endpoint_mismatch")
         assert_openai_error(

@@ -54,7 +54,7 @@ def test_snake_case_names_are_accepted_in_code() -> None:
         ({"completionWindow": "1x"}, "completionWindow"),
         ({"completionWindow": "0h"}, "completionWindow"),
         ({"parallelism": 0}, "parallelism"),
-        ({"endpoint": "/v1/responses"}, "endpoint"),
+        ({"endpoint": "/v1/moderations"}, "endpoint"),
         ({"metadata": {"k": "v" * 513}}, "metadata"),
         ({"unknown": 1}, "unknown"),
     ],

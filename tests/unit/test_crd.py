@@ -180,7 +180,12 @@ def test_optional_fields_are_plain_types() -> None:
         "description": "Overrides the chart's runner image.",
         "maxLength": 1024,
     }
-    assert spec["endpoint"]["enum"] == ["/v1/chat/completions", "/v1/completions", "/v1/embeddings"]
+    assert spec["endpoint"]["enum"] == [
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/embeddings",
+        "/v1/responses",
+    ]
     assert spec["endpoint"]["default"] == "/v1/chat/completions"
     assert spec["completionWindow"]["default"] == "24h"
     assert spec["metadata"]["maxProperties"] == 16
@@ -212,7 +217,7 @@ def test_missing_spec(validator: jsonschema.Draft202012Validator) -> None:
     [
         ({"parallelism": 0}, "$.spec.parallelism", "less than the minimum of 1"),
         ({"parallelism": 1001}, "$.spec.parallelism", "greater than the maximum of 1000"),
-        ({"endpoint": "/v1/responses"}, "$.spec.endpoint", "is not one of"),
+        ({"endpoint": "/v1/moderations"}, "$.spec.endpoint", "is not one of"),
         ({"completionWindow": "24 hours"}, "$.spec.completionWindow", "does not match"),
         ({"completionWindow": "1x"}, "$.spec.completionWindow", "does not match"),
         ({"completionWindow": ""}, "$.spec.completionWindow", "does not match"),

@@ -85,9 +85,9 @@ def test_trailing_newline_and_blank_lines_are_skipped_but_counted() -> None:
             "got None",
         ),
         (
-            raw(request(url="/v1/responses")),
+            raw(request(url="/v1/assistants")),
             LineRule.INVALID_URL,
-            "'/v1/responses' is not supported",
+            "'/v1/assistants' is not supported",
         ),
         (raw(request(url=None)), LineRule.INVALID_URL, "is not supported"),
         (b'{"custom_id": "r1", "method": "POST"', LineRule.INVALID_JSON, "not valid JSON"),

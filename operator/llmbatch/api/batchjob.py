@@ -155,7 +155,10 @@ class BatchJobSpec(CamelModel):
     endpoint: Endpoint = Field(
         default=Endpoint.CHAT_COMPLETIONS,
         json_schema_extra=immutable("endpoint"),
-        description="The OpenAI endpoint every input line targets.",
+        description=(
+            "The OpenAI endpoint every input line targets. Endpoints vLLM cannot serve "
+            "(moderations, images, videos, audio) are not accepted: run those elsewhere."
+        ),
     )
     completion_window: str = Field(
         default="24h",

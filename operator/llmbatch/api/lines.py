@@ -15,11 +15,31 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from llmbatch.api import responses_api
+
 
 class Endpoint(StrEnum):
     CHAT_COMPLETIONS = "/v1/chat/completions"
     COMPLETIONS = "/v1/completions"
     EMBEDDINGS = "/v1/embeddings"
+    RESPONSES = "/v1/responses"
+
+
+# OpenAI batch endpoints that need something vLLM does not do (moderation, image, video and
+# audio models): refused by name, so a user learns why rather than "invalid url".
+# Each covers the paths below it too (/v1/images/generations, /v1/audio/speech, ...).
+UNSERVABLE_ENDPOINTS = ("/v1/moderations", "/v1/images", "/v1/videos", "/v1/audio")
+
+
+def is_unservable(url: object) -> bool:
+    """True for an OpenAI endpoint that vLLM cannot serve (see UNSERVABLE_ENDPOINTS)."""
+    return isinstance(url, str) and any(
+        url == known or url.startswith(known + "/") for known in UNSERVABLE_ENDPOINTS
+    )
+
+
+def served_endpoints() -> str:
+    return ", ".join(e.value for e in Endpoint)
 
 
 class ErrorCode(StrEnum):
@@ -30,6 +50,7 @@ class ErrorCode(StrEnum):
     ENGINE_ERROR = "engine_error"  # vLLM rejected or failed the request (status_code 400/500)
     BATCH_EXPIRED = "batch_expired"  # the deadline passed before the request ran
     BATCH_CANCELLED = "batch_cancelled"  # the batch was cancelled before the request ran
+    UNSUPPORTED_ENDPOINT = "unsupported_endpoint"  # the line's url is one vLLM cannot serve
 
 
 class LineRule(StrEnum):
@@ -42,9 +63,11 @@ class LineRule(StrEnum):
     DUPLICATE_CUSTOM_ID = "duplicate_custom_id"
     INVALID_METHOD = "invalid_method"
     INVALID_URL = "invalid_url"
+    UNSUPPORTED_ENDPOINT = "unsupported_endpoint"
     MIXED_URL = "mixed_url"
     MISSING_MODEL = "missing_model"
     INVALID_BODY = "invalid_body"
+    UNSUPPORTED_FIELD = "unsupported_field"
     LINE_TOO_LONG = "line_too_long"
     TOO_MANY_LINES = "too_many_lines"
     FILE_TOO_LARGE = "file_too_large"
@@ -222,14 +245,22 @@ class FileValidator:
                 lineno, LineRule.INVALID_METHOD, f"method must be POST, got {method!r}", custom_id
             )
         url = data.get("url")
+        if is_unservable(url):
+            return LineError(
+                lineno,
+                LineRule.UNSUPPORTED_ENDPOINT,
+                f"url {url} is an OpenAI endpoint vLLM cannot serve; batches here run "
+                f"{served_endpoints()}",
+                custom_id,
+                ErrorCode.UNSUPPORTED_ENDPOINT,
+            )
         try:
             endpoint = Endpoint(url if isinstance(url, str) else "")
         except ValueError:
-            allowed = ", ".join(e.value for e in Endpoint)
             return LineError(
                 lineno,
                 LineRule.INVALID_URL,
-                f"url {url!r} is not supported; use one of {allowed}",
+                f"url {url!r} is not supported; use one of {served_endpoints()}",
                 custom_id,
             )
         if self.endpoint is not None and endpoint != self.endpoint:
@@ -250,7 +281,17 @@ class FileValidator:
                 "body.model is missing or not a non-empty string",
                 custom_id,
             )
+        if endpoint == Endpoint.RESPONSES:
+            return _responses_error(lineno, body, custom_id)
         return None
+
+
+def _responses_error(lineno: int, body: dict[str, Any], custom_id: str) -> LineError | None:
+    problem = responses_api.problem(body)
+    if problem is None:
+        return None
+    rule = LineRule.UNSUPPORTED_FIELD if problem.kind == "unsupported" else LineRule.INVALID_BODY
+    return LineError(lineno, rule, f"body.{problem.field}: {problem.message}", custom_id)
 
 
 def iter_validated(

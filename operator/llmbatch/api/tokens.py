@@ -11,9 +11,12 @@ Without a tokenizer the count is a heuristic, and callers say so: each text coun
 ceil(UTF-8 bytes / 4) tokens (about what BPE tokenizers give on English text, and not too low
 on scripts whose characters take several bytes), and a chat message adds 4 tokens for the role
 markers and separators a template writes. Only the text parts of multi-part content count.
+A Responses request (``/v1/responses``) counts as the chat request it runs as: its
+instructions as a system message, then its input messages.
 
-Completion tokens are an upper bound: a request's max_completion_tokens (or max_tokens) times
-its number of choices ``n``; a request that sets neither gets the caller's fallback budget.
+Completion tokens are an upper bound: a request's max_completion_tokens (or max_tokens, or a
+Responses request's max_output_tokens) times its number of choices ``n``; a request that sets
+none of them gets the caller's fallback budget.
 
 transformers is imported only when a tokenizer is loaded: it is heavy and optional.
 """
@@ -25,6 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from llmbatch.api import responses_api
 from llmbatch.api.lines import Endpoint
 
 BYTES_PER_TOKEN = 4
@@ -74,10 +78,32 @@ def _prompt_parts(value: object) -> tuple[list[str], int]:
     return texts, ids
 
 
-def heuristic_tokens(body: Mapping[str, Any]) -> int:
-    """Prompt tokens of one request body without a tokenizer (see the module doc)."""
+def _looks_like_responses(body: Mapping[str, Any]) -> bool:
+    """A Responses body when the endpoint is not known: fields only it has, or message items
+    as input (an embedding's input is never objects)."""
+    value = body.get("input")
+    items = isinstance(value, list) and any(isinstance(item, Mapping) for item in value)
+    return items or any(key in body for key in ("instructions", "max_output_tokens", "text"))
+
+
+def _chat_messages(body: Mapping[str, Any], endpoint: str | None) -> list[Any] | None:
+    """The messages a request renders through the chat template, or None for a prompt."""
     messages = body.get("messages")
     if isinstance(messages, list):
+        return messages
+    if endpoint == Endpoint.RESPONSES or (endpoint is None and _looks_like_responses(body)):
+        try:
+            return list(responses_api.messages(body))
+        except responses_api.BodyProblem:
+            return []  # the line rules refuse it; it runs nothing
+    return None
+
+
+def heuristic_tokens(body: Mapping[str, Any], endpoint: str | None = None) -> int:
+    """Prompt tokens of one request body without a tokenizer (see the module doc). Without
+    ``endpoint`` a Responses body is told by its fields."""
+    messages = _chat_messages(body, endpoint)
+    if messages is not None:
         texts = [text for message in messages for text in _message_texts(message)]
         return sum(map(_text_tokens, texts)) + CHAT_MESSAGE_TOKENS * len(messages)
     texts, ids = _prompt_parts(_prompt_value(body))
@@ -94,11 +120,11 @@ class PromptCounter:
     def exact(self) -> bool:
         return self.tokenizer is not None
 
-    def count(self, body: Mapping[str, Any]) -> int:
+    def count(self, body: Mapping[str, Any], endpoint: str | None = None) -> int:
         if self.tokenizer is None:
-            return heuristic_tokens(body)
-        messages = body.get("messages")
-        if isinstance(messages, list):
+            return heuristic_tokens(body, endpoint)
+        messages = _chat_messages(body, endpoint)
+        if messages is not None:
             return self._chat_tokens(messages)
         texts, ids = _prompt_parts(_prompt_value(body))
         return sum(len(self.tokenizer.encode(text)) for text in texts) + ids
@@ -144,7 +170,7 @@ def completion_budget(body: Mapping[str, Any], endpoint: str, fallback: int) -> 
         return 0, False
     n = body.get("n")
     choices = n if isinstance(n, int) and n > 0 else 1
-    for key in ("max_completion_tokens", "max_tokens"):
+    for key in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
         value = body.get(key)
         if isinstance(value, int) and value >= 0:
             return value * choices, False
