@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from llmbatch.api.documents import Manifest, ShardProgress
+from llmbatch.api.plan import PlanSummary
 from llmbatch.api.timefmt import format_time
 from llmbatch.controller.jobview import view_job
 from llmbatch.controller.observation import Observation, read_batchjob, shard_aggregate
@@ -159,6 +160,49 @@ MANIFEST = Manifest.model_validate(
 )
 
 
+# The plan of demo's input (batchjob() above): 20 requests, 2 of them refused by the plan.
+PLAN = PlanSummary(
+    input="s3://llmbatch/in/demo.jsonl",
+    input_bytes=4000,
+    input_lines=20,
+    total=20,
+    runnable=18,
+    invalid=2,
+    prompt_tokens=900,
+    token_counter="tokenizer",
+    chunk_count=3,
+)
+
+
+def plan_job(
+    *, active: int = 0, complete: bool = False, failed_reason: str | None = None
+) -> dict[str, Any]:
+    conditions = []
+    if complete:
+        conditions.append({"type": "Complete", "status": "True"})
+    if failed_reason:
+        conditions.append({"type": "Failed", "status": "True", "reason": failed_reason})
+    return {
+        "metadata": {"name": "demo-plan"},
+        "spec": {},
+        "status": {"active": active, "conditions": conditions},
+    }
+
+
+def plan_pod(exit_code: int, message: str = "") -> dict[str, Any]:
+    """A plan pod that failed with ``exit_code``, its last words in the termination message."""
+    terminated: dict[str, Any] = {"exitCode": exit_code}
+    if message:
+        terminated["message"] = message
+    return {
+        "metadata": {"name": "demo-plan-x"},
+        "status": {
+            "phase": "Failed",
+            "containerStatuses": [{"name": "runner", "state": {"terminated": terminated}}],
+        },
+    }
+
+
 def observed(
     body: Mapping[str, Any],
     now: datetime,
@@ -170,6 +214,9 @@ def observed(
     validation: ValidationResult | None = None,
     manifest: Manifest | None = None,
     estimated_total: int | None = None,
+    plan: PlanSummary | None = None,
+    plan_step: Mapping[str, Any] | None = None,
+    plan_pods: Sequence[Mapping[str, Any]] = (),
 ) -> Observation:
     """The observation a pass would make of this world (what the I/O layer reads)."""
     obs = read_batchjob(body, now)
@@ -177,6 +224,8 @@ def observed(
         obs,
         run=view_job(job, pods),
         finalize=view_job(finalize),
+        plan_step=view_job(plan_step, plan_pods),
+        plan=plan,
         validation=validation,
         manifest=manifest,
     )

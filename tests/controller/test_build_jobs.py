@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from llmbatch.controller.build_jobs import build_finalize_job, build_runner_job
+from llmbatch.controller.build_jobs import build_finalize_job, build_plan_job, build_runner_job
 from llmbatch.controller.config import OperatorConfig
-from llmbatch.controller.names import child_name, finalize_job_name, run_job_name
+from llmbatch.controller.names import child_name, finalize_job_name, plan_job_name, run_job_name
 from tests.controller.factories import at, batchjob
 
 CONFIG = OperatorConfig(
@@ -118,11 +118,66 @@ def test_finalize_job_is_cpu_only_with_the_reason() -> None:
     )
 
 
+def test_plan_job_is_one_cpu_pod_that_fails_at_once_on_a_bad_input() -> None:
+    body = batchjob(
+        resources={"gpu": 4},
+        nodeSelector={"gpu": "a100"},
+        priorityClassName="batch-low",
+        model={"name": "m", "source": "s3://models/m/", "chatTemplate": "{{ messages }}"},
+        endpoint="/v1/completions",
+    )
+    job = build_plan_job(body, CONFIG, at(0))
+    spec = job["spec"]
+    assert job["metadata"]["name"] == "demo-plan"
+    assert job["metadata"]["labels"]["llmbatch.io/role"] == "plan"
+    assert job["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert "completionMode" not in spec and spec["completions"] == 1
+    assert spec["backoffLimit"] == CONFIG.plan_backoff_limit
+    assert spec["activeDeadlineSeconds"] == 3600 + CONFIG.deadline_grace_seconds
+    rules = spec["podFailurePolicy"]["rules"]
+    assert rules[0]["onPodConditions"][0]["type"] == "DisruptionTarget"
+    assert rules[1] == {
+        "action": "FailJob",
+        "onExitCodes": {"containerName": "runner", "operator": "In", "values": [42]},
+    }
+    pod = spec["template"]["spec"]
+    container = pod["containers"][0]
+    assert pod["restartPolicy"] == "Never" and "nodeSelector" not in pod
+    assert pod["priorityClassName"] == "batch-low"
+    assert container["command"] == [
+        "llmbatch-runner",
+        "plan",
+        "--input",
+        "s3://llmbatch/in/demo.jsonl",
+        "--output",
+        "s3://llmbatch/out/demo/",
+        "--model",
+        "s3://models/m/",
+        "--served-model-name",
+        "m",
+        "--endpoint",
+        "/v1/completions",
+    ]
+    # No GPU; modest CPU and memory.
+    assert container["resources"] == {
+        "requests": {"cpu": "500m", "memory": "1Gi"},
+        "limits": {"memory": "1Gi"},
+    }
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    # The same image and storage settings as the finalize Job.
+    finalize = build_finalize_job(body, CONFIG, "none")
+    assert container["image"] == finalize["spec"]["template"]["spec"]["containers"][0]["image"]
+    plan_env, finalize_env = env_of(job), env_of(finalize)
+    assert plan_env.pop("LLMBATCH_CHAT_TEMPLATE")["value"] == "{{ messages }}"
+    assert plan_env == finalize_env
+
+
 def test_names_are_deterministic_and_fit_a_dns_label() -> None:
     assert run_job_name("demo") == "demo-run"
     long = "x" * 250
     assert run_job_name(long) == run_job_name(long)
     assert len(run_job_name(long)) <= 63 and len(finalize_job_name(long)) <= 63
+    assert len(plan_job_name(long)) <= 63 and plan_job_name("demo") == "demo-plan"
     assert run_job_name(long) != run_job_name("x" * 249)
     dotted = child_name("a.b", "-run")
     assert "." not in dotted and dotted.endswith("-run")

@@ -7,6 +7,7 @@ import pytest
 from llmbatch.api.phases import Phase
 from llmbatch.controller.actions import (
     CreateFinalizeJob,
+    CreatePlanJob,
     CreateRunJob,
     SetRunJobSuspended,
 )
@@ -16,12 +17,14 @@ from tests.controller.factories import (
     MANIFEST,
     MANIFEST_COUNTS,
     OK,
+    PLAN,
     at,
     batchjob,
     condition,
     finalize_job,
     job,
     observed,
+    plan_job,
     pod,
     validated,
 )
@@ -38,11 +41,19 @@ def test_cancel_before_validation_is_cancelled_at_once() -> None:
 def test_suspend_at_creation_goes_straight_to_suspended_with_a_suspended_job() -> None:
     decision = decide(observed(batchjob(suspend=True), at(0), validation=OK))
     assert decision.phase == Phase.SUSPENDED
-    assert decision.actions == [CreateRunJob()]
+    # The plan step still runs (a CPU pod): resuming later starts the shards at once.
+    assert decision.actions == [CreatePlanJob()]
     assert condition(decision.wire, "Suspended")["status"] == "True"
-    # Then the Job exists, suspended: nothing else to write.
-    again = decide(observed(batchjob(decision.wire, suspend=True), at(0.1), job=job(suspend=True)))
-    assert again.patch == {}
+    planned = decide(
+        observed(batchjob(decision.wire, suspend=True), at(0.1), plan=PLAN, plan_step=plan_job())
+    )
+    assert planned.phase == Phase.SUSPENDED
+    assert planned.actions == [CreateRunJob()]
+    # Then the Job exists, suspended: its shards are listed as pending, nothing else to do.
+    again = decide(
+        observed(batchjob(planned.wire, suspend=True), at(0.2), job=job(suspend=True), plan=PLAN)
+    )
+    assert set(again.patch) == {"shards"}
     assert again.actions == []
 
 
@@ -104,10 +115,15 @@ def test_cancel_stops_shards_then_finalizes_then_cancelled() -> None:
     assert done.wire["timestamps"]["cancelledAt"]
 
 
-def test_cancel_of_a_queued_batch_without_a_job_finalizes_directly() -> None:
-    decision = decide(observed(batchjob(validated("Queued"), cancel=True), at(1)))
+def test_cancel_of_a_queued_batch_without_a_run_job_ends_without_finalize() -> None:
+    # Planned, the shards not created yet: no request ran, there is nothing to merge.
+    decision = decide(observed(batchjob(validated("Queued"), cancel=True), at(1), plan=PLAN))
     assert decision.phase == Phase.CANCELLING
-    assert decision.actions == [CreateFinalizeJob("cancelled")]
+    assert decision.actions == []
+    again = decide(observed(batchjob(decision.wire, cancel=True), at(1.1), plan=PLAN))
+    assert again.phase == Phase.CANCELLED
+    assert "no request ran" in again.wire["message"]
+    assert again.actions == []
 
 
 def test_cancel_is_ignored_once_finalizing_with_success() -> None:

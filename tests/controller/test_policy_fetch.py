@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from llmbatch.controller.jobview import view_job
 from llmbatch.controller.policy.fetch import FetchPlan, fetch_plan
 from llmbatch.controller.validation import ValidationResult
-from tests.controller.factories import OK, at, batchjob, finalize_job, job, observed, validated
+from tests.controller.factories import (
+    OK,
+    at,
+    batchjob,
+    finalize_job,
+    job,
+    observed,
+    plan_job,
+    validated,
+)
 
 
-def plan_for(status: dict[str, object] | None = None, **spec: object) -> FetchPlan:
+def plan_for(status: dict[str, Any] | None = None, **spec: Any) -> FetchPlan:
     return fetch_plan(observed(batchjob(status, **spec), at(1)))
 
 
@@ -64,3 +75,22 @@ def test_a_finished_batch_reads_its_jobs_only_for_the_ttl() -> None:
     assert not plan.wants_pods(view_job(job(active=1)))
     assert not plan.wants_progress(view_job(job(active=1)))
     assert not plan.wants_manifest(view_job(finalize_job(complete=True)))
+
+
+def test_the_plan_job_is_read_until_the_run_job_exists_and_plan_json_once() -> None:
+    plan = plan_for(validated("Queued"))
+    none, running = view_job(None), view_job(job(active=2))
+    assert plan.wants_plan_job(none) and not plan.wants_plan_job(running)
+    planning, planned = view_job(plan_job(active=1)), view_job(plan_job(complete=True))
+    # plan.json is looked for before the plan Job exists (written already?), when it
+    # completed, and after a restart (the run Job exists); never while it runs, never twice.
+    assert plan.wants_plan(False, none, none)
+    assert not plan.wants_plan(False, none, planning)
+    assert plan.wants_plan(False, none, planned)
+    assert plan.wants_plan(False, running, none)
+    assert not plan.wants_plan(True, running, planned)
+    # Only a failed plan pod is worth listing (its termination message).
+    assert not plan.wants_plan_pods(planning)
+    assert plan.wants_plan_pods(view_job(plan_job(failed_reason="PodFailurePolicy")))
+    # Not named yet: nothing of the plan to read.
+    assert not plan_for().wants_plan(False, none, none)

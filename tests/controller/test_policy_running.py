@@ -10,6 +10,7 @@ from llmbatch.controller.actions import (
 from llmbatch.controller.decide import decide
 from llmbatch.controller.policy import running
 from tests.controller.factories import (
+    PLAN,
     at,
     batchjob,
     condition,
@@ -23,7 +24,7 @@ from tests.controller.factories import (
 
 
 def test_missing_job_is_created_again_idempotently() -> None:
-    decision = decide(observed(batchjob(validated("Queued")), at(1)))
+    decision = decide(observed(batchjob(validated("Queued")), at(1), plan=PLAN))
     assert decision.actions == [CreateRunJob()]
     assert decision.phase == Phase.QUEUED
 

@@ -13,6 +13,7 @@ from tests.controller.factories import (
     finalize_job,
     job,
     observed,
+    plan_job,
     validated,
 )
 
@@ -25,6 +26,13 @@ def test_ttl_after_finished_deletes_jobs() -> None:
     assert decide(observed(body, at(10.5), job=job(complete=True))).actions == []
     assert decide(observed(body, at(11), job=job(complete=True))).actions == [DeleteJobs()]
     assert decide(observed(body, at(12))).actions == []
+
+
+def test_ttl_deletes_the_plan_job_of_a_batch_that_failed_planning() -> None:
+    status = validated("Failed", reason="PlanFailed", completionTime="2026-01-01T12:10:00Z")
+    body = batchjob(status, ttlSecondsAfterFinished=60)
+    failed = plan_job(failed_reason="PodFailurePolicy")
+    assert decide(observed(body, at(11), plan_step=failed)).actions == [DeleteJobs()]
 
 
 # --- The policy alone ---------------------------------------------------------------------------

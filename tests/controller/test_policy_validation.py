@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from llmbatch.api.phases import Phase
 from llmbatch.controller.actions import (
-    CreateRunJob,
+    CreatePlanJob,
 )
 from llmbatch.controller.decide import decide
 from llmbatch.controller.policy import validation
@@ -35,7 +35,9 @@ def test_validation_passed_writes_names_and_creates_the_job() -> None:
     assert decision.phase == Phase.QUEUED
     assert decision.wire["jobName"] == "demo-run"
     assert decision.wire["finalizeJobName"] == "demo-finalize"
-    assert decision.actions == [CreateRunJob()]
+    assert decision.wire["planJobName"] == "demo-plan"
+    # The plan step comes first; the run Job waits for its plan.
+    assert decision.actions == [CreatePlanJob()]
     assert condition(decision.wire, "Validated")["status"] == "True"
     assert decision.wire["timestamps"]["inProgressAt"] == "2026-01-01T12:00:00Z"
     # Names are part of the same patch that precedes creation.

@@ -11,12 +11,14 @@ from typing import Any
 import kopf
 import pytest
 
+from llmbatch.api.layout import OutputLayout
+from llmbatch.api.plan import PlanSummary
 from llmbatch.controller import handle_reconcile
 from llmbatch.controller.config import OperatorConfig
 from llmbatch.controller.handle_reconcile import BatchJobMemory, reconcile_once
 from llmbatch.controller.runtime import Runtime
 from llmbatch.storage import get_store
-from tests.controller.factories import batchjob
+from tests.controller.factories import PLAN, batchjob, plan_job, plan_pod
 from tests.controller.fakeapi import FakeApi
 from tests.fixtures.s3 import S3Server
 
@@ -64,45 +66,96 @@ def world(
     return api, runtime, make
 
 
-async def test_first_pass_writes_names_then_events_then_creates_the_job(
+def finish_plan(api: FakeApi, s3_server: S3Server, body: dict[str, Any]) -> PlanSummary:
+    """What the plan pod leaves behind: plan.json under the output, its Job complete."""
+    spec = body["spec"]
+    plan = PLAN.model_copy(update={"input": spec["input"]})
+    uri = OutputLayout(spec["output"]).plan_summary
+    get_store(uri, s3_server.settings()).write_bytes(uri, plan.model_dump_json().encode())
+    api.jobs["demo-plan"]["status"] = plan_job(complete=True)["status"]
+    return plan
+
+
+async def test_first_pass_writes_names_then_events_then_creates_the_plan_job(
     world: tuple[FakeApi, Runtime, Callable[..., dict[str, Any]]],
     events: list[tuple[str, str, str]],
+    s3_server: S3Server,
 ) -> None:
     api, runtime, make = world
     body = make()
     memory = BatchJobMemory()
     delay = await reconcile_once(body, memory, runtime)
     status = api.batchjobs["demo"]["status"]
-    assert status["phase"] == "Queued" and status["jobName"] == "demo-run"
-    # The status naming the Job is stored before the Job is created.
-    assert api.calls.index("patch_status") < api.calls.index("create_job demo-run")
-    assert events and events[0][1] == "JobCreated"
+    assert status["phase"] == "Queued" and status["reason"] == "Planning"
+    assert status["jobName"] == "demo-run" and status["planJobName"] == "demo-plan"
+    # The status naming the Jobs is stored before the first is created.
+    assert api.calls.index("patch_status") < api.calls.index("create_job demo-plan")
+    assert [e[1] for e in events] == ["PlanStarted", "Planning"]
     assert delay == handle_reconcile.AFTER_ACTION_DELAY
-    job = api.jobs["demo-run"]
-    assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "r:1"
-    # Second pass: the Job exists, its pods pending (a new reason); third: nothing changed,
-    # nothing written.
+    plan_pod_spec = api.jobs["demo-plan"]["spec"]["template"]["spec"]
+    assert plan_pod_spec["containers"][0]["image"] == "r:1"
+    assert "demo-run" not in api.jobs
+    # The plan pod runs: nothing new.
+    api.jobs["demo-plan"]["status"] = plan_job(active=1)["status"]
+    await reconcile_once(body, memory, runtime)
+    assert "demo-run" not in api.jobs
+    # The plan is written: totals in the status, then the run Job.
+    finish_plan(api, s3_server, body)
+    await reconcile_once(body, memory, runtime)
+    status = api.batchjobs["demo"]["status"]
+    assert status["requestCounts"] == {"total": 20, "completed": 0, "failed": 2}
+    assert status["progress"] == "2/20"
+    assert status["plan"]["chunks"] == 3
+    assert "Planned" in [e[1] for e in events]
+    assert api.jobs["demo-run"]["spec"]["template"]["spec"]["containers"][0]["image"] == "r:1"
+    # The Job exists, its pods pending (a new reason); then nothing changed, nothing written.
     await reconcile_once(body, memory, runtime)
     assert api.batchjobs["demo"]["status"]["reason"] == "PodsPending"
     patches = api.status_patches
     await reconcile_once(body, memory, runtime)
     assert api.status_patches == patches
     assert api.calls.count("create_job demo-run") == 1
+    assert api.calls.count("create_job demo-plan") == 1
 
 
-async def test_restart_continues_without_a_second_job(
-    world: tuple[FakeApi, Runtime, Callable[..., dict[str, Any]]],
+async def test_restart_reads_the_plan_again_and_makes_no_second_job(
+    world: tuple[FakeApi, Runtime, Callable[..., dict[str, Any]]], s3_server: S3Server
 ) -> None:
     api, runtime, make = world
     body = make()
+    await reconcile_once(body, BatchJobMemory(), runtime)
+    finish_plan(api, s3_server, body)
     await reconcile_once(body, BatchJobMemory(), runtime)
     api.jobs["demo-run"]["status"] = {"active": 2}
     api.pods["demo-run"] = [{"metadata": {"labels": {}}, "status": {"phase": "Running"}}]
     # A new process: empty memory, the status as the watch delivers it.
     body["status"] = dict(api.batchjobs["demo"]["status"])
     await reconcile_once(body, BatchJobMemory(), runtime)
-    assert api.batchjobs["demo"]["status"]["phase"] == "Running"
+    status = api.batchjobs["demo"]["status"]
+    assert status["phase"] == "Running"
+    assert status["requestCounts"]["total"] == 20
     assert api.calls.count("create_job demo-run") == 1
+    assert api.calls.count("create_job demo-plan") == 1
+
+
+async def test_a_failed_plan_fails_the_batch_with_what_the_pod_said(
+    world: tuple[FakeApi, Runtime, Callable[..., dict[str, Any]]],
+    events: list[tuple[str, str, str]],
+) -> None:
+    api, runtime, make = world
+    body = make()
+    memory = BatchJobMemory()
+    await reconcile_once(body, memory, runtime)
+    api.jobs["demo-plan"]["status"] = plan_job(failed_reason="PodFailurePolicy")["status"]
+    api.pods["demo-plan"] = [plan_pod(42, "cannot read s3://x/in.jsonl: NoSuchKey")]
+    delay = await reconcile_once(body, memory, runtime)
+    status = api.batchjobs["demo"]["status"]
+    assert status["phase"] == "Failed" and status["reason"] == "PlanFailed"
+    assert "NoSuchKey" in status["message"]
+    assert "kubectl logs job/demo-plan" in status["message"]
+    assert ("Warning", "PlanFailed") in [(e[0], e[1]) for e in events]
+    assert "demo-run" not in api.jobs
+    assert delay is None
 
 
 async def test_missing_secret_fails_validation_and_creates_nothing(
@@ -158,13 +211,16 @@ async def test_credentials_never_leave_the_operator(
 
 
 async def test_suspend_then_cancel_through_the_loop(
-    world: tuple[FakeApi, Runtime, Callable[..., dict[str, Any]]],
+    world: tuple[FakeApi, Runtime, Callable[..., dict[str, Any]]], s3_server: S3Server
 ) -> None:
     api, runtime, make = world
     body = make(suspend=True)
     memory = BatchJobMemory()
     await reconcile_once(body, memory, runtime)
     assert api.batchjobs["demo"]["status"]["phase"] == "Suspended"
+    # Suspended while planning: the plan finishes, the run Job is created suspended.
+    finish_plan(api, s3_server, body)
+    await reconcile_once(body, memory, runtime)
     assert api.jobs["demo-run"]["spec"]["suspend"] is True
     body["spec"]["cancel"] = True
     body["metadata"]["generation"] = 2
@@ -175,6 +231,25 @@ async def test_suspend_then_cancel_through_the_loop(
     assert api.jobs["demo-finalize"]["spec"]["template"]["spec"]["containers"][0]["command"][
         -1
     ] == ("cancelled")
+
+
+async def test_cancel_while_planning_stops_the_plan_pod_and_runs_nothing(
+    world: tuple[FakeApi, Runtime, Callable[..., dict[str, Any]]],
+) -> None:
+    api, runtime, make = world
+    body = make()
+    memory = BatchJobMemory()
+    await reconcile_once(body, memory, runtime)
+    api.jobs["demo-plan"]["status"] = plan_job(active=1)["status"]
+    body["spec"]["cancel"] = True
+    body["metadata"]["generation"] = 2
+    await reconcile_once(body, memory, runtime)
+    assert api.batchjobs["demo"]["status"]["phase"] == "Cancelling"
+    assert "delete_job demo-plan" in api.calls
+    await reconcile_once(body, memory, runtime)
+    status = api.batchjobs["demo"]["status"]
+    assert status["phase"] == "Cancelled" and "no request ran" in status["message"]
+    assert api.jobs == {}
 
 
 def test_next_delay_per_phase_and_ttl() -> None:

@@ -272,6 +272,20 @@ class ShardStatus(CamelModel):
     restarts: int = Field(default=0, ge=0)
 
 
+class PlanStatus(CamelModel):
+    """What the plan step found (``<output>/plan/plan.json``); the totals themselves are in
+    requestCounts and usage."""
+
+    chunks: int = Field(default=0, ge=0, description="Work units the shards claim.")
+    invalid: int = Field(
+        default=0, ge=0, description="Lines the plan refused (in errors.jsonl, never run)."
+    )
+    prompt_tokens: int = Field(default=0, ge=0, description="Prompt tokens of the whole input.")
+    token_counter: str | None = Field(
+        default=None, description="How prompt tokens were counted: tokenizer or estimate."
+    )
+
+
 class Timestamps(CamelModel):
     """When each OpenAI-visible transition happened (RFC 3339)."""
 
@@ -313,6 +327,8 @@ class BatchJobStatus(CamelModel):
     timestamps: Timestamps | None = None
     job_name: str | None = None
     finalize_job_name: str | None = None
+    plan_job_name: str | None = None
+    plan: PlanStatus | None = None
     shards: list[ShardStatus] = Field(default_factory=list)
     output_file: str | None = None
     error_file: str | None = None
@@ -344,6 +360,7 @@ __all__ = [
     "Condition",
     "ConditionType",
     "ModelSpec",
+    "PlanStatus",
     "RequestCounts",
     "ResourcesSpec",
     "SecretRef",

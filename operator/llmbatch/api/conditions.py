@@ -8,6 +8,8 @@ from enum import StrEnum
 class ConditionType(StrEnum):
     # Spec checks beyond the schema passed (input exists, secret exists, model source parses).
     VALIDATED = "Validated"
+    # The plan step wrote <output>/plan/plan.json (totals and chunks), or failed.
+    PLANNED = "Planned"
     # The Job's pods are admitted and running.
     RUNNING = "Running"
     # The ETA is past the deadline.
@@ -23,6 +25,9 @@ class ConditionType(StrEnum):
 class Reason(StrEnum):
     VALIDATION_PASSED = "ValidationPassed"
     VALIDATION_FAILED = "ValidationFailed"
+    PLANNING = "Planning"
+    PLANNED = "Planned"
+    PLAN_FAILED = "PlanFailed"
     JOB_CREATED = "JobCreated"
     PODS_PENDING = "PodsPending"
     PODS_RUNNING = "PodsRunning"

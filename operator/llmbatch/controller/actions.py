@@ -9,6 +9,16 @@ from llmbatch.api.documents import FinalizeReason
 
 
 @dataclass(frozen=True)
+class CreatePlanJob:
+    """Create the plan Job (409 AlreadyExists counts as done)."""
+
+
+@dataclass(frozen=True)
+class DeletePlanJob:
+    """Stop a plan step that is no longer wanted (cancelled, or the deadline passed)."""
+
+
+@dataclass(frozen=True)
 class CreateRunJob:
     """Create the Indexed Job (409 AlreadyExists counts as done)."""
 
@@ -28,7 +38,14 @@ class DeleteJobs:
     """ttlSecondsAfterFinished passed: delete the Jobs (and so their pods); results stay."""
 
 
-Action = CreateRunJob | SetRunJobSuspended | CreateFinalizeJob | DeleteJobs
+Action = (
+    CreatePlanJob
+    | DeletePlanJob
+    | CreateRunJob
+    | SetRunJobSuspended
+    | CreateFinalizeJob
+    | DeleteJobs
+)
 
 
 @dataclass(frozen=True)

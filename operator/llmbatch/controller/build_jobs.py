@@ -1,4 +1,5 @@
-"""Pure builders of the run Job (one Indexed Job, a pod per shard) and the finalize Job.
+"""Pure builders of the batch's Jobs: the plan Job (one CPU pod), the run Job (one Indexed
+Job, a pod per shard) and the finalize Job (one CPU pod).
 
 No API calls here: the same BatchJob, config and time give the same manifest, which is what
 makes creation idempotent (a deterministic name, and 409 on a second create is success).
@@ -26,6 +27,7 @@ from llmbatch.controller.names import (
     ROLE_LABEL,
     finalize_job_name,
     label_value,
+    plan_job_name,
     run_job_name,
 )
 from llmbatch.controller.policy.deadline import deadline_of
@@ -107,12 +109,11 @@ def active_deadline_seconds(deadline: datetime, now: datetime, grace: int) -> in
     return max(1, math.ceil((deadline - now).total_seconds())) + grace
 
 
-def _runner_container(
-    spec: BatchJobSpec, config: OperatorConfig, owner: str, deadline: datetime
-) -> dict[str, Any]:
-    command = [
+def _batch_args(spec: BatchJobSpec, step: str) -> list[str]:
+    """``llmbatch-runner <step>`` with the batch's input, output, model and endpoint."""
+    return [
         "llmbatch-runner",
-        "run",
+        step,
         "--input",
         literal(spec.input),
         "--output",
@@ -123,6 +124,14 @@ def _runner_container(
         literal(spec.model.name),
         "--endpoint",
         spec.endpoint.value,
+    ]
+
+
+def _runner_container(
+    spec: BatchJobSpec, config: OperatorConfig, owner: str, deadline: datetime
+) -> dict[str, Any]:
+    command = [
+        *_batch_args(spec, "run"),
         "--engine-args",
         literal(json.dumps(spec.model.engine_args, sort_keys=True, separators=(",", ":"))),
         "--deadline",
@@ -167,23 +176,21 @@ def _runner_pod_spec(spec: BatchJobSpec, container: dict[str, Any], grace: int) 
     return pod_spec
 
 
-def _pod_failure_policy() -> dict[str, Any]:
+def _pod_failure_policy(action: str, codes: list[int]) -> dict[str, Any]:
+    """Disruptions are ignored (preemption, node drain, eviction: not the pod's fault, not a
+    retry); the exit ``codes`` (retrying cannot help) end the index or the Job at once."""
     return {
         "rules": [
-            # Preemption, node drain, eviction: not the shard's fault, not a retry.
             {
                 "action": "Ignore",
                 "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}],
             },
-            # Permanent error and deadline: retrying cannot help. Exit 44 (SIGTERM) is not
-            # listed: a deleted pod is retried, and cancel suspends the Job, whose pod
-            # deletions Kubernetes does not count as failures.
             {
-                "action": "FailIndex",
+                "action": action,
                 "onExitCodes": {
                     "containerName": RUNNER_CONTAINER,
                     "operator": "In",
-                    "values": [int(ExitCode.PERMANENT), int(ExitCode.EXPIRED)],
+                    "values": codes,
                 },
             },
         ]
@@ -222,7 +229,12 @@ def build_runner_job(
             # by themselves and record their lines as expired); any other failed index fails
             # the batch and the operator suspends the Job to stop the remaining shards.
             "backoffLimitPerIndex": spec.max_retries,
-            "podFailurePolicy": _pod_failure_policy(),
+            # Permanent error and deadline. Exit 44 (SIGTERM) is not listed: a deleted pod is
+            # retried, and cancel suspends the Job, whose pod deletions Kubernetes does not
+            # count as failures.
+            "podFailurePolicy": _pod_failure_policy(
+                "FailIndex", [int(ExitCode.PERMANENT), int(ExitCode.EXPIRED)]
+            ),
             "activeDeadlineSeconds": active_deadline_seconds(
                 deadline, now, config.deadline_grace_seconds
             ),
@@ -233,25 +245,18 @@ def build_runner_job(
     }
 
 
-def build_finalize_job(
-    batchjob: Mapping[str, Any], config: OperatorConfig, reason: FinalizeReason
+def _step_job(
+    batchjob: Mapping[str, Any],
+    config: OperatorConfig,
+    role: str,
+    name: str,
+    command: list[str],
 ) -> dict[str, Any]:
-    """One CPU pod that merges the parts into output.jsonl, errors.jsonl and manifest.json."""
+    """A one-pod CPU Job of the batch (plan, finalize): the runner image with the storage
+    settings, no GPU, off the shards' GPU nodes (their nodeSelector is not copied)."""
     meta = batchjob["metadata"]
     spec = BatchJobSpec.model_validate(batchjob.get("spec") or {})
     owner = meta["name"]
-    command = [
-        "llmbatch-runner",
-        "finalize",
-        "--input",
-        literal(spec.input),
-        "--output",
-        literal(spec.output),
-        "--shard-count",
-        str(spec.parallelism),
-        "--reason",
-        reason,
-    ]
     container: dict[str, Any] = {
         "name": RUNNER_CONTAINER,
         "image": spec.runner_image or config.runner_image,
@@ -265,21 +270,79 @@ def build_finalize_job(
     }
     if spec.priority_class_name:
         pod_spec["priorityClassName"] = spec.priority_class_name
-    labels = _labels(owner, "finalize")
+    labels = _labels(owner, role)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": {
-            "name": finalize_job_name(owner),
+            "name": name,
             "namespace": meta.get("namespace"),
             "labels": dict(labels),
-            "annotations": {"llmbatch.io/finalize-reason": reason},
             "ownerReferences": [owner_reference(batchjob)],
         },
         "spec": {
             "completions": 1,
             "parallelism": 1,
-            "backoffLimit": config.finalize_backoff_limit,
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }
+
+
+def build_plan_job(
+    batchjob: Mapping[str, Any], config: OperatorConfig, now: datetime
+) -> dict[str, Any]:
+    """One CPU pod that reads the input once and writes the plan under <output>/plan/.
+
+    Exit 42 (the input cannot be used) fails the Job at once; other failures (storage
+    unreachable) are retried a few times. Its log tail becomes the termination message, so
+    the operator can quote why it failed."""
+    spec = BatchJobSpec.model_validate(batchjob.get("spec") or {})
+    name = plan_job_name(batchjob["metadata"]["name"])
+    job = _step_job(batchjob, config, "plan", name, _batch_args(spec, "plan"))
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    if spec.model.chat_template:
+        # Prompt tokens are counted with the template the shards will use.
+        container["env"].append(
+            {"name": "LLMBATCH_CHAT_TEMPLATE", "value": literal(spec.model.chat_template)}
+        )
+    container["terminationMessagePolicy"] = "FallbackToLogsOnError"
+    container["resources"] = {
+        "requests": {"cpu": config.plan_cpu, "memory": config.plan_memory},
+        "limits": {"memory": config.plan_memory},
+    }
+    deadline = deadline_of(batchjob["metadata"], spec)
+    job["spec"].update(
+        {
+            "backoffLimit": config.plan_backoff_limit,
+            # The input cannot be used: a retry reads the same bytes.
+            "podFailurePolicy": _pod_failure_policy("FailJob", [int(ExitCode.PERMANENT)]),
+            "activeDeadlineSeconds": active_deadline_seconds(
+                deadline, now, config.deadline_grace_seconds
+            ),
+        }
+    )
+    return job
+
+
+def build_finalize_job(
+    batchjob: Mapping[str, Any], config: OperatorConfig, reason: FinalizeReason
+) -> dict[str, Any]:
+    """One CPU pod that merges the parts into output.jsonl, errors.jsonl and manifest.json."""
+    spec = BatchJobSpec.model_validate(batchjob.get("spec") or {})
+    command = [
+        "llmbatch-runner",
+        "finalize",
+        "--input",
+        literal(spec.input),
+        "--output",
+        literal(spec.output),
+        "--shard-count",
+        str(spec.parallelism),
+        "--reason",
+        reason,
+    ]
+    name = finalize_job_name(batchjob["metadata"]["name"])
+    job = _step_job(batchjob, config, "finalize", name, command)
+    job["metadata"]["annotations"] = {"llmbatch.io/finalize-reason": reason}
+    job["spec"]["backoffLimit"] = config.finalize_backoff_limit
+    return job

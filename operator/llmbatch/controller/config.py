@@ -42,6 +42,10 @@ class OperatorConfig:
     # SIGTERM to SIGKILL for a shard: time to commit the part in flight and its checkpoint.
     termination_grace_seconds: int = 60
     finalize_backoff_limit: int = 2
+    # The plan pod: one streaming pass over the input with bounded memory, on a CPU node.
+    plan_backoff_limit: int = 2
+    plan_cpu: str = "500m"
+    plan_memory: str = "1Gi"
     # After the deadline, shards get this long to stop by themselves (runner grace period
     # 20 s, plus margin) before the operator suspends the Job.
     expire_stop_grace_seconds: float = 45.0
@@ -81,6 +85,8 @@ class OperatorConfig:
             progress_write_interval=_env_float(
                 "LLMBATCH_PROGRESS_INTERVAL", base.progress_write_interval
             ),
+            plan_cpu=os.environ.get("LLMBATCH_PLAN_CPU") or base.plan_cpu,
+            plan_memory=os.environ.get("LLMBATCH_PLAN_MEMORY") or base.plan_memory,
             max_input_bytes=_env_int("LLMBATCH_MAX_INPUT_BYTES", base.max_input_bytes),
             expire_stop_grace_seconds=_env_float(
                 "LLMBATCH_EXPIRE_STOP_GRACE", base.expire_stop_grace_seconds

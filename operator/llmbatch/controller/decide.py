@@ -17,14 +17,15 @@ from llmbatch.api.batchjob import BatchJobStatus, Timestamps
 from llmbatch.api.conditions import ConditionType
 from llmbatch.api.phases import Phase
 from llmbatch.controller.actions import Action, EventSpec
-from llmbatch.controller.events import sla_event, transition_event
-from llmbatch.controller.names import finalize_job_name, run_job_name
+from llmbatch.controller.events import plan_event, sla_event, transition_event
+from llmbatch.controller.names import finalize_job_name, plan_job_name, run_job_name
 from llmbatch.controller.observation import Observation
 from llmbatch.controller.phase_status import phase_conditions, record_phase
 from llmbatch.controller.policy import (
     cancel_suspend,
     deadline,
     failure,
+    planning,
     progress,
     running,
     stopping,
@@ -98,7 +99,12 @@ def _choose(obs: Observation, status: BatchJobStatus) -> Verdict:
         # instead of creating a second set.
         status.job_name = run_job_name(obs.name)
         status.finalize_job_name = finalize_job_name(obs.name)
+        status.plan_job_name = plan_job_name(obs.name)
         _apply(status, obs, [validation.passed(obs)])
+    _apply(status, obs, planning.planned(obs))
+    before_run = planning.cancel_before_run(obs)
+    if before_run is not None:
+        return before_run
     stop = (
         stopping.stop_in_progress(obs)
         or cancel_suspend.cancel(obs)
@@ -107,7 +113,12 @@ def _choose(obs: Observation, status: BatchJobStatus) -> Verdict:
     )
     if stop is not None:
         return stopping.proceed(obs, stop)
-    return failure.shard_failure(obs) or cancel_suspend.suspend(obs) or running.run(obs)
+    return (
+        failure.shard_failure(obs)
+        or planning.plan(obs)
+        or cancel_suspend.suspend(obs)
+        or running.run(obs)
+    )
 
 
 def _guard(obs: Observation, verdict: Verdict) -> tuple[Verdict, str | None]:
@@ -132,7 +143,11 @@ def _conclude(obs: Observation, status: BatchJobStatus, chosen: Verdict) -> Deci
     _apply(status, obs, [sla] if sla is not None else [])
     was_at_risk = condition_is_true(obs.status.conditions, ConditionType.SLA_AT_RISK)
     at_risk = condition_is_true(status.conditions, ConditionType.SLA_AT_RISK)
-    events = [e for e in [transition_event(obs.current, status)] if e is not None]
+    events = [
+        e
+        for e in [plan_event(obs.status.conditions, status), transition_event(obs.current, status)]
+        if e is not None
+    ]
     if at_risk != was_at_risk:
         events.append(sla_event(at_risk, status))
     transition = None

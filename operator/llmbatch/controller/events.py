@@ -1,14 +1,20 @@
-"""The Events a pass posts once its status write succeeded: a phase transition, and the ETA
-crossing the deadline either way."""
+"""The Events a pass posts once its status write succeeded: a phase transition, the ETA
+crossing the deadline either way, and the plan step starting and finishing."""
 
 from __future__ import annotations
 
-from llmbatch.api.batchjob import BatchJobStatus
+from collections.abc import Sequence
+
+from llmbatch.api.batchjob import BatchJobStatus, Condition
 from llmbatch.api.conditions import ConditionType
 from llmbatch.api.phases import Phase
 from llmbatch.api.timefmt import format_time
 from llmbatch.controller.actions import EventSpec
 from llmbatch.controller.status_conditions import find_condition
+
+# The Planned condition's moves that get an Event: the plan step started, and it finished.
+# Its failure is the transition to Failed (reason PlanFailed), an Event already.
+_PLAN_EVENTS = {"Unknown": "PlanStarted", "True": "Planned"}
 
 
 def transition_event(before: Phase | None, status: BatchJobStatus) -> EventSpec | None:
@@ -31,3 +37,13 @@ def sla_event(at_risk: bool, status: BatchJobStatus) -> EventSpec:
         "SLAAtRisk" if at_risk else "SLAWithinDeadline",
         f"ETA {eta}: {sla.message if sla is not None else ''}",
     )
+
+
+def plan_event(before: Sequence[Condition], after: BatchJobStatus) -> EventSpec | None:
+    new = find_condition(after.conditions, ConditionType.PLANNED)
+    if new is None or new.status not in _PLAN_EVENTS:
+        return None
+    old = find_condition(before, ConditionType.PLANNED)
+    if old is not None and old.status == new.status:
+        return None
+    return EventSpec("Normal", _PLAN_EVENTS[new.status], new.message)

@@ -21,25 +21,29 @@ import kopf
 
 from llmbatch.api.documents import ShardProgress
 from llmbatch.api.phases import Phase
+from llmbatch.api.plan import PlanSummary
 from llmbatch.controller import metrics
 from llmbatch.controller.actions import (
     Action,
     CreateFinalizeJob,
+    CreatePlanJob,
     CreateRunJob,
     DeleteJobs,
+    DeletePlanJob,
     SetRunJobSuspended,
 )
-from llmbatch.controller.build_jobs import build_finalize_job, build_runner_job
+from llmbatch.controller.build_jobs import build_finalize_job, build_plan_job, build_runner_job
 from llmbatch.controller.config import OperatorConfig
 from llmbatch.controller.decide import Decision, decide
 from llmbatch.controller.handle_validate import load_secret, validate
 from llmbatch.controller.jobview import view_job
 from llmbatch.controller.kube import KubeError
-from llmbatch.controller.names import finalize_job_name, run_job_name
+from llmbatch.controller.names import finalize_job_name, plan_job_name, run_job_name
 from llmbatch.controller.objects import (
     ProgressReader,
     estimate_lines,
     read_manifest,
+    read_plan,
     storage_settings,
 )
 from llmbatch.controller.observation import Observation, read_batchjob, shard_aggregate
@@ -71,6 +75,8 @@ class BatchJobMemory:
     # The input's estimated line count; looked up once per process, only while running.
     estimated_total: int | None = None
     estimate_tried: bool = False
+    # The plan's summary: immutable, so read once per daemon (again after a restart).
+    plan: PlanSummary | None = None
 
 
 def _current(body: Mapping[str, Any], memory: BatchJobMemory) -> dict[str, Any]:
@@ -106,6 +112,7 @@ async def observe(
         obs = replace(obs, validation=result)
     if plan.wants_run_job(obs.validation):
         obs = await _read_jobs(runtime, namespace, obs, plan)
+        obs = await _read_plan(runtime, namespace, obs, plan, memory)
         if plan.wants_progress(obs.run):
             await _read_progress(runtime, namespace, obs, memory)
         if plan.wants_manifest(obs.finalize):
@@ -131,6 +138,26 @@ async def _read_jobs(
     if plan.finalize_job:
         finalize = await runtime.api.get_job(namespace, obs.finalize_job)
     return replace(obs, run=run, finalize=view_job(finalize))
+
+
+async def _read_plan(
+    runtime: Runtime, namespace: str, obs: Observation, plan: FetchPlan, memory: BatchJobMemory
+) -> Observation:
+    """The plan Job while planning, and plan.json once (kept in memory: it never changes)."""
+    step = obs.plan_step
+    if plan.wants_plan_job(obs.run):
+        job = await runtime.api.get_job(namespace, obs.plan_job)
+        step = view_job(job)
+        if plan.wants_plan_pods(step):
+            step = view_job(job, await runtime.api.list_pods(namespace, obs.plan_job))
+    if plan.wants_plan(memory.plan is not None, obs.run, step):
+        settings = await _storage(runtime, namespace, obs, memory)
+        # A storage error propagates: the pass is retried rather than taking a plan step
+        # that finished for one whose plan is missing.
+        memory.plan = await asyncio.get_running_loop().run_in_executor(
+            None, read_plan, obs.checked_spec.output, settings
+        )
+    return replace(obs, plan_step=step, plan=memory.plan)
 
 
 async def _read_progress(
@@ -208,7 +235,14 @@ async def run_actions(
     meta = batch["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     for action in actions:
-        if isinstance(action, CreateRunJob):
+        if isinstance(action, CreatePlanJob):
+            created = await runtime.api.create_job(
+                namespace, build_plan_job(batch, runtime.config, now)
+            )
+            logger.info("%s/%s: plan Job %s", namespace, name, "created" if created else "exists")
+        elif isinstance(action, DeletePlanJob):
+            await runtime.api.delete_job(namespace, plan_job_name(name))
+        elif isinstance(action, CreateRunJob):
             created = await runtime.api.create_job(
                 namespace, build_runner_job(batch, runtime.config, now)
             )
@@ -222,8 +256,8 @@ async def run_actions(
                 namespace, build_finalize_job(batch, runtime.config, action.reason)
             )
         elif isinstance(action, DeleteJobs):
-            await runtime.api.delete_job(namespace, run_job_name(name))
-            await runtime.api.delete_job(namespace, finalize_job_name(name))
+            for job_name in (run_job_name(name), finalize_job_name(name), plan_job_name(name)):
+                await runtime.api.delete_job(namespace, job_name)
 
 
 def next_delay(config: OperatorConfig, obs: Observation, decision: Decision) -> float | None:

@@ -55,6 +55,17 @@ def pod_exit_code(pod: Mapping[str, Any]) -> int | None:
     return None
 
 
+def pod_termination_message(pod: Mapping[str, Any]) -> str:
+    """What the runner container left in its termination message (with
+    ``FallbackToLogsOnError``, the tail of its log); empty when it left nothing."""
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        if status.get("name") != RUNNER_CONTAINER:
+            continue
+        terminated = (status.get("state") or {}).get("terminated") or {}
+        return str(terminated.get("message") or "").strip()
+    return ""
+
+
 def pod_is_live(pod: Mapping[str, Any]) -> bool:
     """Pending or Running, terminating included: it may still be writing its part."""
     return (pod.get("status") or {}).get("phase") in ("Pending", "Running", None, "Unknown")
@@ -86,6 +97,8 @@ class JobView:
     # Why a pending shard pod is not scheduled (e.g. no free GPU), from its PodScheduled
     # condition; empty when nothing says so.
     unschedulable: str = ""
+    # The last words of a failed pod (its termination message), for the status message.
+    termination_message: str = ""
 
     @property
     def finished(self) -> bool:
@@ -116,6 +129,7 @@ def view_job(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]] = 
     live = 0
     running_pods = 0
     unschedulable = ""
+    last_words = ""
     for pod in pods:
         for condition in (pod.get("status") or {}).get("conditions") or []:
             if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
@@ -131,6 +145,7 @@ def view_job(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]] = 
             code = pod_exit_code(pod)
             if code is not None:
                 exit_codes.add(code)
+            last_words = pod_termination_message(pod) or last_words
             if index is not None:
                 restarts[index] = restarts.get(index, 0) + 1
     return JobView(
@@ -149,4 +164,5 @@ def view_job(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]] = 
         restarts=restarts,
         running_indexes=frozenset(running),
         unschedulable=unschedulable,
+        termination_message=last_words,
     )

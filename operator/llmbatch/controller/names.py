@@ -13,6 +13,7 @@ import re
 MAX_NAME = 63
 RUN_SUFFIX = "-run"
 FINALIZE_SUFFIX = "-finalize"
+PLAN_SUFFIX = "-plan"
 
 BATCHJOB_LABEL = "llmbatch.io/batchjob"
 ROLE_LABEL = "llmbatch.io/role"
@@ -39,6 +40,10 @@ def run_job_name(owner: str) -> str:
 
 def finalize_job_name(owner: str) -> str:
     return child_name(owner, FINALIZE_SUFFIX)
+
+
+def plan_job_name(owner: str) -> str:
+    return child_name(owner, PLAN_SUFFIX)
 
 
 def label_value(owner: str) -> str:

@@ -1,5 +1,6 @@
 """What the operator reads from object storage: object metadata, the shards' small progress
-documents and the manifest. Never the input or the output files themselves: data moves in pods.
+documents, the plan's summary and the manifest. Never the input or the output files
+themselves: data moves in pods.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from llmbatch.api.batchjob import BatchJobSpec
 from llmbatch.api.documents import Manifest, ShardProgress
 from llmbatch.api.layout import OutputLayout, document_shard
+from llmbatch.api.plan import PlanSummary
 from llmbatch.controller.config import OperatorConfig
 from llmbatch.storage import ObjectInfo, StorageError, StorageSettings, get_store
 
@@ -21,6 +23,8 @@ logger = logging.getLogger(__name__)
 # Progress documents are a few hundred bytes; anything far larger is not one.
 MAX_PROGRESS_BYTES = 64 * 1024
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+# plan.json lists its segments: a few hundred bytes each, even for tens of millions of lines.
+MAX_PLAN_BYTES = 16 * 1024 * 1024
 # Head of the input read to estimate its line count (for an early ETA).
 SAMPLE_BYTES = 64 * 1024
 
@@ -100,6 +104,19 @@ def read_manifest(output: str, settings: StorageSettings) -> Manifest | None:
     if info is None or info.size > MAX_MANIFEST_BYTES:
         return None
     return Manifest.model_validate_json(store.read_bytes(uri))
+
+
+def read_plan(output: str, settings: StorageSettings) -> PlanSummary | None:
+    """The plan's summary; None until the plan step wrote it (it writes plan.json last). One
+    that does not parse raises: the pass is retried, no shard starts on a plan it cannot read."""
+    uri = OutputLayout(output).plan_summary
+    store = get_store(uri, settings)
+    info = store.head(uri)
+    if info is None:
+        return None
+    if info.size > MAX_PLAN_BYTES:
+        raise StorageError(f"{uri} is {info.size} bytes, over {MAX_PLAN_BYTES}: not a plan")
+    return PlanSummary.model_validate_json(store.read_bytes(uri))
 
 
 def estimate_lines(uri: str, settings: StorageSettings) -> int | None:

@@ -15,10 +15,11 @@ from typing import Any
 from llmbatch.api.batchjob import BatchJobSpec, BatchJobStatus
 from llmbatch.api.documents import Manifest, ShardProgress
 from llmbatch.api.phases import Phase
+from llmbatch.api.plan import PlanSummary
 from llmbatch.api.timefmt import parse_time
 from llmbatch.controller.aggregate import Aggregate, aggregate
 from llmbatch.controller.jobview import JobView
-from llmbatch.controller.names import finalize_job_name, run_job_name
+from llmbatch.controller.names import finalize_job_name, plan_job_name, run_job_name
 from llmbatch.controller.policy.deadline import deadline_of
 from llmbatch.controller.status import parse_status
 from llmbatch.controller.validation import ValidationResult, check_spec
@@ -41,6 +42,9 @@ class Observation:
     stop_grace_seconds: float = 45.0
     run: JobView = field(default_factory=JobView)
     finalize: JobView = field(default_factory=JobView)
+    plan_step: JobView = field(default_factory=JobView)
+    # <output>/plan/plan.json once the plan step wrote it (immutable: read once per daemon).
+    plan: PlanSummary | None = None
     aggregate: Aggregate | None = None
     manifest: Manifest | None = None
     validation: ValidationResult | None = None
@@ -76,6 +80,10 @@ class Observation:
     def finalize_job(self) -> str:
         return self.status.finalize_job_name or finalize_job_name(self.name)
 
+    @property
+    def plan_job(self) -> str:
+        return self.status.plan_job_name or plan_job_name(self.name)
+
 
 def read_batchjob(
     batchjob: Mapping[str, Any], now: datetime, *, stop_grace_seconds: float = 45.0
@@ -101,7 +109,9 @@ def read_batchjob(
 def shard_aggregate(
     obs: Observation, documents: Sequence[ShardProgress], estimated_total: int | None
 ) -> Aggregate | None:
-    """The shards' progress summed for the status; None before any shard reported."""
+    """The shards' progress summed for the status; None before any shard reported. With a
+    plan, the shards share one total (the plan's runnable lines) whatever they report."""
     if obs.spec is None or not documents:
         return None
-    return aggregate(documents, obs.spec.parallelism, obs.now, estimated_total)
+    planned = obs.plan.runnable if obs.plan is not None else None
+    return aggregate(documents, obs.spec.parallelism, obs.now, estimated_total, planned)

@@ -32,6 +32,10 @@ class FetchPlan:
     pods: bool = False
     pods_while_suspended: bool = True
     finalize_job: bool = False
+    # Read the plan Job while the run Job does not exist (planning, or about to run).
+    plan_job: bool = False
+    # Read <output>/plan/plan.json until it has been read once (it is immutable).
+    plan: bool = False
     # Read the shards' progress documents while they may be writing them.
     progress: bool = False
     # Read the manifest once the finalize Job has completed.
@@ -45,6 +49,18 @@ class FetchPlan:
     def wants_pods(self, run: JobView) -> bool:
         idle = run.suspended and not self.pods_while_suspended
         return self.pods and run.exists and not run.complete and not idle
+
+    def wants_plan_job(self, run: JobView) -> bool:
+        return self.plan_job and not run.exists
+
+    def wants_plan_pods(self, step: JobView) -> bool:
+        """Only a failed plan pod has something to say (its termination message)."""
+        return step.failed
+
+    def wants_plan(self, cached: bool, run: JobView, step: JobView) -> bool:
+        """Once: when the plan step finished, when the run Job exists (a restarted operator),
+        or before the plan Job is created (a plan already written is not made again)."""
+        return self.plan and not cached and (run.exists or step.complete or not step.exists)
 
     def wants_progress(self, run: JobView) -> bool:
         return self.progress and run.exists
@@ -60,7 +76,7 @@ def fetch_plan(obs: Observation) -> FetchPlan:
     if phase.is_terminal():
         # Only the TTL still acts: it deletes the Jobs that exist.
         ttl = spec.ttl_seconds_after_finished is not None
-        return FetchPlan(run_job=ttl, finalize_job=ttl)
+        return FetchPlan(run_job=ttl, finalize_job=ttl, plan_job=ttl)
     named = bool(obs.status.job_name)
     validate = not named and not obs.problems and not spec.cancel
     return FetchPlan(
@@ -69,6 +85,8 @@ def fetch_plan(obs: Observation) -> FetchPlan:
         pods=True,
         pods_while_suspended=phase != Phase.SUSPENDED or spec.cancel,
         finalize_job=phase in _STOPPING_PHASES,
+        plan_job=named,
+        plan=named,
         progress=phase in _PROGRESS_PHASES,
         manifest=True,
     )

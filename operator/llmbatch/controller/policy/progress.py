@@ -1,18 +1,23 @@
 """Progress and ETA: what the status says about the work done (request counts, token usage,
 ``done/total``, throughput, per-shard summary) and whether the ETA is past the deadline
-(the SLAAtRisk condition). The phase is not this policy's to choose."""
+(the SLAAtRisk condition). The phase is not this policy's to choose.
+
+Once the plan exists its totals are the status's from the first minute: requestCounts.total
+is the plan's, the lines it refused count as failed, prompt tokens are its count until the
+shards report more. Counters never go backwards and done never exceeds the total."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from llmbatch.api.batchjob import BatchJobStatus, RequestCounts, ShardStatus, Usage
+from llmbatch.api.batchjob import BatchJobStatus, PlanStatus, RequestCounts, ShardStatus, Usage
 from llmbatch.api.conditions import ConditionType, Reason
 from llmbatch.api.documents import Manifest
 from llmbatch.api.layout import OutputLayout
 from llmbatch.api.phases import Phase
+from llmbatch.api.plan import PlanSummary
 from llmbatch.api.timefmt import format_time
-from llmbatch.controller.aggregate import Aggregate
+from llmbatch.controller.aggregate import NOTHING_YET, Aggregate
 from llmbatch.controller.status_conditions import ConditionUpdate
 
 if TYPE_CHECKING:
@@ -25,12 +30,26 @@ def record(status: BatchJobStatus, obs: Observation, phase: Phase) -> ConditionU
     if obs.manifest is not None and phase.is_terminal():
         record_final(status, obs, obs.manifest)
         return None
-    if obs.aggregate is None or phase.is_terminal():
+    if phase.is_terminal():
         return None
-    record_live(status, obs.aggregate, phase)
+    if obs.plan is not None:
+        status.plan = plan_status(obs.plan)
+    if obs.aggregate is None and obs.plan is None:
+        return None
+    agg = obs.aggregate or NOTHING_YET
+    record_live(status, agg, phase, obs.plan)
     if obs.spec is not None and obs.run.exists:
-        status.shards = shard_summary(obs, obs.aggregate, status.shards)
+        status.shards = shard_summary(obs, agg, status.shards)
     return eta_verdict(status, obs, phase)
+
+
+def plan_status(plan: PlanSummary) -> PlanStatus:
+    return PlanStatus(
+        chunks=plan.chunk_count,
+        invalid=plan.invalid,
+        prompt_tokens=plan.prompt_tokens,
+        token_counter=plan.token_counter,
+    )
 
 
 def record_final(status: BatchJobStatus, obs: Observation, manifest: Manifest) -> None:
@@ -59,22 +78,39 @@ def record_final(status: BatchJobStatus, obs: Observation, manifest: Manifest) -
         status.manifest = layout.manifest
 
 
-def record_live(status: BatchJobStatus, agg: Aggregate, phase: Phase) -> None:
-    """The shards' live counters. Counters never go backwards: a shard resumed from its
-    checkpoint may briefly report less than it did before it was restarted."""
+def record_live(
+    status: BatchJobStatus, agg: Aggregate, phase: Phase, plan: PlanSummary | None = None
+) -> None:
+    """The shards' live counters, with the plan's totals once there is a plan. Counters
+    never go backwards (a shard resumed from its checkpoint may briefly report less than
+    before it was restarted), and done never exceeds the total (a chunk recomputed after a
+    kill is counted by both shards until finalize counts exactly)."""
     old = status.request_counts or RequestCounts()
+    invalid = plan.invalid if plan is not None else 0
     completed = max(agg.completed, old.completed)
-    failed = max(agg.failed, old.failed)
-    # The CRD defaults an unwritten total to 0: an old total counts only if it is plausible.
-    total = agg.total if agg.total is not None else (old.total or None)
+    failed = max(agg.failed + invalid, old.failed)
+    total = _live_total(agg, old, plan)
+    if total is not None:
+        failed = min(failed, total)
+        completed = min(completed, total - failed)
     status.request_counts = RequestCounts(total=total, completed=completed, failed=failed)
     old_usage = status.usage or Usage()
+    planned_tokens = plan.prompt_tokens if plan is not None else 0
     status.usage = Usage(
-        prompt_tokens=max(agg.prompt_tokens, old_usage.prompt_tokens),
+        prompt_tokens=max(agg.prompt_tokens, planned_tokens, old_usage.prompt_tokens),
         completion_tokens=max(agg.completion_tokens, old_usage.completion_tokens),
     )
     status.progress = f"{completed + failed}/{total if total is not None else '?'}"
     status.throughput = agg.throughput if phase == Phase.RUNNING else 0.0
+
+
+def _live_total(agg: Aggregate, old: RequestCounts, plan: PlanSummary | None) -> int | None:
+    if plan is not None:
+        return plan.total
+    if agg.total is not None:
+        return agg.total
+    # The CRD defaults an unwritten total to 0: an old total counts only if it is plausible.
+    return old.total or None
 
 
 def shard_summary(

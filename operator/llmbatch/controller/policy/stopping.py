@@ -11,7 +11,7 @@ from llmbatch.api.conditions import Reason
 from llmbatch.api.documents import FinalizeReason, Manifest
 from llmbatch.api.phases import Phase
 from llmbatch.controller.actions import CreateFinalizeJob, SetRunJobSuspended
-from llmbatch.controller.policy import cancel_suspend, deadline, failure
+from llmbatch.controller.policy import cancel_suspend, deadline, failure, planning
 from llmbatch.controller.policy.verdict import Stop, Verdict
 
 if TYPE_CHECKING:
@@ -59,6 +59,10 @@ def proceed(obs: Observation, stop: Stop) -> Verdict:
         actions = (SetRunJobSuspended(True),) if suspend else ()
         return replace(verdict, message=message, actions=verdict.actions + actions)
     if not obs.finalize.exists:
+        stop_plan = planning.stop_plan_step(obs)
+        if stop_plan:
+            message = f"{verdict.message.split(_WAITING)[0]}{_WAITING} for the plan pod to stop)"
+            return replace(verdict, message=message, actions=verdict.actions + stop_plan)
         return replace(verdict, actions=(*verdict.actions, CreateFinalizeJob(stop.mode)))
     if obs.finalize.failed:
         return failure.finalize_failed(obs)

@@ -24,6 +24,7 @@ def seconds_to_expiry(obs: Observation, status: BatchJobStatus) -> float | None:
 def expired_jobs(obs: Observation) -> tuple[Action, ...]:
     """The actions for a finished batch: delete its Jobs once the TTL passed."""
     left = seconds_to_expiry(obs, obs.status)
-    if left is None or left > 0 or not (obs.run.exists or obs.finalize.exists):
+    jobs = (obs.run, obs.finalize, obs.plan_step)
+    if left is None or left > 0 or not any(job.exists for job in jobs):
         return ()
     return (DeleteJobs(),)
