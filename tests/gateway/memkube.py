@@ -1,7 +1,8 @@
 """An in-memory stand-in for the few Kubernetes API calls the gateway makes, served as an httpx
 transport under the one client: ``MemKube().client(namespace)`` is the gateway's KubeClient over
 it, so the client's own request, error and retry code runs as in production. It serves
-BatchJobs (create, get, list by label, merge patch) and Secrets/ConfigMaps (get, create,
+BatchJobs (create, get, list by label, merge patch, conditional on a resourceVersion in the
+patch) and Secrets/ConfigMaps (get, create,
 conditional replace) with the semantics the gateway relies on: 404 on a missing object, 409 on
 create of an existing one and on a replace whose resourceVersion is stale, a new
 resourceVersion on every write.
@@ -136,6 +137,10 @@ class MemKube(httpx.AsyncBaseTransport):
             self.objects[(ns, kind, name)] = obj
             return httpx.Response(200, json=obj)
         if method == "PATCH":
+            # A resourceVersion in the patch is a precondition, as on the real API server.
+            wanted = (body.get("metadata") or {}).get("resourceVersion")
+            if wanted and wanted != current["metadata"]["resourceVersion"]:
+                return _status(409, "Conflict", "the object has been modified")
             obj = _merge(current, body)
             obj["metadata"]["resourceVersion"] = str(next(self._versions))
             self.objects[(ns, kind, name)] = obj

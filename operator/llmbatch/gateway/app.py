@@ -19,8 +19,11 @@ from llmbatch.gateway.bodylimit import BodyLimitMiddleware
 from llmbatch.gateway.config import GatewayConfig
 from llmbatch.gateway.errors import install_error_handlers
 from llmbatch.gateway.kube import KubeClient
+from llmbatch.gateway.notifier import Notifier
 from llmbatch.gateway.observability import ObservabilityMiddleware
+from llmbatch.gateway.periodic import Periodic
 from llmbatch.gateway.state import Gateway, GatewayDep
+from llmbatch.gateway.sweeper import sweep_once
 from llmbatch.storage import ObjectStore
 
 
@@ -31,14 +34,28 @@ def create_app(
     clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     gateway = Gateway(config=config, kube=kube, store=store, clock=clock)
+    notifier = Notifier(gateway)
+    background: list[Periodic] = []
+    if config.expiry.enabled:
+        interval = config.expiry.sweep_interval_seconds
+        background.append(Periodic("expiry-sweeper", lambda: sweep_once(gateway), interval))
+    if config.webhooks.enabled:
+        background.append(
+            Periodic("webhook-notifier", notifier.run_once, config.webhooks.interval_seconds)
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if config.watch_batch_jobs:
             gateway.jobs.start()
+        for task in background:
+            task.start()
         try:
             yield
         finally:
+            for task in background:
+                await task.stop()
+            await notifier.aclose()
             await gateway.jobs.stop()
             await kube.aclose()
 
@@ -49,6 +66,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.gateway = gateway
+    app.state.notifier = notifier
     install_error_handlers(app)
 
     # Every /v1 route, present and future, goes through authentication and the rate limit.

@@ -12,12 +12,14 @@ from datetime import timedelta
 from typing import Any
 
 from llmbatch.api.batchjob import BatchJobSpec, SecretRef, StorageSpec
+from llmbatch.api.conditions import Reason
 from llmbatch.api.durations import parse_duration
 from llmbatch.api.gvk import API_VERSION, KIND, LABEL_PREFIX
 from llmbatch.api.phases import Phase
 from llmbatch.api.timefmt import parse_time
 from llmbatch.gateway import ids
 from llmbatch.gateway.config import GatewayConfig, ModelEntry
+from llmbatch.gateway.expiry import OUTPUT_EXPIRES_ANNOTATION
 
 TENANT_LABEL = f"{LABEL_PREFIX}/tenant"
 BATCH_ID_LABEL = f"{LABEL_PREFIX}/batch-id"
@@ -53,6 +55,7 @@ def build_batchjob(
     endpoint: str,
     completion_window: str,
     metadata: dict[str, str],
+    output_expires_after: int | None = None,
 ) -> dict[str, Any]:
     """The BatchJob manifest; validated against the same models as the CRD."""
     storage = config.storage
@@ -89,7 +92,14 @@ def build_batchjob(
                 BATCH_ID_LABEL: batch_id,
                 MANAGED_LABEL: "llmbatch-gateway",
             },
-            "annotations": {INPUT_FILE_ANNOTATION: input_file_id},
+            "annotations": {
+                INPUT_FILE_ANNOTATION: input_file_id,
+                **(
+                    {OUTPUT_EXPIRES_ANNOTATION: str(output_expires_after)}
+                    if output_expires_after is not None
+                    else {}
+                ),
+            },
         },
         "spec": spec.to_k8s(),
     }
@@ -99,6 +109,19 @@ def unix_time(value: Any) -> int | None:
     """Seconds since the epoch of an RFC 3339 status time (None when missing or unreadable)."""
     moment = parse_time(value)
     return int(moment.timestamp()) if moment is not None else None
+
+
+def output_created_at(job: dict[str, Any]) -> int:
+    """When a batch's output and error files were written: its completion time (the anchor of
+    ``output_expires_after``), else its creation."""
+    status = job.get("status") or {}
+    stamps = status.get("timestamps") or {}
+    return (
+        unix_time(status.get("completionTime"))
+        or unix_time(stamps.get("completedAt"))
+        or unix_time(job.get("metadata", {}).get("creationTimestamp"))
+        or 0
+    )
 
 
 def _camel(name: str) -> str:
@@ -113,6 +136,20 @@ def phase_of(job: dict[str, Any]) -> Phase | None:
         return Phase(str(name)) if name else None
     except ValueError:
         return None
+
+
+def batch_errors(status: dict[str, Any]) -> list[dict[str, Any]]:
+    """OpenAI's ``errors.data``: the status's batch-level errors, else, for a batch whose
+    validation failed, that failure (the operator says what to fix in the status message)."""
+    errors = [
+        {"code": e.get("code"), "message": e.get("message"), "param": None, "line": e.get("line")}
+        for e in status.get("errors") or []
+    ]
+    if not errors and status.get("reason") == Reason.VALIDATION_FAILED:
+        message = status.get("message") or "the batch failed validation"
+        code = "validation_failed"
+        errors.append({"code": code, "message": message, "param": None, "line": None})
+    return errors
 
 
 def openai_status(job: dict[str, Any]) -> str:
@@ -148,10 +185,7 @@ def to_openai(job: dict[str, Any]) -> dict[str, Any]:
     usage = status.get("usage") or {}
     prompt = int(usage.get("promptTokens", 0))
     completion = int(usage.get("completionTokens", 0))
-    errors = [
-        {"code": e.get("code"), "message": e.get("message"), "param": None, "line": e.get("line")}
-        for e in status.get("errors") or []
-    ]
+    errors = batch_errors(status)
     output_file_id = error_file_id = None
     if batch_id and status.get("outputFile"):
         output_file_id = ids.output_file_id(batch_id, "output")

@@ -1,7 +1,8 @@
 """The gateway's configuration file (YAML), as pydantic models.
 
 Keys are camelCase in YAML, like the BatchJob they feed: ``namespace``, ``storage``, ``models``,
-``prices``, ``tiers``, plus the optional ``limits``, ``rateLimit`` and ``auth`` sections.
+``prices``, ``tiers``, plus the optional ``limits``, ``rateLimit``, ``auth``, ``expiry`` and
+``webhooks`` sections.
 """
 
 from __future__ import annotations
@@ -120,6 +121,23 @@ class AuthConfig(_Model):
     keys_secret: str = Field(default="llmbatch-gateway-keys", pattern=K8S_NAME_PATTERN)
 
 
+class ExpiryConfig(_Model):
+    # How often each replica deletes expired files' objects (every replica may: it is safe).
+    sweep_interval_seconds: float = Field(default=300.0, gt=0)
+    enabled: bool = True
+
+
+class WebhooksConfig(_Model):
+    # The Secret holding the tenants' endpoints and signing secrets (`llmbatch webhooks`).
+    secret: str = Field(default="llmbatch-gateway-webhooks", pattern=K8S_NAME_PATTERN)
+    # Loopback, link-local and private targets are refused unless this is set (a receiver
+    # inside the cluster, or a test's receiver on 127.0.0.1).
+    allow_private_targets: bool = False
+    # How often each replica looks for deliveries that are due.
+    interval_seconds: float = Field(default=5.0, gt=0)
+    enabled: bool = True
+
+
 class GatewayConfig(_Model):
     namespace: str = Field(default="default", pattern=K8S_NAME_PATTERN)
     storage: StorageConfig
@@ -129,6 +147,8 @@ class GatewayConfig(_Model):
     limits: Limits = Field(default_factory=Limits)
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    expiry: ExpiryConfig = Field(default_factory=ExpiryConfig)
+    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
     # Serve batch reads from a watch-fed cache instead of one API call per read.
     watch_batch_jobs: bool = True
     # Largest completion window a batch may ask for (OpenAI allows 24h).

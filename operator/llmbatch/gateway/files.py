@@ -2,10 +2,13 @@
 
     <prefix>/tenants/<tenant>/files/<file id>/content     the bytes as uploaded
     <prefix>/tenants/<tenant>/files/<file id>/meta.json   the File object and what validation found
+    <prefix>/expiry/<expires_at, 11 digits>/<tenant>/<file id>   empty: the expiry index
 
 ``meta.json`` is written after the content, and a file exists only when it does: a crashed
-upload leaves no visible file. The tenant is part of every key, so one tenant cannot name
-another's file. All methods are blocking (boto3); the routes call them in a worker thread.
+upload leaves no visible file. A file that expires has its index marker written before its
+``meta.json``, so the sweeper, listing markers in key (= time) order, finds every one of them.
+The tenant is part of every key, so one tenant cannot name another's file. All methods are
+blocking (boto3); the routes call them in a worker thread.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class FileMeta:
     endpoint: str | None = None
     models: list[str] = field(default_factory=list)
     requests: int = 0
+    expires_at: int | None = None
 
     def to_openai(self) -> dict[str, Any]:
         return {
@@ -46,7 +50,7 @@ class FileMeta:
             "filename": self.filename,
             "purpose": self.purpose,
             "status": "processed",
-            "expires_at": None,
+            "expires_at": self.expires_at,
             "status_details": None,
         }
 
@@ -199,6 +203,13 @@ class FileStore:
     def meta_uri(self, tenant: str, file_id: str) -> str:
         return self.storage.uri("tenants", tenant, "files", file_id, META)
 
+    def expiry_prefix(self) -> str:
+        return self.storage.uri("expiry") + "/"
+
+    def expiry_marker_uri(self, expires_at: int, tenant: str, file_id: str) -> str:
+        # Fixed width, so key order is time order (11 digits last until the year 5138).
+        return self.storage.uri("expiry", f"{expires_at:011d}", tenant, file_id)
+
     def batch_output_prefix(self, tenant: str, batch_id: str) -> str:
         return self.storage.uri("tenants", tenant, "batches", batch_id) + "/"
 
@@ -206,6 +217,8 @@ class FileStore:
         return UploadSink(self.store, self.content_uri(tenant, file_id), limits, max_errors)
 
     def save_meta(self, tenant: str, meta: FileMeta) -> None:
+        if meta.expires_at is not None:
+            self.store.write_bytes(self.expiry_marker_uri(meta.expires_at, tenant, meta.id), b"")
         self.store.write_bytes(
             self.meta_uri(tenant, meta.id), json.dumps(asdict(meta)).encode(), "application/json"
         )

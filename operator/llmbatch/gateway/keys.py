@@ -24,7 +24,8 @@ from typing import Any
 
 from llmbatch.api.timefmt import now_rfc3339
 from llmbatch.gateway.kube import KubeClient
-from llmbatch.kube import Conflict, NotFound
+from llmbatch.gateway.secretdata import Change, update_secret_data
+from llmbatch.kube import NotFound
 
 log = logging.getLogger(__name__)
 
@@ -198,34 +199,5 @@ class KeyStore:
     async def list(self) -> list[KeyRecord]:
         return sorted((await self._load()).values(), key=lambda r: (r.tenant, r.created_at))
 
-    async def _update(self, change: Any) -> None:
-        """Read-modify-write with the resourceVersion as precondition, retried on 409."""
-        for _ in range(20):
-            try:
-                secret = await self.kube.get("secrets", self.secret_name)
-            except NotFound:
-                body = {
-                    "apiVersion": "v1",
-                    "kind": "Secret",
-                    "type": "Opaque",
-                    "metadata": {
-                        "name": self.secret_name,
-                        "labels": {
-                            "app.kubernetes.io/part-of": "llmbatch",
-                            "app.kubernetes.io/component": "gateway",
-                        },
-                    },
-                    "data": change({}),
-                }
-                try:
-                    await self.kube.create("secrets", body)
-                    return
-                except Conflict:
-                    continue
-            secret["data"] = change(dict(secret.get("data") or {}))
-            try:
-                await self.kube.replace("secrets", self.secret_name, secret)
-                return
-            except Conflict:
-                continue
-        raise RuntimeError(f"could not update Secret {self.secret_name}: too many conflicts")
+    async def _update(self, change: Change) -> None:
+        await update_secret_data(self.kube, self.secret_name, change)

@@ -1,5 +1,5 @@
-"""Finding a tenant's batch or file by id. Anything that is missing, malformed or owned by
-another tenant gets the same 404, so ids cannot be probed across tenants."""
+"""Finding a tenant's batch or file by id. Anything that is missing, malformed, expired or
+owned by another tenant gets the same 404, so ids cannot be probed across tenants."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 from anyio import to_thread
 
 from llmbatch.api.layout import ERRORS_FILE, OUTPUT_FILE
-from llmbatch.gateway import ids
-from llmbatch.gateway.batches import TENANT_LABEL, unix_time
+from llmbatch.gateway import expiry, ids
+from llmbatch.gateway.batches import TENANT_LABEL, output_created_at
 from llmbatch.gateway.errors import ApiError, not_found
 from llmbatch.gateway.files import FileMeta
 from llmbatch.gateway.state import Gateway
@@ -66,14 +66,7 @@ async def get_file(
         info = await to_thread.run_sync(gateway.store.head, uri)
         if info is None:
             raise not_found("file", file_id, param)
-        status = job.get("status") or {}
-        stamps = status.get("timestamps") or {}
-        created = (
-            unix_time(status.get("completionTime"))
-            or unix_time(stamps.get("completedAt"))
-            or unix_time(job["metadata"].get("creationTimestamp"))
-            or 0
-        )
+        created = output_created_at(job)
         name = OUTPUT_FILE if ref.kind == "output" else ERRORS_FILE
         meta = FileMeta(
             id=file_id,
@@ -81,11 +74,19 @@ async def get_file(
             purpose="batch_output",
             bytes=info.size,
             created_at=created,
+            expires_at=expiry.output_expires_at(job, created),
         )
-        return FileView(meta, uri)
+        return _unexpired(gateway, FileView(meta, uri), param)
     if not ids.is_upload_id(file_id):
         raise not_found("file", file_id, param)
     found: FileMeta | None = await to_thread.run_sync(gateway.files.get_meta, tenant, file_id)
     if found is None:
         raise not_found("file", file_id, param)
-    return FileView(found, gateway.files.content_uri(tenant, file_id))
+    return _unexpired(gateway, FileView(found, gateway.files.content_uri(tenant, file_id)), param)
+
+
+def _unexpired(gateway: Gateway, view: FileView, param: str | None) -> FileView:
+    # Gone for the client from the moment it expires, whenever the sweeper deletes it.
+    if expiry.is_expired(view.meta.expires_at, gateway.clock()):
+        raise not_found("file", view.meta.id, param)
+    return view

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from llmbatch.api.lines import Endpoint
 from llmbatch.api.timefmt import rfc3339
-from llmbatch.gateway import batches, ids, inline
+from llmbatch.gateway import batches, expiry, ids, inline
 from llmbatch.gateway.auth import PrincipalDep
 from llmbatch.gateway.config import ModelEntry
 from llmbatch.gateway.errors import ApiError, bad_request
@@ -25,14 +25,15 @@ router = APIRouter()
 
 
 class CreateBatch(BaseModel):
-    # OpenAI's fields, plus ``input``/``model`` for inline batches. Unknown fields the SDK may
-    # send (output_expires_after) are accepted and ignored.
+    # OpenAI's fields, plus ``input``/``model`` for inline batches. Unknown fields a newer SDK
+    # may send are accepted and ignored.
     model_config = ConfigDict(extra="ignore")
 
     input_file_id: str | None = None
     endpoint: str | None = None
     completion_window: str = "24h"
     metadata: dict[str, Any] | None = None
+    output_expires_after: Any = None
     input: list[Any] | None = None
     model: str | None = None
 
@@ -84,6 +85,12 @@ async def create_batch(
         metadata = batches.check_metadata(request.metadata)
     except ValueError as exc:
         raise bad_request(str(exc), param="metadata", code="invalid_metadata") from None
+    try:
+        output_expires_after = expiry.from_body(request.output_expires_after)
+    except ValueError as exc:
+        raise bad_request(
+            str(exc), param="output_expires_after", code="invalid_expires_after"
+        ) from None
 
     if request.input is not None:
         if request.input_file_id:
@@ -143,6 +150,7 @@ async def create_batch(
         endpoint=endpoint,
         completion_window=request.completion_window,
         metadata=metadata,
+        output_expires_after=output_expires_after,
     )
     created = gateway.jobs.remember(await gateway.kube.create_batchjob(manifest))
     return batches.to_openai(created)

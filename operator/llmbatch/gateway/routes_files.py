@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
 from llmbatch.api.lines import Limits, LineError
-from llmbatch.gateway import ids
+from llmbatch.gateway import expiry, ids
 from llmbatch.gateway.auth import PrincipalDep
 from llmbatch.gateway.batches import BATCH_ID_LABEL, tenant_selector
 from llmbatch.gateway.errors import ApiError, bad_request
@@ -102,17 +102,24 @@ async def store_upload(gateway: Gateway, tenant: str, filename: str, data: bytes
 
 
 async def _save(
-    gateway: Gateway, tenant: str, file_id: str, filename: str, outcome: UploadOutcome
+    gateway: Gateway,
+    tenant: str,
+    file_id: str,
+    filename: str,
+    outcome: UploadOutcome,
+    expires_after: int | None = None,
 ) -> FileMeta:
+    created_at = int(gateway.clock())
     meta = FileMeta(
         id=file_id,
         filename=filename,
         purpose="batch",
         bytes=outcome.size,
-        created_at=int(gateway.clock()),
+        created_at=created_at,
         endpoint=outcome.endpoint,
         models=outcome.models,
         requests=outcome.requests,
+        expires_at=created_at + expires_after if expires_after is not None else None,
     )
     await to_thread.run_sync(gateway.files.save_meta, tenant, meta)
     gateway.metrics.uploaded_bytes.inc(outcome.size)
@@ -172,6 +179,12 @@ async def create_file(
             )
         if not form.has_file:
             raise bad_request("The upload has no 'file' part.", param="file", code="missing_file")
+        try:
+            expires_after = expiry.from_form(form.fields)
+        except ValueError as exc:
+            raise bad_request(
+                str(exc), param="expires_after", code="invalid_expires_after"
+            ) from None
     except BaseException:
         # Even when the client went away (cancellation): finish the block in flight, then
         # discard the partial object.
@@ -182,7 +195,8 @@ async def create_file(
         raise
     outcome = await to_thread.run_sync(sink.finish)
     check_outcome(outcome, limits.max_bytes)
-    meta = await _save(gateway, principal.tenant, file_id, form.filename or "upload.jsonl", outcome)
+    filename = form.filename or "upload.jsonl"
+    meta = await _save(gateway, principal.tenant, file_id, filename, outcome, expires_after)
     return meta.to_openai()
 
 

@@ -17,6 +17,7 @@ from llmbatch.gateway.keys import KeyStore
 from llmbatch.gateway.kube import KubeClient
 from llmbatch.gateway.observability import Metrics
 from llmbatch.gateway.ratelimit import RateLimiter
+from llmbatch.gateway.webhooks import WebhookStore
 from llmbatch.storage import ObjectStore
 
 
@@ -25,13 +26,15 @@ class Gateway:
     config: GatewayConfig
     kube: KubeClient
     store: ObjectStore
-    # Wall clock (seconds since the epoch); tests move it to cross rate-limit windows.
+    # Wall clock (seconds since the epoch); tests move it to cross rate-limit windows, to
+    # expire files and to reach the next webhook retry.
     clock: Callable[[], float] = time.time
     metrics: Metrics = field(default_factory=Metrics)
     files: FileStore = field(init=False)
     keys: KeyStore = field(init=False)
     limiter: RateLimiter = field(init=False)
     jobs: BatchJobCache = field(init=False)
+    webhooks: WebhookStore = field(init=False)
 
     def __post_init__(self) -> None:
         self.files = FileStore(self.store, self.config.storage)
@@ -39,6 +42,7 @@ class Gateway:
             self.kube, self.config.auth.keys_secret, self.config.auth.cache_seconds
         )
         self.jobs = BatchJobCache(self.kube)
+        self.webhooks = WebhookStore(self.kube, self.config.webhooks.secret)
         self.limiter = RateLimiter(
             self.kube, self.config.rate_limit.window_seconds, clock=lambda: self.clock()
         )
