@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -142,6 +142,15 @@ class ValidLine:
     raw_size: int
 
 
+class SeenIds(Protocol):
+    """Where a validator keeps the custom_ids it has seen: a set, or a disk-backed index when
+    the file is too large for a set of every id (the plan step, ``llmbatch validate``)."""
+
+    def __contains__(self, custom_id: object, /) -> bool: ...
+
+    def add(self, custom_id: str, /) -> None: ...
+
+
 @dataclass
 class FileValidator:
     """Checks an input file's lines one at a time, keeping only what the rules need: the
@@ -154,7 +163,7 @@ class FileValidator:
     endpoint: Endpoint | None = None
     limits: Limits = field(default_factory=Limits)
     check_duplicates: bool = True
-    seen_ids: set[str] = field(default_factory=set)
+    seen_ids: SeenIds = field(default_factory=set[str])
     lines: int = 0
     bytes_read: int = 0
 

@@ -33,7 +33,8 @@ LeaseState = Literal["held", "done"]
 class ByteRange(Document):
     """Contiguous bytes of the input holding ``lines`` runnable lines, the first of which is
     input line ``first_line`` (1-based, counting every physical line). A range never holds a
-    blank or invalid line: those are cut out."""
+    blank or invalid line: those are cut out. The bytes include each line's newline (the
+    input's last line may have none), so splitting them on b"\\n" gives the lines."""
 
     offset: int = Field(ge=0)
     length: int = Field(ge=1)

@@ -78,6 +78,16 @@ def _prompt_parts(value: object) -> tuple[list[str], int]:
     return texts, ids
 
 
+def prompt_texts(body: Mapping[str, Any], endpoint: str | None = None) -> list[str]:
+    """The texts of a request's prompt, in order: each chat message's text parts (a Responses
+    request's as the chat it runs as), or a completion's prompt (an embedding's input)
+    strings; token ids have no text."""
+    messages = _chat_messages(body, endpoint)
+    if messages is not None:
+        return [text for message in messages for text in _message_texts(message)]
+    return _prompt_parts(_prompt_value(body))[0]
+
+
 def _looks_like_responses(body: Mapping[str, Any]) -> bool:
     """A Responses body when the endpoint is not known: fields only it has, or message items
     as input (an embedding's input is never objects)."""

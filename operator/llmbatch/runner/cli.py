@@ -1,4 +1,5 @@
-"""``llmbatch-runner``: the entrypoint of the runner image (``run`` a shard, ``finalize``).
+"""``llmbatch-runner``: the entrypoint of the runner image (``plan`` a batch, ``run`` a shard,
+``finalize``).
 
 Flags fall back to the environment the operator sets on the Job's pods: JOB_COMPLETION_INDEX
 (the shard), LLMBATCH_SHARD_COUNT, the AWS_* variables for S3, and LLMBATCH_* tuning knobs.
@@ -134,7 +135,51 @@ def build_parser() -> argparse.ArgumentParser:
         help="what lines no shard finished become",
     )
     fin.add_argument("--batch-name", default=_batch_name_env())
+    _add_plan_parser(sub)
     return parser
+
+
+def _add_plan_parser(sub: Any) -> None:
+    plan = sub.add_parser("plan", help="validate the input and write the batch's plan")
+    plan.add_argument("--input", required=True, help="input JSONL URI (s3://, file://, path)")
+    plan.add_argument("--output", required=True, help="output URI prefix")
+    plan.add_argument("--model", required=True, help="model source (its tokenizer counts tokens)")
+    plan.add_argument("--served-model-name", required=True, help="name lines must use as model")
+    plan.add_argument(
+        "--endpoint", default=Endpoint.CHAT_COMPLETIONS.value, choices=[e.value for e in Endpoint]
+    )
+    plan.add_argument("--chunk-lines", type=int, default=_env_int("LLMBATCH_CHUNK_LINES", 1000))
+    plan.add_argument(
+        "--chunk-bytes", type=int, default=_env_int("LLMBATCH_CHUNK_BYTES", 4 * 1024 * 1024)
+    )
+    plan.add_argument("--engine-args", default=os.environ.get("LLMBATCH_ENGINE_ARGS"))
+    plan.add_argument("--chat-template", default=os.environ.get("LLMBATCH_CHAT_TEMPLATE"))
+    plan.add_argument("--batch-name", default=_batch_name_env())
+    plan.add_argument("--work-dir", type=Path, default=None, help="scratch for the id index")
+
+
+def _plan(args: argparse.Namespace) -> ExitCode:
+    from llmbatch.runner.plan import PlanConfig, make_plan
+    from llmbatch.storage import StorageSettings
+
+    summary = make_plan(
+        PlanConfig(
+            input_uri=args.input,
+            output_uri=args.output,
+            model_source=args.model,
+            served_model_name=args.served_model_name,
+            endpoint=Endpoint(args.endpoint),
+            settings=StorageSettings.from_env(),
+            chunk_lines=args.chunk_lines,
+            chunk_bytes=args.chunk_bytes,
+            work_dir=args.work_dir,
+            batch_name=args.batch_name,
+            engine_args=parse_engine_args(args.engine_args),
+            chat_template=args.chat_template,
+        )
+    )
+    print(json.dumps({"total": summary.total, "chunks": summary.chunk_count}))
+    return ExitCode.OK
 
 
 def _run(args: argparse.Namespace) -> ExitCode:
@@ -198,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     shard = getattr(args, "shard_index", None) if args.command == "run" else None
     configure_json_logging(args.batch_name or args.output, shard)
     try:
-        code = _run(args) if args.command == "run" else _finalize(args)
+        code = {"run": _run, "finalize": _finalize, "plan": _plan}[args.command](args)
     except PermanentError as exc:
         log.error("permanent failure: %s", exc)
         print(f"llmbatch-runner: {exc}", file=sys.stderr)
