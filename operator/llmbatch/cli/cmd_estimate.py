@@ -79,7 +79,7 @@ def estimate_file(path: Path, counter: PromptCounter, method: str, assumed: int)
             endpoint = checked.request.url.value
             body = checked.request.body
             result.requests += 1
-            result.prompt_tokens += counter.count(body)
+            result.prompt_tokens += counter.count(body, endpoint)
             budget, was_assumed = completion_budget(body, endpoint, assumed)
             result.completion_tokens += budget
             result.assumed_completion += int(was_assumed)

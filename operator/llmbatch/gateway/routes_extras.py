@@ -108,7 +108,7 @@ def _scan(gateway: Gateway, raw_lines: Iterator[bytes] | list[bytes], count_toke
             elif count_tokens:
                 counter = tokens.counter_for(model_name, model)
                 scan.exact_tokens = scan.exact_tokens and counter.exact
-                prompt = counter.count(result.request.body)
+                prompt = counter.count(result.request.body, result.request.url.value)
                 scan.input_tokens += prompt
                 scan.max_output_tokens += tokens.max_output_tokens(
                     result.request.body, prompt, model, result.request.url.value

@@ -1,6 +1,6 @@
 """The vLLM engine behind the runner: one request in, one OpenAI response body out.
 
-Generation (chat, completions) feeds vLLM's LLMEngine one request at a time and steps it,
+Generation (chat, completions, responses) feeds vLLM's LLMEngine one request at a time and steps it,
 so the runner can keep a bounded window of requests in flight and refill it as each one
 finishes: the scheduler always has work, and no request waits for a slow neighbour.
 Embeddings have no decode loop, so they run in small groups through ``LLM.embed``.
@@ -18,8 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from llmbatch.api import responses_api as responses_request
 from llmbatch.api.lines import Endpoint
-from llmbatch.runner import responses
+from llmbatch.runner import responses, responses_api
 from llmbatch.runner.sampling import RequestError, build_sampling_params
 
 log = logging.getLogger(__name__)
@@ -124,6 +125,8 @@ class _Pending:
     response_id: str
     top_logprobs: int
     echo_prompt: str | None
+    # A Responses request's settings, repeated in its Response object.
+    echo: dict[str, Any] | None = None
 
 
 def _single_prompt(prompt: Any) -> Any:
@@ -180,8 +183,30 @@ class GenerationEngine:
         return len(self._pending)
 
     def submit(self, key: int, response_id: str, body: Mapping[str, Any]) -> None:
-        chat = self.endpoint == Endpoint.CHAT_COMPLETIONS
-        params = build_sampling_params(body, self.defaults, chat=chat)
+        request = body
+        if self.endpoint == Endpoint.RESPONSES:
+            # A Responses request runs as the chat request it describes.
+            try:
+                request = responses_request.to_chat(body)
+            except responses_request.BodyProblem as exc:
+                raise RequestError(f"{exc.field}: {exc.message}") from exc
+        chat = self.endpoint != Endpoint.COMPLETIONS
+        params = build_sampling_params(request, self.defaults, chat=chat)
+        echo = None
+        if self.endpoint == Endpoint.RESPONSES:
+            echo = responses_api.echo_fields(body, params.temperature, params.top_p)
+        self._pending[str(key)] = self._start(key, response_id, request, params, chat, echo)
+
+    def _start(
+        self,
+        key: int,
+        response_id: str,
+        body: Mapping[str, Any],
+        params: Any,
+        chat: bool,
+        echo: dict[str, Any] | None,
+    ) -> _Pending:
+        """Render one request and add it to the engine."""
         echo_prompt: str | None = None
         try:
             if chat:
@@ -201,13 +226,12 @@ class GenerationEngine:
                 top = body.get("logprobs") or 0
                 if body.get("echo"):
                     echo_prompt = prompt if isinstance(prompt, str) else self._decode(prompt)
-            request_id = str(key)
-            self.engine.add_request(request_id, engine_input, params)
+            self.engine.add_request(str(key), engine_input, params)
         except RequestError:
             raise
         except Exception as exc:  # the request's own fault: template, length, parameters
             raise RequestError(_clean_message(exc)) from exc
-        self._pending[request_id] = _Pending(key, response_id, int(top), echo_prompt)
+        return _Pending(key, response_id, int(top), echo_prompt, echo)
 
     def _decode(self, prompt: Mapping[str, Any]) -> str:
         if self._tokenizer is None:
@@ -222,21 +246,27 @@ class GenerationEngine:
             pending = self._pending.pop(output.request_id, None)
             if pending is None:
                 continue
-            if self.endpoint == Endpoint.CHAT_COMPLETIONS:
-                body = responses.chat_body(
-                    pending.response_id, self.served_name, output, pending.top_logprobs
-                )
-            else:
-                body = responses.completion_body(
-                    pending.response_id,
-                    self.served_name,
-                    output,
-                    pending.top_logprobs,
-                    pending.echo_prompt,
-                )
             prompt_tokens, completion_tokens = responses.count_tokens(output)
+            body = self._answer(pending, output)
             finished.append(Finished(pending.key, body, prompt_tokens, completion_tokens))
         return finished
+
+    def _answer(self, pending: _Pending, output: Any) -> dict[str, Any]:
+        if pending.echo is not None:
+            return responses_api.response_body(
+                pending.response_id, self.served_name, output, pending.echo
+            )
+        if self.endpoint == Endpoint.CHAT_COMPLETIONS:
+            return responses.chat_body(
+                pending.response_id, self.served_name, output, pending.top_logprobs
+            )
+        return responses.completion_body(
+            pending.response_id,
+            self.served_name,
+            output,
+            pending.top_logprobs,
+            pending.echo_prompt,
+        )
 
     def abort_all(self) -> list[int]:
         ids = list(self._pending)
