@@ -4,6 +4,7 @@ bucket and an in-memory Kubernetes API, with a clock the tests can move."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
@@ -150,11 +151,18 @@ class GatewayEnv:
 
 @pytest.fixture(scope="module")
 def gateway_env(s3_server: S3Server) -> Iterator[GatewayEnv]:
+    with serve_gateway(s3_server) as env:
+        yield env
+
+
+@contextlib.contextmanager
+def serve_gateway(s3_server: S3Server, **overrides: Any) -> Iterator[GatewayEnv]:
+    """A gateway on its own bucket, with config overrides (camelCase sections)."""
     from llmbatch.storage.s3client import build_client
 
     bucket = f"gw-{uuid.uuid4().hex[:12]}"
     build_client(s3_server.settings()).create_bucket(Bucket=bucket)
-    config = make_config(bucket, s3_server.endpoint_url)
+    config = make_config(bucket, s3_server.endpoint_url, **overrides)
     # Small parts keep the multipart path exercised with small test files.
     settings = s3_server.settings(part_size=5 * 1024 * 1024, backoff_base=0.02)
     store = get_store(f"s3://{bucket}/", settings)

@@ -400,14 +400,20 @@ def test_gateway(rendered: dict[str, list[dict[str, Any]]]) -> None:
         "patch",
     }
     secret_rules = [r for r in role["rules"] if "secrets" in r["resources"]]
-    # Without a storage Secret only the keys Secret is reachable, and only by name.
+    # Without a storage Secret only the keys and webhooks Secrets are reachable, by name.
     assert secret_rules == [
         {
             "apiGroups": [""],
             "resources": ["secrets"],
             "resourceNames": [f"{name}-keys"],
             "verbs": ["get", "update", "patch"],
-        }
+        },
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": [f"{name}-webhooks"],
+            "verbs": ["get"],
+        },
     ]
     assert one(objects, "ServiceAccount", name)
 

@@ -110,6 +110,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (printf "%s-keys" (include "llmbatch.gateway.fullname" .)) .Values.gateway.keysSecretName }}
 {{- end }}
 
+{{- define "llmbatch.gateway.webhooksSecretName" -}}
+{{- default (printf "%s-webhooks" (include "llmbatch.gateway.fullname" .)) .Values.gateway.webhooks.secretName }}
+{{- end }}
+
 {{- define "llmbatch.gateway.namespace" -}}
 {{- default .Release.Namespace .Values.gateway.config.namespace }}
 {{- end }}

@@ -27,6 +27,7 @@ from llmbatch.cli import (
     cmd_status,
     cmd_submit,
     cmd_validate,
+    cmd_webhooks,
 )
 
 if TYPE_CHECKING:
@@ -112,6 +113,7 @@ app.command("results", epilog=cmd_results.EPILOG)(cmd_results.results)
 app.command("validate", epilog=cmd_validate.EPILOG)(cmd_validate.validate)
 app.command("estimate", epilog=cmd_estimate.EPILOG)(cmd_estimate.estimate)
 app.add_typer(cmd_keys.app, name="keys")
+app.add_typer(cmd_webhooks.app, name="webhooks")
 
 
 def main() -> None:
