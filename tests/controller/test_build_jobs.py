@@ -157,6 +157,8 @@ def test_plan_job_is_one_cpu_pod_that_fails_at_once_on_a_bad_input() -> None:
         "m",
         "--endpoint",
         "/v1/completions",
+        "--engine-args",
+        "{}",
     ]
     # No GPU; modest CPU and memory.
     assert container["resources"] == {

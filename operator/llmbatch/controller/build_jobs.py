@@ -110,7 +110,8 @@ def active_deadline_seconds(deadline: datetime, now: datetime, grace: int) -> in
 
 
 def _batch_args(spec: BatchJobSpec, step: str) -> list[str]:
-    """``llmbatch-runner <step>`` with the batch's input, output, model and endpoint."""
+    """``llmbatch-runner <step>`` with the batch's input, output, model, endpoint and engine
+    arguments."""
     return [
         "llmbatch-runner",
         step,
@@ -124,6 +125,9 @@ def _batch_args(spec: BatchJobSpec, step: str) -> list[str]:
         literal(spec.model.name),
         "--endpoint",
         spec.endpoint.value,
+        # The plan refuses prompts longer than max_model_len; the shards load the engine.
+        "--engine-args",
+        literal(json.dumps(spec.model.engine_args, sort_keys=True, separators=(",", ":"))),
     ]
 
 
@@ -132,8 +136,6 @@ def _runner_container(
 ) -> dict[str, Any]:
     command = [
         *_batch_args(spec, "run"),
-        "--engine-args",
-        literal(json.dumps(spec.model.engine_args, sort_keys=True, separators=(",", ":"))),
         "--deadline",
         format_time(deadline),
     ]
