@@ -2,8 +2,8 @@
 
 Each item is either a full batch line (``custom_id``, ``method``, ``url``, ``body``) or a
 shorthand: ``{"prompt": ...}`` or ``{"messages": [...]}`` (or ``{"input": ...}`` for
-embeddings), with any other keys (``max_tokens``, ``temperature``, ``custom_id``) kept.
-Shorthands get ``custom_id`` ``request-<n>`` unless they set one.
+embeddings and responses), with any other keys (``max_tokens``, ``temperature``,
+``custom_id``) kept. Shorthands get ``custom_id`` ``request-<n>`` unless they set one.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ def to_lines(items: list[Any], model: str | None, endpoint: str) -> list[dict[st
         body: dict[str, Any] = {"model": model}
         if endpoint == Endpoint.CHAT_COMPLETIONS and "prompt" in rest:
             body["messages"] = [{"role": "user", "content": rest.pop("prompt")}]
+        if endpoint == Endpoint.RESPONSES and "prompt" in rest and "input" not in rest:
+            body["input"] = rest.pop("prompt")
         body.update(rest)
         custom_id = item.get("custom_id", f"request-{index}")
         lines.append({"custom_id": custom_id, "method": "POST", "url": endpoint, "body": body})

@@ -9,7 +9,7 @@ from anyio import to_thread
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict
 
-from llmbatch.api.lines import Endpoint
+from llmbatch.api.lines import Endpoint, is_unservable, served_endpoints
 from llmbatch.api.timefmt import rfc3339
 from llmbatch.gateway import batches, expiry, ids, inline
 from llmbatch.gateway.auth import PrincipalDep
@@ -41,9 +41,9 @@ class CreateBatch(BaseModel):
 def check_endpoint(value: str | None, default: str | None = None) -> str:
     endpoint = value or default or Endpoint.CHAT_COMPLETIONS.value
     if endpoint not in {e.value for e in Endpoint}:
-        allowed = ", ".join(e.value for e in Endpoint)
+        why = " is an OpenAI endpoint vLLM cannot serve" if is_unservable(endpoint) else ""
         raise bad_request(
-            f"Unsupported endpoint {endpoint!r}: this gateway serves {allowed}.",
+            f"Unsupported endpoint {endpoint!r}{why}: this gateway serves {served_endpoints()}.",
             param="endpoint",
             code="unsupported_endpoint",
         )
