@@ -23,7 +23,10 @@ def run(
         ),
     ] = None,
     endpoint: Annotated[
-        str, typer.Option(help="/v1/chat/completions, /v1/completions or /v1/embeddings.")
+        str,
+        typer.Option(
+            help="/v1/chat/completions, /v1/completions, /v1/embeddings or /v1/responses."
+        ),
     ] = "/v1/chat/completions",
     engine_args: Annotated[str | None, typer.Option(help="vLLM engine arguments as JSON.")] = None,
     checkpoint_seconds: Annotated[float, typer.Option(help="Seconds between checkpoints.")] = 30.0,

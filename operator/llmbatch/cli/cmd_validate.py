@@ -112,7 +112,7 @@ def validate(
         "--endpoint",
         "-e",
         help="The url every line must use (/v1/chat/completions, /v1/completions, "
-        "/v1/embeddings); default: the first valid line's.",
+        "/v1/embeddings, /v1/responses); default: the first valid line's.",
     ),
     max_lines: int | None = typer.Option(
         None, "--max-lines", min=1, help="Reject files with more requests (default: no limit)."
