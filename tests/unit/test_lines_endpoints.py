@@ -77,7 +77,7 @@ def test_served_responses_bodies_pass(body: dict[str, Any]) -> None:
     assert result.request.url == Endpoint.RESPONSES
 
 
-REFUSED_FIELDS = {
+REFUSED_FIELDS: dict[str, dict[str, Any]] = {
     "tools": {"tools": [{"type": "function", "name": "f", "parameters": {}}]},
     "tool_choice": {"tool_choice": "required"},
     "background": {"background": True},
@@ -107,7 +107,7 @@ def test_each_unsupported_field_is_refused_by_name(field: str) -> None:
     assert result.custom_id == "r1"
 
 
-MALFORMED = {
+MALFORMED: dict[str, dict[str, Any]] = {
     "input": {"input": []},
     "instructions": {"instructions": ["not", "text"]},
     "input[0].role": {"input": [{"role": "tool", "content": "x"}]},
