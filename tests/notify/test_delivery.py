@@ -59,7 +59,13 @@ def test_retries_reach_a_receiver_that_fails_first(receiver: Receiver) -> None:
             while state.state == "pending":
                 receiver.box["now"] = now  # type: ignore[attr-defined]
                 outcome = await attempt(
-                    client, receiver.url, receiver.secret, state, body, now, allow_private=True
+                    receiver.url,
+                    receiver.secret,
+                    state,
+                    body,
+                    now,
+                    allow_private=True,
+                    client=client,
                 )
                 state = state.after(outcome, now)
                 now = max(now, state.next_at)
@@ -79,8 +85,7 @@ def test_a_refused_target_is_an_outcome_not_a_crash() -> None:
     delivery = Delivery(event="evt_l", type="batch.failed", created_at=1)
 
     async def run() -> Attempt:
-        async with httpx.AsyncClient() as client:
-            return await attempt(client, "http://127.0.0.1:9/x", new_secret(), delivery, b"{}", NOW)
+        return await attempt("http://127.0.0.1:9/x", new_secret(), delivery, b"{}", NOW)
 
     outcome = asyncio.run(run())
     assert not outcome.ok

@@ -58,6 +58,7 @@ API_CALLS: dict[str, tuple[Any, ...]] = {
     "list_pods": ("ns", "j"),
     "get_secret": ("ns", "s"),
     "patch_batchjob_status": ("ns", "b", {"phase": "Queued"}),
+    "annotate_batchjob": ("ns", "b", {"llmbatch.io/notify": "{}"}),
 }
 # Public members that make no API call.
 LIFECYCLE = {"close", "aclose", "throttled"}

@@ -134,6 +134,50 @@ class ResourcesSpec(CamelModel):
     )
 
 
+# The events a BatchJob's webhook can send, one per terminal phase (OpenAI's batch events).
+WebhookEvent = Literal["batch.completed", "batch.failed", "batch.expired", "batch.cancelled"]
+WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = (
+    "batch.completed",
+    "batch.failed",
+    "batch.expired",
+    "batch.cancelled",
+)
+
+
+class WebhookSecretRef(CamelModel):
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=K8S_NAME_PATTERN,
+        description="Secret in the BatchJob's namespace holding the whsec_ signing secret.",
+    )
+    key: str = Field(
+        default="secret",
+        min_length=1,
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        description="Key of the signing secret in the Secret.",
+    )
+
+
+class NotifySpec(CamelModel):
+    webhook_url: str = Field(
+        max_length=2048,
+        pattern=r"^https?://[^/\s]+.*$",
+        description=(
+            "Where the operator POSTs the batch's terminal event, signed per Standard Webhooks;"
+            " loopback, link-local and private targets are refused unless the operator allows"
+            " them."
+        ),
+    )
+    webhook_secret_ref: WebhookSecretRef = Field(description="The signing secret (whsec_...).")
+    events: list[WebhookEvent] = Field(
+        default_factory=lambda: list(WEBHOOK_EVENTS),
+        max_length=4,
+        description="Events to send; all four terminal events when unset.",
+    )
+
+
 class BatchJobSpec(CamelModel):
     model: ModelSpec = Field(
         json_schema_extra=immutable("model"), description="The model to serve."
@@ -225,6 +269,10 @@ class BatchJobSpec(CamelModel):
             ]
         },
         description="OpenAI batch metadata: up to 16 pairs (keys up to 64, values 512 characters).",
+    )
+
+    notify: NotifySpec | None = Field(
+        default=None, description="A webhook called when the batch reaches a terminal phase."
     )
 
     @field_validator("completion_window")
@@ -360,6 +408,7 @@ __all__ = [
     "Condition",
     "ConditionType",
     "ModelSpec",
+    "NotifySpec",
     "PlanStatus",
     "RequestCounts",
     "ResourcesSpec",
@@ -368,4 +417,5 @@ __all__ = [
     "StorageSpec",
     "Timestamps",
     "Usage",
+    "WebhookSecretRef",
 ]

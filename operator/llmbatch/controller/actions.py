@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from llmbatch.api.documents import FinalizeReason
+from llmbatch.notify.delivery import Delivery
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,13 @@ class DeleteJobs:
     """ttlSecondsAfterFinished passed: delete the Jobs (and so their pods); results stay."""
 
 
+@dataclass(frozen=True)
+class DeliverWebhook:
+    """One attempt of the spec.notify webhook; its outcome is recorded on the BatchJob."""
+
+    delivery: Delivery
+
+
 Action = (
     CreatePlanJob
     | DeletePlanJob
@@ -45,6 +53,7 @@ Action = (
     | SetRunJobSuspended
     | CreateFinalizeJob
     | DeleteJobs
+    | DeliverWebhook
 )
 
 

@@ -58,6 +58,8 @@ class OperatorConfig:
     namespaces: tuple[str, ...] = field(default_factory=tuple)
     # Extra environment for runner pods, e.g. VLLM_CPU_KVCACHE_SPACE on CPU clusters.
     runner_env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    # spec.notify webhooks may target loopback, link-local and private addresses.
+    webhooks_allow_private_targets: bool = False
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
@@ -93,6 +95,10 @@ class OperatorConfig:
             ),
             namespaces=namespaces,
             runner_env=extra,
+            webhooks_allow_private_targets=os.environ.get(
+                "LLMBATCH_WEBHOOKS_ALLOW_PRIVATE_TARGETS", ""
+            ).lower()
+            in ("1", "true", "yes"),
         )
 
 

@@ -25,6 +25,7 @@ from llmbatch.controller.policy import (
     cancel_suspend,
     deadline,
     failure,
+    notify,
     planning,
     progress,
     running,
@@ -72,7 +73,7 @@ def decide(obs: Observation) -> Decision:
     if obs.spec is None:
         return _conclude(obs, status, validation.invalid_spec(obs))
     if obs.current is not None and obs.current.is_terminal():
-        actions = list(ttl.expired_jobs(obs))
+        actions = [*ttl.expired_jobs(obs), *notify.deliveries(obs, status)]
         return Decision(status=status, patch=status_patch(obs.status, status), actions=actions)
     return _conclude(obs, status, _choose(obs, status))
 
@@ -156,7 +157,8 @@ def _conclude(obs: Observation, status: BatchJobStatus, chosen: Verdict) -> Deci
     return Decision(
         status=status,
         patch=status_patch(obs.status, status),
-        actions=list(verdict.actions),
+        # The webhook goes out after the status write that made the batch terminal.
+        actions=[*verdict.actions, *notify.deliveries(obs, status)],
         events=events,
         transition=transition,
         rejected=rejected,

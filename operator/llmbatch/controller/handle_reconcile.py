@@ -22,7 +22,7 @@ import kopf
 from llmbatch.api.documents import ShardProgress
 from llmbatch.api.phases import Phase
 from llmbatch.api.plan import PlanSummary
-from llmbatch.controller import metrics
+from llmbatch.controller import metrics, notify_delivery
 from llmbatch.controller.actions import (
     Action,
     CreateFinalizeJob,
@@ -75,6 +75,8 @@ class BatchJobMemory:
     # The input's estimated line count; looked up once per process, only while running.
     estimated_total: int | None = None
     estimate_tried: bool = False
+    # The llmbatch.io/notify annotation as last written by us (spec.notify webhook delivery).
+    notify: str | None = None
     # The plan's summary: immutable, so read once per daemon (again after a restart).
     plan: PlanSummary | None = None
 
@@ -296,7 +298,7 @@ async def reconcile_once(
     runtime = runtime or get_runtime()
     started = time.monotonic()
     now = datetime.now(UTC)
-    batch = _current(body, memory)
+    batch = notify_delivery.overlay(_current(body, memory), memory.notify)
     try:
         obs = await observe(runtime, batch, memory, now)
         decision = decide(obs)
@@ -305,7 +307,10 @@ async def reconcile_once(
         if not await write_status(runtime, body, batch, decision, memory):
             return None
         await run_actions(runtime, batch, decision.actions, now)
-        return next_delay(runtime.config, obs, decision)
+        written = await notify_delivery.run(runtime, batch, decision.actions, now.timestamp())
+        memory.notify = written or memory.notify
+        delay = next_delay(runtime.config, obs, decision)
+        return notify_delivery.next_delay(delay, obs, decision, written)
     finally:
         metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
 

@@ -111,7 +111,18 @@ class KubeApi:
                 return None
             raise
 
-    # --- BatchJob status --------------------------------------------------------------------
+    # --- BatchJob metadata and status -------------------------------------------------------
+
+    async def annotate_batchjob(
+        self, namespace: str, name: str, annotations: Mapping[str, str]
+    ) -> dict[str, Any]:
+        """Merge our own bookkeeping annotations (llmbatch.io/...) into the BatchJob."""
+        return await self._kube.request(
+            "PATCH",
+            batchjobs_path(_q(namespace), _q(name)),
+            {"metadata": {"annotations": dict(annotations)}},
+            content_type=MERGE_PATCH,
+        )
 
     async def patch_batchjob_status(
         self, namespace: str, name: str, status_patch: Mapping[str, Any]

@@ -48,6 +48,9 @@ class Observation:
     aggregate: Aggregate | None = None
     manifest: Manifest | None = None
     validation: ValidationResult | None = None
+    uid: str = ""
+    # Our own bookkeeping on the object (llmbatch.io/ annotations, e.g. webhook delivery).
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def current(self) -> Phase | None:
@@ -103,6 +106,8 @@ def read_batchjob(
         problems=tuple(problems),
         deadline=deadline_of(meta, spec) if spec is not None else None,
         stop_grace_seconds=stop_grace_seconds,
+        uid=str(meta.get("uid") or ""),
+        annotations=dict(meta.get("annotations") or {}),
     )
 
 

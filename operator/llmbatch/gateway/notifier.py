@@ -105,7 +105,13 @@ class Notifier:
         body = event_body(delivery.event, delivery.type, delivery.created_at or int(now), batch_id)
         allow = self.gateway.config.webhooks.allow_private_targets
         outcome = await attempt(
-            self.client, endpoint.url, endpoint.secret, delivery, body, now, allow_private=allow
+            endpoint.url,
+            endpoint.secret,
+            delivery,
+            body,
+            now,
+            allow_private=allow,
+            client=self.client,
         )
         done = delivery.after(outcome, now)
         if not outcome.ok:

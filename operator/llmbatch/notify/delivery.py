@@ -17,7 +17,7 @@ from typing import Literal
 import httpx
 
 from llmbatch.notify.signing import sign_headers
-from llmbatch.notify.urls import UrlRefused, check_url
+from llmbatch.notify.urls import check_url
 
 # Pause after the n-th failed attempt (the first attempt is immediate): about 16 h in all.
 BACKOFF_SECONDS = (5, 30, 120, 300, 900, 1800, 3600, 7200, 14400, 28800)
@@ -71,7 +71,6 @@ class Attempt:
 
 
 async def attempt(
-    client: httpx.AsyncClient,
     url: str,
     secret: str,
     delivery: Delivery,
@@ -79,22 +78,36 @@ async def attempt(
     now: float,
     *,
     allow_private: bool = False,
+    client: httpx.AsyncClient | None = None,
 ) -> Attempt:
-    """POST the signed event once. Never raises for the receiver's faults: they are outcomes."""
+    """POST the signed event once (with ``client``, or a client of its own). Never raises for
+    the receiver's or the secret's faults: they are outcomes, retried like any other."""
     try:
         await asyncio.to_thread(check_url, url, allow_private=allow_private)
-    except UrlRefused as exc:
+        headers = {
+            "content-type": "application/json",
+            "user-agent": "llmbatch-webhooks/1",
+            **sign_headers(secret, delivery.event, int(now), body),
+        }
+    except ValueError as exc:  # UrlRefused, or a secret that is not whsec_...
         return Attempt(ok=False, error=str(exc)[:300])
-    headers = {
-        "content-type": "application/json",
-        "user-agent": "llmbatch-webhooks/1",
-        **sign_headers(secret, delivery.event, int(now), body),
-    }
     try:
-        # Redirects are not followed: a redirect could lead past the URL check.
-        response = await client.post(url, content=body, headers=headers, timeout=ATTEMPT_TIMEOUT)
+        if client is None:
+            async with httpx.AsyncClient(follow_redirects=False) as own:
+                response = await _post(own, url, body, headers)
+        else:
+            response = await _post(client, url, body, headers)
     except httpx.HTTPError as exc:
         return Attempt(ok=False, error=f"{type(exc).__name__}: {exc}"[:300])
     if 200 <= response.status_code < 300:
         return Attempt(ok=True, status=response.status_code)
     return Attempt(ok=False, status=response.status_code, error=f"HTTP {response.status_code}")
+
+
+async def _post(
+    client: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]
+) -> httpx.Response:
+    # Redirects are not followed: a redirect could lead past the URL check.
+    return await client.post(
+        url, content=body, headers=headers, timeout=ATTEMPT_TIMEOUT, follow_redirects=False
+    )

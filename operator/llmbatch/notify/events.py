@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 
+from llmbatch.api.batchjob import WEBHOOK_EVENTS
 from llmbatch.api.phases import Phase
 
-BATCH_EVENTS = ("batch.completed", "batch.failed", "batch.expired", "batch.cancelled")
+BATCH_EVENTS = WEBHOOK_EVENTS
 
 _BY_PHASE = {
     Phase.SUCCEEDED: "batch.completed",
