@@ -24,7 +24,7 @@ transformers is imported only when a tokenizer is loaded: it is heavy and option
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -139,14 +139,38 @@ class PromptCounter:
         texts, ids = _prompt_parts(_prompt_value(body))
         return sum(len(self.tokenizer.encode(text)) for text in texts) + ids
 
+    def count_many(
+        self, bodies: Sequence[Mapping[str, Any]], endpoint: str | None = None
+    ) -> list[int]:
+        """``count`` of each body. With a tokenizer, the rendered chat prompts are encoded in
+        one batch, which a fast tokenizer spreads over the CPU's cores."""
+        if self.tokenizer is None or not getattr(self.tokenizer, "chat_template", None):
+            return [self.count(body, endpoint) for body in bodies]
+        counts = [0] * len(bodies)
+        rendered: list[str] = []
+        places: list[int] = []
+        for place, body in enumerate(bodies):
+            messages = _chat_messages(body, endpoint)
+            if messages is None:
+                counts[place] = self.count(body, endpoint)
+            else:
+                rendered.append(self._render(messages))
+                places.append(place)
+        if rendered:
+            encoded = self.tokenizer(rendered, add_special_tokens=False)["input_ids"]
+            for place, ids in zip(places, encoded, strict=True):
+                counts[place] = len(ids)
+        return counts
+
+    def _render(self, messages: list[Any]) -> str:
+        text = self.tokenizer.apply_chat_template(
+            [_with_text_content(m) for m in messages], tokenize=False, add_generation_prompt=True
+        )
+        return str(text)
+
     def _chat_tokens(self, messages: list[Any]) -> int:
         if getattr(self.tokenizer, "chat_template", None):
-            text = self.tokenizer.apply_chat_template(
-                [_with_text_content(m) for m in messages],
-                tokenize=False,
-                add_generation_prompt=True,
-            )
-            return len(self.tokenizer.encode(str(text), add_special_tokens=False))
+            return len(self.tokenizer.encode(self._render(messages), add_special_tokens=False))
         # No template: vLLM would refuse the request; the message texts are the best guess.
         texts = [text for message in messages for text in _message_texts(message)]
         return sum(len(self.tokenizer.encode(text, add_special_tokens=False)) for text in texts)

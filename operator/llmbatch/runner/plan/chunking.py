@@ -41,23 +41,21 @@ class SegmentLines:
     completion_tokens: array[int] = field(default_factory=lambda: array("q"))
     keys: list[array[int]] = field(default_factory=lambda: [array("q") for _ in PREFIX_LEVELS])
 
-    def add(
-        self,
-        number: int,
-        offset: int,
-        size: int,
-        tokens: tuple[int, int],
-        keys: Sequence[int],
-    ) -> None:
-        """A runnable line: its number, where it starts, its size without the newline,
-        (prompt tokens, max completion tokens) and its prefix keys."""
+    def add(self, number: int, offset: int, size: int, keys: Sequence[int]) -> int:
+        """A runnable line (its number, where it starts, its size without the newline and its
+        prefix keys); its position, by which ``set_tokens`` fills its counts later."""
         self.numbers.append(number)
         self.offsets.append(offset)
         self.ends.append(offset + size + 1)
-        self.prompt_tokens.append(tokens[0])
-        self.completion_tokens.append(tokens[1])
+        self.prompt_tokens.append(0)
+        self.completion_tokens.append(0)
         for column, key in zip(self.keys, keys, strict=True):
             column.append(key)
+        return len(self.numbers) - 1
+
+    def set_tokens(self, position: int, tokens: tuple[int, int]) -> None:
+        """(prompt tokens, most completion tokens) of the line at ``position``."""
+        self.prompt_tokens[position], self.completion_tokens[position] = tokens
 
     def __len__(self) -> int:
         return len(self.numbers)

@@ -10,7 +10,7 @@ context it counts 0, and the summary's max_completion_tokens is then a lower bou
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,8 +39,13 @@ class LineTokens:
     endpoint: str
     max_model_len: int | None = None
 
-    def count(self, body: Mapping[str, Any]) -> tuple[int, int]:
-        """(prompt tokens, most completion tokens) of one request body."""
-        prompt = self.counter.count(body, self.endpoint)
+    def count(self, bodies: Sequence[Mapping[str, Any]]) -> list[tuple[int, int]]:
+        """(prompt tokens, most completion tokens) of each request body."""
+        prompts = self.counter.count_many(bodies, self.endpoint)
+        return [
+            self._with_budget(body, prompt) for body, prompt in zip(bodies, prompts, strict=True)
+        ]
+
+    def _with_budget(self, body: Mapping[str, Any], prompt: int) -> tuple[int, int]:
         left = max(0, self.max_model_len - prompt) if self.max_model_len else 0
         return prompt, completion_budget(body, self.endpoint, left)[0]

@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 # The gateway holds uploads to OpenAI's per-file limits; a BatchJob's input may be any size.
 NO_FILE_LIMITS = Limits(max_lines=2**62, max_bytes=2**62)
+# Lines whose prompts are tokenized in one call (bounded: their bodies wait in memory).
+TOKEN_BATCH = 256
 # Chunk objects written at once (S3 PUTs are slow one by one, and small).
 WRITERS = 8
 
@@ -120,6 +122,13 @@ def _storage_errors(what: str, uri: str) -> Iterator[None]:
         raise PermanentError(f"{what} {uri} cannot be read: {exc}") from exc
 
 
+@dataclass
+class _Tally:
+    runnable: int = 0
+    prompt_tokens: int = 0
+    max_completion_tokens: int = 0
+
+
 class Planner:
     """One pass: validate, count, group and cut; writes chunks and error parts as it goes."""
 
@@ -141,6 +150,10 @@ class Planner:
         self.errors = ErrorParts(store, layout)
         self.segments: list[Segment] = []
         self.pending: list[Future[None]] = []
+        # Plain ints per line; the pydantic summary is filled once, at the end.
+        self.tally = _Tally()
+        # Runnable lines of the current segment whose tokens are not counted yet.
+        self.uncounted: list[tuple[int, dict[str, Any]]] = []
         self.summary = PlanSummary(
             input=config.input_uri,
             chunk_lines=config.chunk_lines,
@@ -166,6 +179,11 @@ class Planner:
                     self._scan(reader, validator, pool)
             self._wait_writes()
         self.summary.error_parts = self.errors.close()
+        self.summary.runnable = self.tally.runnable
+        self.summary.invalid = self.errors.count
+        self.summary.total = self.tally.runnable + self.errors.count
+        self.summary.prompt_tokens = self.tally.prompt_tokens
+        self.summary.max_completion_tokens = self.tally.max_completion_tokens
         self.summary.segments = self.segments
         self.summary.created_at = now_rfc3339()
         log.info(
@@ -202,23 +220,30 @@ class Planner:
         result = validator.check(line.number, line.raw)
         if result is None:
             return
-        self.summary.total += 1
         if isinstance(result, LineError):
             rejected: records.Record | None = _error_record(self.config.batch_name, result)
         else:
             rejected = self._not_served(result)
         if rejected is not None:
-            self.summary.invalid += 1
             self.errors.add(rejected)
             return
         assert isinstance(result, ValidLine)
         body = result.request.body
-        tokens = self.tokens.count(body)
         keys = prefix_keys(body, self.tokens.endpoint)
-        segment.add(line.number, line.offset, len(line.raw), tokens, keys)
-        self.summary.runnable += 1
-        self.summary.prompt_tokens += tokens[0]
-        self.summary.max_completion_tokens += tokens[1]
+        position = segment.add(line.number, line.offset, len(line.raw), keys)
+        self.tally.runnable += 1
+        self.uncounted.append((position, body))
+        if len(self.uncounted) >= TOKEN_BATCH:
+            self._count_tokens(segment)
+
+    def _count_tokens(self, segment: SegmentLines) -> None:
+        """Token counts of the lines waiting for them, in one batch."""
+        counts = self.tokens.count([body for _, body in self.uncounted])
+        for (position, _), tokens in zip(self.uncounted, counts, strict=True):
+            segment.set_tokens(position, tokens)
+            self.tally.prompt_tokens += tokens[0]
+            self.tally.max_completion_tokens += tokens[1]
+        self.uncounted.clear()
 
     def _not_served(self, line: ValidLine) -> records.Record | None:
         """The error record of a valid line for another model than the batch's."""
@@ -237,6 +262,7 @@ class Planner:
     def _close_segment(
         self, segment: SegmentLines, last_line: int, input_size: int, pool: ThreadPoolExecutor
     ) -> None:
+        self._count_tokens(segment)
         first_chunk = self.summary.chunk_count
         result = cut(segment, self.limits, first_chunk, input_size)
         self.segments.append(
