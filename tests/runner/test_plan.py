@@ -162,6 +162,14 @@ def test_second_plan_returns_the_same_summary_and_writes_nothing(tmp_path: Path)
     assert snapshot(tmp_path / "out") == before
 
 
+def test_a_plan_of_another_input_is_refused(tmp_path: Path) -> None:
+    first = write_lines(tmp_path / "one.jsonl", MIXED)
+    other = write_lines(tmp_path / "two.jsonl", MIXED)
+    plan_file(first, tmp_path / "out")
+    with pytest.raises(PermanentError, match=re.escape(f"plan of {first}, not of {other}")):
+        plan_file(other, tmp_path / "out")
+
+
 def test_a_lost_race_returns_the_winners_plan(tmp_path: Path) -> None:
     path = write_lines(tmp_path / "in.jsonl", MIXED)
     output = tmp_path / "out"

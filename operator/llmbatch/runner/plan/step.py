@@ -97,6 +97,7 @@ def make_plan(config: PlanConfig) -> PlanSummary:
     with _storage_errors("output", config.output_uri):
         existing = read_plan(store, layout)
         if existing is not None:
+            _check_same_input(existing, config)
             log.info("plan exists: %d lines in %d chunks", existing.total, existing.chunk_count)
             return existing
         with tempfile.TemporaryDirectory(prefix="llmbatch-plan-", dir=config.work_dir) as work:
@@ -109,6 +110,15 @@ def make_plan(config: PlanConfig) -> PlanSummary:
         winner = read_plan(store, layout)
         assert winner is not None
         return winner
+
+
+def _check_same_input(plan: PlanSummary, config: PlanConfig) -> None:
+    """An output prefix holds one batch: a plan of another input must not be run instead."""
+    if plan.input != config.input_uri:
+        raise PermanentError(
+            f"output {config.output_uri} already holds the plan of {plan.input}, "
+            f"not of {config.input_uri}; use another output"
+        )
 
 
 @contextmanager
