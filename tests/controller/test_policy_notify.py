@@ -18,6 +18,7 @@ from llmbatch.controller import notify_delivery
 from llmbatch.controller.actions import DeliverWebhook
 from llmbatch.controller.config import OperatorConfig
 from llmbatch.controller.decide import decide
+from llmbatch.controller.handle_watch import needs_daemon
 from llmbatch.controller.policy import notify
 from llmbatch.controller.runtime import Runtime
 from llmbatch.notify.delivery import BACKOFF_SECONDS, Attempt, Delivery
@@ -174,3 +175,18 @@ def test_loopback_targets_are_refused_unless_the_operator_allows_them(
     state = Delivery.from_json(written)
     assert state is not None and state.state == "pending" and "loopback" in state.error
     assert receiver.received == []
+
+
+def test_a_finished_batchjob_keeps_its_daemon_while_its_webhook_is_owed() -> None:
+    status = validated("Succeeded", completionTime="2026-01-01T12:10:00Z")
+    assert not needs_daemon(batchjob(status))
+    body = batchjob(status, notify=NOTIFY)
+    assert notify.owes_webhook(body) and needs_daemon(body)
+    pending_state = Delivery(event="evt_1", type="batch.completed", created_at=1, attempts=2)
+    assert needs_daemon(annotated(batchjob(status, notify=NOTIFY), pending_state))
+    for final in ("delivered", "failed"):
+        done = Delivery(event="evt_1", type="batch.completed", created_at=1, state=final)
+        assert not needs_daemon(annotated(batchjob(status, notify=NOTIFY), done))
+    unwanted = batchjob(status, notify={**NOTIFY, "events": ["batch.failed"]})
+    assert not needs_daemon(unwanted)
+    assert not notify.owes_webhook(batchjob(validated("Running"), notify=NOTIFY))

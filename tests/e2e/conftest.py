@@ -53,7 +53,11 @@ def operator(
         tmp_path_factory.mktemp("operator") / "operator.log",
         # Progress every second, so tests that act "mid-run" see the first finished request
         # long before a shard could be done (the tiny model is fast).
-        extra_env={"LLMBATCH_RUNNER_ENV_LLMBATCH_PROGRESS_SECONDS": "1"},
+        extra_env={
+            "LLMBATCH_RUNNER_ENV_LLMBATCH_PROGRESS_SECONDS": "1",
+            # spec.notify tests receive webhooks on 127.0.0.1 (test_notify.py).
+            "LLMBATCH_WEBHOOKS_ALLOW_PRIVATE_TARGETS": "true",
+        },
     )
     proc.start()
     try:

@@ -9,6 +9,7 @@ from typing import Any
 from llmbatch.api.gvk import KIND
 from llmbatch.api.phases import Phase
 from llmbatch.controller import metrics
+from llmbatch.controller.policy.notify import owes_webhook
 from llmbatch.controller.runtime import Wakers
 
 
@@ -38,10 +39,13 @@ def on_job_event(wakers: Wakers, body: Mapping[str, Any]) -> None:
 
 
 def needs_daemon(body: Mapping[str, Any]) -> bool:
-    """Finished BatchJobs need no daemon, unless their Jobs still await ttl deletion."""
+    """Finished BatchJobs need no daemon, unless their Jobs still await ttl deletion or their
+    webhook still awaits its event."""
     phase = (body.get("status") or {}).get("phase")
     try:
         finished = bool(phase) and Phase(str(phase)).is_terminal()
     except ValueError:
         finished = False
-    return not finished or (body.get("spec") or {}).get("ttlSecondsAfterFinished") is not None
+    if not finished or (body.get("spec") or {}).get("ttlSecondsAfterFinished") is not None:
+        return True
+    return owes_webhook(body)

@@ -9,10 +9,12 @@ derived from the BatchJob's uid and the event type.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from llmbatch.api.batchjob import BatchJobStatus
+from llmbatch.api.batchjob import WEBHOOK_EVENTS, BatchJobStatus
 from llmbatch.api.gvk import LABEL_PREFIX
+from llmbatch.api.phases import Phase
 from llmbatch.controller.actions import Action, DeliverWebhook
 from llmbatch.notify.delivery import Delivery
 from llmbatch.notify.events import event_id, event_type
@@ -37,6 +39,25 @@ def pending(obs: Observation, status: BatchJobStatus) -> Delivery | None:
     return Delivery(
         event=event_id(obs.uid or obs.name, kind), type=kind, created_at=int(finished.timestamp())
     )
+
+
+def owes_webhook(body: Mapping[str, Any]) -> bool:
+    """Whether a finished BatchJob still owes its webhook an event (so its daemon must live):
+    it has spec.notify, wants its phase's event, and no delivery has ended (delivered or
+    given up) yet. Reads the raw object, as kopf's daemon filter sees it."""
+    spec = body.get("spec") or {}
+    notify = spec.get("notify")
+    if not isinstance(notify, Mapping):
+        return False
+    try:
+        kind = event_type(Phase(str((body.get("status") or {}).get("phase"))))
+    except ValueError:
+        return False
+    if kind is None or kind not in notify.get("events", WEBHOOK_EVENTS):
+        return False
+    annotations = (body.get("metadata") or {}).get("annotations") or {}
+    stored = Delivery.from_json(annotations.get(NOTIFY_ANNOTATION))
+    return stored is None or stored.type != kind or stored.state == "pending"
 
 
 def deliveries(obs: Observation, status: BatchJobStatus) -> tuple[Action, ...]:
