@@ -112,11 +112,18 @@ class GatewayProcess(Process):
 
 
 def keys_cli(sandbox: SandboxInfo, *args: str) -> subprocess.CompletedProcess[str]:
+    return namespaced_cli(sandbox, "keys", *args)
+
+
+def namespaced_cli(
+    sandbox: SandboxInfo, group: str, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`llmbatch <group> <args> --namespace <the sandbox's>` as a user runs it."""
     command = [
         sys.executable,
         "-m",
         "llmbatch.cli.main",
-        "keys",
+        group,
         *args,
         "--namespace",
         sandbox.namespace,

@@ -15,7 +15,16 @@ import openai
 import pytest
 
 from tests.fixtures.sandbox import SandboxInfo
-from tests.gateway.procs import GatewayProcess, Process, create_key, gateway_config
+from tests.gateway.procs import (
+    GatewayProcess,
+    Process,
+    create_key,
+    gateway_config,
+    namespaced_cli,
+    wait_for,
+)
+from tests.gateway.test_batch_object import check_batch
+from tests.notify.receiver import Receiver
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -49,6 +58,8 @@ def e2e_gateway(
         sandbox,
         {tiny_served_name: {"source": str(tiny_model), "parallelism": 2, "resources": {"gpu": 1}}},
         prices={tiny_served_name: {"input": 0.1, "output": 0.2}},
+        # The test's webhook receiver listens on 127.0.0.1.
+        webhooks={"allowPrivateTargets": True, "intervalSeconds": 0.5},
     )
     if not sandbox.is_sandbox:
         pytest.skip(
@@ -70,6 +81,12 @@ def test_batch_through_the_sdk_completes(
 ) -> None:
     key = create_key(sandbox, "e2e", "basic")
     sdk = openai.OpenAI(api_key=key, base_url=e2e_gateway.url + "/v1", max_retries=2)
+    receiver = Receiver(clock=time.time)
+    added = namespaced_cli(
+        sandbox, "webhooks", "add", receiver.url, "--tenant", "e2e", "--allow-private"
+    )
+    assert added.returncode == 0, added.stderr
+    receiver.secret = added.stdout.strip().splitlines()[-1]
     requests = [
         {
             "custom_id": f"q-{i}",
@@ -128,3 +145,20 @@ def test_batch_through_the_sdk_completes(
         assert line["response"]["body"]["choices"][0]["message"]["content"] is not None
     assert sdk.files.retrieve(batch.output_file_id).purpose == "batch_output"
     assert batch.id in [b.id for b in sdk.batches.list()]
+
+    # The Batch object as OpenAI publishes it, with the real run's model and usage.
+    raw = sdk.batches.with_raw_response.retrieve(batch.id).http_response.json()
+    checked = check_batch(raw)
+    assert checked.model == tiny_served_name
+    assert checked.usage is not None and checked.usage.input_tokens > 0
+    assert checked.usage.total_tokens == checked.usage.input_tokens + checked.usage.output_tokens
+
+    # The tenant's webhook: one signed batch.completed event, from the gateway's notifier.
+    try:
+        wait_for(lambda: bool(receiver.received), 30, "the batch.completed webhook")
+        (delivery,) = receiver.received
+        assert delivery.verified and delivery.status == 200
+        assert delivery.event["type"] == "batch.completed"
+        assert delivery.event["data"] == {"id": batch.id}
+    finally:
+        receiver.close()
