@@ -88,6 +88,12 @@ bench-gateway: $(STAMP) ## 200 MB upload through the gateway vs boto3; GET laten
 	$(PY) benchmarks/bench_gateway.py
 bench-soak: $(STAMP) ## 50 BatchJobs with runner kills and S3 faults: lost, duplicated, recomputed
 	$(PY) benchmarks/bench_soak.py
+.PHONY: bench-scale bench-prefix
+bench: bench-scale bench-prefix
+bench-scale: $(STAMP) ## Plan + run + finalize of 100,000 and 1,000,000 lines: RSS per step, S3 bytes read / input
+	$(PY) benchmarks/bench_scale.py
+bench-prefix: $(STAMP) ## Prefix-grouped plan: llmbatch run vs vLLM run_batch on shuffled documents x questions
+	$(PY) benchmarks/bench_prefix.py
 
 .PHONY: images
 images: ## Build the container images (needs Docker)
