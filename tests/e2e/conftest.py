@@ -82,7 +82,8 @@ def new_batchjob(
         run = f"{name}-{uuid.uuid4().hex[:6]}"
         base = f"s3://{sandbox.bucket}/e2e/{run}"
         body["metadata"] = {"name": run, "namespace": NAMESPACE}
-        body["spec"]["model"]["source"] = model_uri
+        # The example serves a real model; these tests run the tiny one (fast, any answer).
+        body["spec"]["model"] = {"name": tiny_served_name, "source": model_uri}
         body["spec"]["input"] = f"{base}/input.jsonl"
         body["spec"]["output"] = f"{base}/out/"
         body["spec"]["parallelism"] = 2

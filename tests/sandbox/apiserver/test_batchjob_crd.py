@@ -71,7 +71,8 @@ def test_apply_example_and_printer_columns(
     wide = kubectl(cluster.kubeconfig, "get", "bj", "-n", namespace, "-o", "wide").stdout
     header = wide.splitlines()[0].split()
     assert header == ["NAME", "PHASE", "PROGRESS", "DEADLINE", "AGE", "MODEL", "THROUGHPUT", "ETA"]
-    assert wide.splitlines()[1].split()[-3:] == ["tiny-qwen", "12.5", "1m"]
+    model = _example()["spec"]["model"]["name"]
+    assert wide.splitlines()[1].split()[-3:] == [model, "12.5", "1m"]
 
 
 def test_invalid_parallelism_is_422_naming_the_field(
