@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import kopf
@@ -180,6 +181,21 @@ async def test_missing_input_fails_validation_with_what_to_fix(
     status = api.batchjobs["demo"]["status"]
     assert status["phase"] == "Failed"
     assert "does not exist; upload the JSONL file or fix the URI" in status["message"]
+
+
+async def test_no_size_limit_unless_the_operator_sets_one(
+    world: tuple[FakeApi, Runtime, Callable[..., dict[str, Any]]],
+) -> None:
+    api, runtime, make = world
+    body = make()
+    await reconcile_once(body, BatchJobMemory(), runtime)
+    assert api.batchjobs["demo"]["status"]["phase"] == "Queued"
+    limited = Runtime(api=api, config=replace(runtime.config, max_input_bytes=5))  # type: ignore[arg-type]
+    body = make(name="big")
+    await reconcile_once(body, BatchJobMemory(), limited)
+    status = api.batchjobs["big"]["status"]
+    assert status["phase"] == "Failed"
+    assert "over the 5-byte limit" in status["message"]
 
 
 async def test_unreachable_storage_keeps_validating(

@@ -54,7 +54,9 @@ class OperatorConfig:
     idle_interval: float = 30.0
     # Progress-only status changes are written at most this often per BatchJob.
     progress_write_interval: float = 5.0
-    max_input_bytes: int = 200 * 1024 * 1024
+    # 0: no limit. The plan step streams an input of any size with bounded memory; a limit
+    # here refuses larger inputs at validation (LLMBATCH_MAX_INPUT_BYTES).
+    max_input_bytes: int = 0
     namespaces: tuple[str, ...] = field(default_factory=tuple)
     # Extra environment for runner pods, e.g. VLLM_CPU_KVCACHE_SPACE on CPU clusters.
     runner_env: tuple[tuple[str, str], ...] = field(default_factory=tuple)

@@ -1,5 +1,6 @@
 """Validating: the checks that need I/O. The storage Secret must exist (it is read only for
-the head call's credentials), the input object must exist and be within the size limit."""
+the head call's credentials), the input object must exist, not be empty, and be within the
+size limit if the operator sets one (by default none: the plan step streams any size)."""
 
 from __future__ import annotations
 
@@ -72,7 +73,7 @@ def _head_input(
         )
     if info.size == 0:
         return ValidationResult.failed(f"spec.input: {uri} is empty; it needs at least one request")
-    if info.size > config.max_input_bytes:
+    if config.max_input_bytes and info.size > config.max_input_bytes:
         return ValidationResult.failed(
             f"spec.input: {uri} is {info.size} bytes, over the {config.max_input_bytes}-byte "
             "limit; split it into several BatchJobs"
