@@ -71,6 +71,9 @@ def test_volatile_fields_are_wire_names_of_the_model() -> None:
         "throughput",
         "eta",
         "shards",
+        "gpuSeconds",
+        "gpuSecondsAt",
+        "costUsd",
     } == VOLATILE_FIELDS
 
 

@@ -95,7 +95,8 @@ def test_printer_columns() -> None:
     default = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]
     wide = [c["name"] for c in version["additionalPrinterColumns"] if c.get("priority") == 1]
     assert default == ["Phase", "Progress", "Deadline", "Age"]
-    assert wide == ["Model", "Throughput", "ETA"]
+    assert wide == ["Model", "Throughput", "ETA", "Shards"]
+    assert columns["Shards"]["jsonPath"] == ".status.shardCount"
     assert columns["Phase"]["jsonPath"] == ".status.phase"
     assert columns["Age"] == {
         "name": "Age",

@@ -10,7 +10,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
@@ -178,7 +185,29 @@ class NotifySpec(CamelModel):
     )
 
 
+# How the operator moves the shard count between parallelism and maxParallelism.
+ScalingPolicy = Literal["Deadline", "None"]
+
+
+class PricingSpec(CamelModel):
+    gpu_hour_usd: float = Field(
+        ge=0, le=100000, description="Price of one GPU for one hour, for status.costUsd."
+    )
+
+
 class BatchJobSpec(CamelModel):
+    # maxParallelism below parallelism is refused at apply time (CEL) and when parsed.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.maxParallelism) || self.maxParallelism >= self.parallelism",
+                    "message": "spec.maxParallelism must be at least spec.parallelism",
+                }
+            ]
+        }
+    )
+
     model: ModelSpec = Field(
         json_schema_extra=immutable("model"), description="The model to serve."
     )
@@ -214,7 +243,27 @@ class BatchJobSpec(CamelModel):
         ge=1,
         le=1000,
         json_schema_extra=immutable("parallelism"),
-        description="Number of shards (Indexed Job completions).",
+        description="Number of shards (Indexed Job completions); the floor when scaling.",
+    )
+    max_parallelism: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description=(
+            "Most shards the operator may run to meet the deadline (extra Indexed Jobs of one"
+            " shard each, admitted on their own); parallelism when unset. Mutable."
+        ),
+    )
+    scaling_policy: ScalingPolicy | None = Field(
+        default=None,
+        description=(
+            "Deadline: add shards while the measured ETA passes the deadline, remove them once"
+            " comfortably ahead. None: keep parallelism. Deadline when maxParallelism >"
+            " parallelism."
+        ),
+    )
+    pricing: PricingSpec | None = Field(
+        default=None, description="A GPU price, for the cost figure in status."
     )
     resources: ResourcesSpec = Field(
         default_factory=ResourcesSpec, description="Per-shard resources."
@@ -275,6 +324,25 @@ class BatchJobSpec(CamelModel):
         default=None, description="A webhook called when the batch reaches a terminal phase."
     )
 
+    @field_validator("max_parallelism")
+    @classmethod
+    def _at_least_parallelism(cls, value: int | None, info: ValidationInfo) -> int | None:
+        floor = info.data.get("parallelism")
+        if value is not None and floor is not None and value < floor:
+            raise ValueError(f"must be at least spec.parallelism ({floor}), got {value}")
+        return value
+
+    @property
+    def shard_ceiling(self) -> int:
+        """The most shards the batch may run: maxParallelism, or parallelism when unset."""
+        return max(self.max_parallelism or self.parallelism, self.parallelism)
+
+    @property
+    def elastic(self) -> bool:
+        """The operator steers the shard count toward the deadline."""
+        policy = self.scaling_policy or "Deadline"
+        return policy == "Deadline" and self.shard_ceiling > self.parallelism
+
     @field_validator("completion_window")
     @classmethod
     def _window_parses(cls, value: str) -> str:
@@ -334,6 +402,19 @@ class PlanStatus(CamelModel):
     )
 
 
+class ShardChange(CamelModel):
+    """One change of the shard count, and why (the Scaling condition's reason)."""
+
+    time: Time
+    from_: int = Field(alias="from", ge=0)
+    to: int = Field(ge=0)
+    reason: str
+
+
+# The shard-count history keeps the most recent changes.
+MAX_SHARD_HISTORY = 20
+
+
 class Timestamps(CamelModel):
     """When each OpenAI-visible transition happened (RFC 3339)."""
 
@@ -378,6 +459,23 @@ class BatchJobStatus(CamelModel):
     plan_job_name: str | None = None
     plan: PlanStatus | None = None
     shards: list[ShardStatus] = Field(default_factory=list)
+    shard_count: int | None = Field(
+        default=None, ge=0, description="Shards the batch runs now (parallelism plus extras)."
+    )
+    shard_history: list[ShardChange] = Field(
+        default_factory=list,
+        max_length=MAX_SHARD_HISTORY,
+        description="The latest changes of the shard count.",
+    )
+    gpu_seconds: float | None = Field(
+        default=None, ge=0, description="GPU-seconds the shard pods have run so far."
+    )
+    gpu_seconds_at: Time | None = Field(
+        default=None, description="When gpuSeconds was last brought up to date."
+    )
+    cost_usd: float | None = Field(
+        default=None, ge=0, description="gpuSeconds at spec.pricing.gpuHourUsd."
+    )
     output_file: str | None = None
     error_file: str | None = None
     manifest: str | None = None
@@ -410,9 +508,11 @@ __all__ = [
     "ModelSpec",
     "NotifySpec",
     "PlanStatus",
+    "PricingSpec",
     "RequestCounts",
     "ResourcesSpec",
     "SecretRef",
+    "ShardChange",
     "ShardStatus",
     "StorageSpec",
     "Timestamps",

@@ -15,6 +15,9 @@ class ConditionType(StrEnum):
     # The ETA is past the deadline.
     SLA_AT_RISK = "SLAAtRisk"
     SUSPENDED = "Suspended"
+    # The shard count is being steered toward the deadline (spec.maxParallelism): True while
+    # a change is wanted or under way, with the numbers behind the last decision.
+    SCALING = "Scaling"
     # Terminal outcomes; exactly one of them is True once the job is finished.
     COMPLETE = "Complete"
     FAILED = "Failed"
@@ -42,3 +45,14 @@ class Reason(StrEnum):
     RESUMED = "Resumed"
     ETA_PAST_DEADLINE = "EtaPastDeadline"
     ETA_WITHIN_DEADLINE = "EtaWithinDeadline"
+    # The Scaling condition (policy/scaling.py).
+    SCALED_UP = "ScaledUp"
+    SCALED_DOWN = "ScaledDown"
+    SCALE_STEADY = "Steady"
+    SCALE_MEASURING = "Measuring"
+    WAITING_FOR_CAPACITY = "WaitingForCapacity"
+    AT_MAX_PARALLELISM = "AtMaxParallelism"
+    NEAR_DEADLINE = "NearDeadline"
+    SCALE_COOLDOWN = "Cooldown"
+    MAX_PARALLELISM_LOWERED = "MaxParallelismLowered"
+    SHARDS_STOPPED = "ShardsStopped"

@@ -36,6 +36,13 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
         "priority": 1,
     },
     {"name": "ETA", "type": "string", "jsonPath": ".status.eta", "priority": 1},
+    {
+        "name": "Shards",
+        "type": "integer",
+        "jsonPath": ".status.shardCount",
+        "description": "Shards running now (parallelism plus the ones added for the deadline).",
+        "priority": 1,
+    },
 ]
 
 

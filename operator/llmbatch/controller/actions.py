@@ -30,6 +30,21 @@ class SetRunJobSuspended:
 
 
 @dataclass(frozen=True)
+class CreateExtraRunJob:
+    """Add the ``number``-th extra shard (a one-index Indexed Job; 409 counts as done)."""
+
+    number: int
+
+
+@dataclass(frozen=True)
+class DeleteExtraRunJob:
+    """Remove the ``number``-th extra shard: its pod gets SIGTERM, commits what it finished
+    and releases its chunk's lease (404 counts as done)."""
+
+    number: int
+
+
+@dataclass(frozen=True)
 class CreateFinalizeJob:
     reason: FinalizeReason
 
@@ -51,6 +66,8 @@ Action = (
     | DeletePlanJob
     | CreateRunJob
     | SetRunJobSuspended
+    | CreateExtraRunJob
+    | DeleteExtraRunJob
     | CreateFinalizeJob
     | DeleteJobs
     | DeliverWebhook

@@ -25,6 +25,7 @@ from llmbatch.controller.names import (
     MANAGED_BY,
     MANAGED_BY_LABEL,
     ROLE_LABEL,
+    extra_run_job_name,
     finalize_job_name,
     label_value,
     plan_job_name,
@@ -245,6 +246,25 @@ def build_runner_job(
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }
+
+
+def build_extra_run_job(
+    batchjob: Mapping[str, Any], config: OperatorConfig, now: datetime, number: int
+) -> dict[str, Any]:
+    """The ``number``-th extra shard (spec.maxParallelism): the run Job's manifest with one
+    index, its own name and shard number (parallelism + number - 1 of maxParallelism), and the
+    same queue label, so Kueue admits it on its own. Its shard claims chunks of the same plan."""
+    spec = BatchJobSpec.model_validate(batchjob.get("spec") or {})
+    job = build_runner_job(batchjob, config, now)
+    job["metadata"]["name"] = extra_run_job_name(batchjob["metadata"]["name"], number)
+    job["spec"]["completions"] = job["spec"]["parallelism"] = 1
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    shard, count = spec.parallelism + number - 1, spec.shard_ceiling
+    container["command"] += ["--shard-index", str(shard), "--shard-count", str(count)]
+    for env in container["env"]:
+        if env["name"] == "LLMBATCH_SHARD_COUNT":
+            env["value"] = str(count)
+    return job
 
 
 def _step_job(

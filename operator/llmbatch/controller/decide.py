@@ -24,6 +24,7 @@ from llmbatch.controller.phase_status import phase_conditions, record_phase
 from llmbatch.controller.policy import (
     cancel_suspend,
     deadline,
+    elastic,
     failure,
     notify,
     planning,
@@ -113,12 +114,14 @@ def _choose(obs: Observation, status: BatchJobStatus) -> Verdict:
         or deadline.expiry(obs)
     )
     if stop is not None:
-        return stopping.proceed(obs, stop)
-    return (
+        return elastic.steer(obs, status, stopping.proceed(obs, stop))
+    return elastic.steer(
+        obs,
+        status,
         failure.shard_failure(obs)
         or planning.plan(obs)
         or cancel_suspend.suspend(obs)
-        or running.run(obs)
+        or running.run(obs),
     )
 
 
@@ -146,7 +149,11 @@ def _conclude(obs: Observation, status: BatchJobStatus, chosen: Verdict) -> Deci
     at_risk = condition_is_true(status.conditions, ConditionType.SLA_AT_RISK)
     events = [
         e
-        for e in [plan_event(obs.status.conditions, status), transition_event(obs.current, status)]
+        for e in [
+            plan_event(obs.status.conditions, status),
+            transition_event(obs.current, status),
+            elastic.scaling_event(obs.status.conditions, status),
+        ]
         if e is not None
     ]
     if at_risk != was_at_risk:

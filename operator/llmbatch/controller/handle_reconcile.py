@@ -22,7 +22,7 @@ import kopf
 from llmbatch.api.documents import ShardProgress
 from llmbatch.api.phases import Phase
 from llmbatch.api.plan import PlanSummary
-from llmbatch.controller import metrics, notify_delivery
+from llmbatch.controller import handle_scaling, metrics, notify_delivery
 from llmbatch.controller.actions import (
     Action,
     CreateFinalizeJob,
@@ -50,6 +50,7 @@ from llmbatch.controller.observation import Observation, read_batchjob, shard_ag
 from llmbatch.controller.policy import deadline, ttl
 from llmbatch.controller.policy.fetch import FetchPlan, fetch_plan
 from llmbatch.controller.runtime import Runtime, get_runtime
+from llmbatch.controller.scaling_state import RateWindow
 from llmbatch.storage import StorageError, StorageSettings
 
 logger = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ class BatchJobMemory:
     notify: str | None = None
     # The plan's summary: immutable, so read once per daemon (again after a restart).
     plan: PlanSummary | None = None
+    # The shards' recent (time, done) samples: the per-shard rate the scaling policy uses.
+    rates: RateWindow = field(default_factory=RateWindow)
 
 
 def _current(body: Mapping[str, Any], memory: BatchJobMemory) -> dict[str, Any]:
@@ -114,6 +117,7 @@ async def observe(
         obs = replace(obs, validation=result)
     if plan.wants_run_job(obs.validation):
         obs = await _read_jobs(runtime, namespace, obs, plan)
+        obs = await handle_scaling.read_extra_runs(runtime, namespace, obs)
         obs = await _read_plan(runtime, namespace, obs, plan, memory)
         if plan.wants_progress(obs.run):
             await _read_progress(runtime, namespace, obs, memory)
@@ -126,6 +130,7 @@ async def observe(
             )
             obs = replace(obs, manifest=manifest)
     aggregate = shard_aggregate(obs, memory.progress_documents, memory.estimated_total)
+    obs = handle_scaling.with_rate(obs, memory.rates, memory.progress_documents)
     return replace(obs, aggregate=aggregate)
 
 
@@ -258,8 +263,15 @@ async def run_actions(
                 namespace, build_finalize_job(batch, runtime.config, action.reason)
             )
         elif isinstance(action, DeleteJobs):
-            for job_name in (run_job_name(name), finalize_job_name(name), plan_job_name(name)):
+            for job_name in (
+                run_job_name(name),
+                finalize_job_name(name),
+                plan_job_name(name),
+                *handle_scaling.extra_job_names(batch),
+            ):
                 await runtime.api.delete_job(namespace, job_name)
+        else:
+            await handle_scaling.run_scaling_action(runtime, batch, action, now)
 
 
 def next_delay(config: OperatorConfig, obs: Observation, decision: Decision) -> float | None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from llmbatch.api.exitcodes import ExitCode
+from llmbatch.api.timefmt import parse_time
 
 RUNNER_CONTAINER = "runner"
 
@@ -66,6 +68,35 @@ def pod_termination_message(pod: Mapping[str, Any]) -> str:
     return ""
 
 
+@dataclass(frozen=True)
+class PodSpan:
+    """When a pod's runner container ran (for GPU-seconds)."""
+
+    start: datetime
+    # None while the container runs.
+    end: datetime | None = None
+
+
+def pod_span(pod: Mapping[str, Any]) -> PodSpan | None:
+    """When the pod's runner container started and (if it has) finished; None before it ran."""
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        if status.get("name") != RUNNER_CONTAINER:
+            continue
+        state = status.get("state") or {}
+        running, terminated = state.get("running"), state.get("terminated")
+        if running:
+            start = parse_time(running.get("startedAt"))
+            return PodSpan(start) if start else None
+        if terminated:
+            start = parse_time(terminated.get("startedAt"))
+            end = parse_time(terminated.get("finishedAt"))
+            # A container that never started reports the epoch (or nothing) as its start.
+            if start is None or end is None or start.year < 2000:
+                return None
+            return PodSpan(start, end)
+    return None
+
+
 def pod_is_live(pod: Mapping[str, Any]) -> bool:
     """Pending or Running, terminating included: it may still be writing its part."""
     return (pod.get("status") or {}).get("phase") in ("Pending", "Running", None, "Unknown")
@@ -99,6 +130,8 @@ class JobView:
     unschedulable: str = ""
     # The last words of a failed pod (its termination message), for the status message.
     termination_message: str = ""
+    # When each listed pod's runner container ran (for GPU-seconds).
+    pod_spans: tuple[PodSpan, ...] = ()
 
     @property
     def finished(self) -> bool:
@@ -165,4 +198,5 @@ def view_job(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]] = 
         running_indexes=frozenset(running),
         unschedulable=unschedulable,
         termination_message=last_words,
+        pod_spans=tuple(span for span in map(pod_span, pods) if span is not None),
     )

@@ -83,9 +83,12 @@ class KubeApi:
             "PATCH", _jobs(namespace, name), dict(patch), content_type=MERGE_PATCH
         )
 
-    async def delete_job(self, namespace: str, name: str) -> None:
-        """Deletes the Job and, in the background, its pods. 404 is success."""
-        options = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+    async def delete_job(self, namespace: str, name: str, *, wait_for_pods: bool = False) -> None:
+        """Deletes the Job and, in the background, its pods. 404 is success. With
+        ``wait_for_pods`` (foreground deletion) the Job stays, marked for deletion, until its
+        pods are gone: who reads it knows they may still be writing."""
+        policy = "Foreground" if wait_for_pods else "Background"
+        options = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": policy}
         try:
             await self._kube.request("DELETE", _jobs(namespace, name), options)
         except KubeError as exc:

@@ -38,6 +38,11 @@ def run_job_name(owner: str) -> str:
     return child_name(owner, RUN_SUFFIX)
 
 
+def extra_run_job_name(owner: str, number: int) -> str:
+    """The ``number``-th extra shard (1, 2, ...) the scaling policy adds: ``<owner>-run-<n>``."""
+    return child_name(owner, f"{RUN_SUFFIX}-{number}")
+
+
 def finalize_job_name(owner: str) -> str:
     return child_name(owner, FINALIZE_SUFFIX)
 

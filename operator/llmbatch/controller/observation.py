@@ -43,6 +43,10 @@ class Observation:
     run: JobView = field(default_factory=JobView)
     finalize: JobView = field(default_factory=JobView)
     plan_step: JobView = field(default_factory=JobView)
+    # The extra shards' Jobs (spec.maxParallelism): item n-1 is <name>-run-<n>.
+    extra_runs: tuple[JobView, ...] = ()
+    # Requests/s of one producing shard over the recent window (scaling_state.RateWindow).
+    shard_rate: float | None = None
     # <output>/plan/plan.json once the plan step wrote it (immutable: read once per daemon).
     plan: PlanSummary | None = None
     aggregate: Aggregate | None = None
@@ -119,4 +123,5 @@ def shard_aggregate(
     if obs.spec is None or not documents:
         return None
     planned = obs.plan.runnable if obs.plan is not None else None
-    return aggregate(documents, obs.spec.parallelism, obs.now, estimated_total, planned)
+    shards = max(obs.spec.shard_ceiling, obs.status.shard_count or 0)
+    return aggregate(documents, shards, obs.now, estimated_total, planned)

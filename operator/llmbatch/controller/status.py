@@ -26,7 +26,18 @@ def alias(field: str) -> str:
 _WIRE_NAMES = frozenset(alias(name) for name in BatchJobStatus.model_fields)
 # Fields that change with every progress document; written at most every few seconds.
 VOLATILE_FIELDS = frozenset(
-    alias(name) for name in ("request_counts", "usage", "progress", "throughput", "eta", "shards")
+    alias(name)
+    for name in (
+        "request_counts",
+        "usage",
+        "progress",
+        "throughput",
+        "eta",
+        "shards",
+        "gpu_seconds",
+        "gpu_seconds_at",
+        "cost_usd",
+    )
 )
 
 

@@ -62,6 +62,7 @@ def test_apply_example_and_printer_columns(
                 "deadline": "2030-01-01T00:00:00Z",
                 "throughput": 12.5,
                 "eta": "1m",
+                "shardCount": 2,
             }
         },
     )
@@ -70,9 +71,13 @@ def test_apply_example_and_printer_columns(
     assert table[1].split()[:4] == [name, "Running", "3/20", "2030-01-01T00:00:00Z"]
     wide = kubectl(cluster.kubeconfig, "get", "bj", "-n", namespace, "-o", "wide").stdout
     header = wide.splitlines()[0].split()
-    assert header == ["NAME", "PHASE", "PROGRESS", "DEADLINE", "AGE", "MODEL", "THROUGHPUT", "ETA"]
+    assert header == [
+        "NAME",
+        *("PHASE", "PROGRESS", "DEADLINE", "AGE"),
+        *("MODEL", "THROUGHPUT", "ETA", "SHARDS"),
+    ]
     model = _example()["spec"]["model"]["name"]
-    assert wide.splitlines()[1].split()[-3:] == [model, "12.5", "1m"]
+    assert wide.splitlines()[1].split()[-4:] == [model, "12.5", "1m", "2"]
 
 
 def test_invalid_parallelism_is_422_naming_the_field(
@@ -89,6 +94,29 @@ def test_invalid_parallelism_is_422_naming_the_field(
         'BatchJob.llmbatch.io "x" is invalid: spec.parallelism: Invalid value: 0: '
         "spec.parallelism in body should be greater than or equal to 1"
     )
+
+
+def test_max_parallelism_below_parallelism_is_422_and_it_may_change(
+    cluster: Cluster, batchjob_crd: JSON, namespace: str
+) -> None:
+    body = _example()
+    body["metadata"]["name"] = "elastic"
+    body["spec"].update({"parallelism": 2, "maxParallelism": 1})
+    path = f"/apis/llmbatch.io/v1alpha1/namespaces/{namespace}/batchjobs"
+    status, answer = cluster.raw("POST", path, body)
+    assert status == 422
+    assert "spec.maxParallelism must be at least spec.parallelism" in answer["message"]
+    body["spec"]["maxParallelism"] = 3
+    status, _ = cluster.raw("POST", path, body)
+    assert status == 201
+    # The ceiling may move while the batch runs (parallelism may not), never below the floor.
+    custom = client.CustomObjectsApi(cluster.api)
+    args = ("llmbatch.io", "v1alpha1", namespace, "batchjobs", "elastic")
+    patched = custom.patch_namespaced_custom_object(*args, {"spec": {"maxParallelism": 4}})
+    assert patched["spec"]["maxParallelism"] == 4
+    with pytest.raises(ApiException) as exc:
+        custom.patch_namespaced_custom_object(*args, {"spec": {"maxParallelism": 1}})
+    assert exc.value.status == 422
 
 
 def test_model_is_immutable_suspend_is_not(

@@ -58,6 +58,11 @@ def proceed(obs: Observation, stop: Stop) -> Verdict:
             message = f"{message.split(_WAITING)[0]}{_WAITING} for {live} shard pod(s) to stop)"
         actions = (SetRunJobSuspended(True),) if suspend else ()
         return replace(verdict, message=message, actions=verdict.actions + actions)
+    extra = sum(max(view.live_pods, view.active) for view in obs.extra_runs if view.exists)
+    if extra and not obs.finalize.exists:
+        # Every run Job is finished before finalize reads the parts (elastic.py stops them).
+        message = f"{verdict.message.split(_WAITING)[0]}{_WAITING} for {extra} extra shard pod(s))"
+        return replace(verdict, message=message)
     if not obs.finalize.exists:
         stop_plan = planning.stop_plan_step(obs)
         if stop_plan:

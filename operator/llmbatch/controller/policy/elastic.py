@@ -1,0 +1,218 @@
+"""Extra shards for the deadline (spec.maxParallelism): what the scaling decision means for the
+batch's Jobs, its status and its Scaling condition, whatever phase the pass chose.
+
+The run Job keeps spec.parallelism shards (never edited once admitted). Each extra shard is a
+Job of its own, ``<name>-run-<n>`` (n = 1, 2, ...), with the run Job's queue label, so Kueue
+admits it on its own; its shard claims chunks of the same plan. While Running the scaling
+policy sets the count; in any other phase the extra shards go (deleted: the pod gets SIGTERM,
+commits what it finished and releases its chunk) except, once the run Job completed (every
+chunk is done), those still running, which exit by themselves. Finalize waits for them.
+
+Every pass also brings status.gpuSeconds (and costUsd) up to date.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from llmbatch.api.batchjob import MAX_SHARD_HISTORY, BatchJobStatus, Condition, ShardChange
+from llmbatch.api.conditions import ConditionType, Reason
+from llmbatch.api.durations import parse_duration
+from llmbatch.api.phases import Phase
+from llmbatch.controller.actions import Action, CreateExtraRunJob, DeleteExtraRunJob, EventSpec
+from llmbatch.controller.gpu_time import cost_usd, seconds_since
+from llmbatch.controller.jobview import JobView
+from llmbatch.controller.policy.scaling import (
+    ScalingDecision,
+    ScalingInputs,
+    decide_scaling,
+    safety_margin,
+)
+from llmbatch.controller.policy.verdict import Verdict
+from llmbatch.controller.status_conditions import ConditionUpdate, find_condition
+
+if TYPE_CHECKING:
+    from llmbatch.controller.observation import Observation
+
+# Reasons that mean "the count changes, or should and cannot": the condition is True.
+_ACTIVE = frozenset(
+    {
+        Reason.SCALED_UP,
+        Reason.SCALED_DOWN,
+        Reason.WAITING_FOR_CAPACITY,
+        Reason.AT_MAX_PARALLELISM,
+        Reason.SCALE_COOLDOWN,
+        Reason.MAX_PARALLELISM_LOWERED,
+    }
+)
+# Decisions that get an Event (a change, or a change wanted and blocked: a Warning).
+_EVENTS = frozenset(
+    {
+        Reason.SCALED_UP,
+        Reason.SCALED_DOWN,
+        Reason.MAX_PARALLELISM_LOWERED,
+        Reason.SHARDS_STOPPED,
+        Reason.WAITING_FOR_CAPACITY,
+        Reason.AT_MAX_PARALLELISM,
+    }
+)
+_BLOCKED = frozenset({Reason.WAITING_FOR_CAPACITY, Reason.AT_MAX_PARALLELISM})
+
+
+def steer(obs: Observation, status: BatchJobStatus, verdict: Verdict) -> Verdict:
+    """The verdict with the extra shards' actions added; status gets the shard count, its
+    history, GPU-seconds and the Scaling condition."""
+    account_gpu(status, obs)
+    spec = obs.checked_spec
+    floor = spec.parallelism
+    current = status.shard_count if status.shard_count is not None else floor
+    if verdict.phase == Phase.RUNNING:
+        decision = _running_decision(obs, status, current)
+        wanted = set(range(1, decision.target - floor + 1))
+    else:
+        wanted = _finishing_by_themselves(obs)
+        decision = _stopped(current, floor + len(wanted), verdict.phase)
+    actions = _actions(obs.extra_runs, wanted)
+    target = floor + len(wanted)
+    if target != current and status.shard_count is not None:
+        _record_change(status, obs.now, current, target, decision.reason)
+    status.shard_count = target
+    if spec.elastic or obs.extra_runs or find_condition(status.conditions, _SCALING):
+        update = _condition(status, decision, current)
+        return replace(
+            verdict, actions=verdict.actions + actions, conditions=(*verdict.conditions, update)
+        )
+    return replace(verdict, actions=verdict.actions + actions)
+
+
+_SCALING = ConditionType.SCALING
+
+
+def _running_decision(obs: Observation, status: BatchJobStatus, current: int) -> ScalingDecision:
+    spec = obs.checked_spec
+    if not spec.elastic:
+        reason = (
+            Reason.MAX_PARALLELISM_LOWERED if current != spec.parallelism else Reason.SCALE_STEADY
+        )
+        why = "scaling is off (spec.scalingPolicy None or no spec.maxParallelism above parallelism)"
+        return ScalingDecision(
+            spec.parallelism, reason, f"{why}; shards {current} -> {spec.parallelism}"
+        )
+    remaining = _remaining(obs)
+    window = parse_duration(spec.completion_window)
+    inputs = ScalingInputs(
+        now=obs.now,
+        deadline=obs.due,
+        remaining=remaining if remaining is not None else 0,
+        per_shard_rate=obs.shard_rate if remaining is not None else None,
+        shards=current,
+        floor=spec.parallelism,
+        ceiling=spec.shard_ceiling,
+        pending=pending_shards(obs, current - spec.parallelism),
+        last_change=status.shard_history[-1].time if status.shard_history else None,
+        margin=safety_margin(window),
+    )
+    return decide_scaling(inputs)
+
+
+def _remaining(obs: Observation) -> int | None:
+    """Requests the shards have still to answer: the plan's runnable lines minus theirs."""
+    agg = obs.aggregate
+    total = obs.plan.runnable if obs.plan is not None else (agg.total if agg else None)
+    if total is None:
+        return None
+    return max(0, total - (agg.done if agg is not None else 0))
+
+
+def pending_shards(obs: Observation, extras: int) -> int:
+    """Shards that wait for capacity: pods not running yet, and of the first ``extras`` extra
+    Jobs (the others are being removed) those Kueue has not admitted (suspended) or whose pod
+    does not run yet."""
+    pending = max(0, obs.run.live_pods - obs.run.running_pods)
+    for view in obs.extra_runs[:extras]:
+        if not view.exists or view.finished:
+            continue
+        if view.suspended or not view.live_pods:
+            pending += 1
+        else:
+            pending += view.live_pods - view.running_pods
+    return pending
+
+
+def _finishing_by_themselves(obs: Observation) -> set[int]:
+    """Outside Running only the extra shards still running after every chunk is done stay."""
+    if not obs.run.complete:
+        return set()
+    return {
+        n for n, view in enumerate(obs.extra_runs, 1) if view.running_pods and not view.finished
+    }
+
+
+def _stopped(current: int, target: int, phase: Phase) -> ScalingDecision:
+    return ScalingDecision(
+        target,
+        Reason.SHARDS_STOPPED if target != current else Reason.SCALE_STEADY,
+        f"the batch is {phase.value}: no extra shards are added; shards {current} -> {target}",
+    )
+
+
+def _actions(extras: tuple[JobView, ...], wanted: set[int]) -> tuple[Action, ...]:
+    """Create the wanted extra Jobs that do not exist, delete the others that do (level-based:
+    re-issued until the Jobs say so; 409 and 404 count as done)."""
+    actions: list[Action] = []
+    for number in sorted(wanted):
+        exists = number <= len(extras) and extras[number - 1].exists
+        if not exists:
+            actions.append(CreateExtraRunJob(number))
+    for number, view in enumerate(extras, 1):
+        if view.exists and number not in wanted:
+            actions.append(DeleteExtraRunJob(number))
+    return tuple(actions)
+
+
+def _record_change(
+    status: BatchJobStatus, now: datetime, before: int, after: int, reason: str
+) -> None:
+    change = ShardChange(time=now.replace(microsecond=0), from_=before, to=after, reason=reason)
+    status.shard_history = [*status.shard_history, change][-MAX_SHARD_HISTORY:]
+
+
+def _condition(status: BatchJobStatus, decision: ScalingDecision, current: int) -> ConditionUpdate:
+    """The Scaling condition; its message (the numbers) moves only with a new decision, so
+    the status is not rewritten for every new reading of the rate."""
+    message = decision.message
+    old = find_condition(status.conditions, _SCALING)
+    if old is not None and old.reason == decision.reason and not decision.changes(current):
+        message = old.message
+    active = decision.reason in _ACTIVE
+    return ConditionUpdate(_SCALING, "True" if active else "False", decision.reason, message)
+
+
+def scaling_event(before: list[Condition], after: BatchJobStatus) -> EventSpec | None:
+    """An Event for each scaling decision that changes the count or is blocked."""
+    new = find_condition(after.conditions, _SCALING)
+    if new is None or new.reason not in _EVENTS:
+        return None
+    old = find_condition(before, _SCALING)
+    if old is not None and (old.reason, old.message) == (new.reason, new.message):
+        return None
+    return EventSpec(
+        "Warning" if new.reason in _BLOCKED else "Normal", str(new.reason), new.message
+    )
+
+
+def account_gpu(status: BatchJobStatus, obs: Observation) -> None:
+    """Add the shard pods' GPU time since status.gpuSecondsAt (whole seconds: the time is
+    stored so) and the cost at spec.pricing."""
+    spec = obs.checked_spec
+    spans = [*obs.run.pod_spans, *(span for view in obs.extra_runs for span in view.pod_spans)]
+    if status.gpu_seconds is None and not spans:
+        return
+    until = obs.now.replace(microsecond=0)
+    gained = seconds_since(spans, status.gpu_seconds_at, until) * spec.resources.gpu
+    status.gpu_seconds = round((status.gpu_seconds or 0.0) + gained, 1)
+    status.gpu_seconds_at = until
+    price = spec.pricing.gpu_hour_usd if spec.pricing is not None else None
+    status.cost_usd = cost_usd(status.gpu_seconds, price)
