@@ -31,6 +31,14 @@ def sandbox(
     operator: Annotated[
         bool, typer.Option("--operator", help="Also run the operator (`llmbatch operator`).")
     ] = False,
+    cpu_manager_policy: Annotated[
+        str,
+        typer.Option(
+            "--cpu-manager-policy",
+            help="none, or static: a container whose CPU limit is a whole number runs pinned "
+            "to that many cores of its own, like the kubelet's static CPU manager.",
+        ),
+    ] = "none",
 ) -> None:
     """Run a single-machine sandbox cluster for trying and testing: NOT a production cluster.
 
@@ -54,7 +62,17 @@ def sandbox(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines
-    config = SandboxConfig(port=port, kubeconfig=kubeconfig, gpu_slots=gpu_slots, operator=operator)
+    from llmbatch_sandbox.kubelet.cpus import POLICIES
+
+    if cpu_manager_policy not in POLICIES:
+        raise typer.BadParameter(f"--cpu-manager-policy must be one of {', '.join(POLICIES)}")
+    config = SandboxConfig(
+        port=port,
+        kubeconfig=kubeconfig,
+        gpu_slots=gpu_slots,
+        operator=operator,
+        cpu_manager_policy=cpu_manager_policy,
+    )
     try:
         code = asyncio.run(serve(config))
     except (BootstrapError, OSError) as error:

@@ -29,6 +29,8 @@ class SandboxConfig:
     port: int = 0
     kubeconfig: Path = field(default_factory=lambda: DEFAULT_PATH)
     gpu_slots: int = 2
+    # The kubelet's --cpu-manager-policy: none, or static (whole-number CPU limits pin cores).
+    cpu_manager_policy: str = "none"
     operator: bool = False
     job_backoff_seconds: float = 1.0
 
@@ -63,7 +65,10 @@ class Sandbox:
         api = self._api = KubeApi(self.api_url)
         await bootstrap(api, self.s3.credentials, crd, gpu_slots=self.config.gpu_slots)
         self.kubelet = Kubelet(
-            KubeApi(self.api_url), self._append_log, gpu_slots=self.config.gpu_slots
+            KubeApi(self.api_url),
+            self._append_log,
+            gpu_slots=self.config.gpu_slots,
+            cpu_manager_policy=self.config.cpu_manager_policy,
         )
         self.jobs = JobController(
             KubeApi(self.api_url), backoff_base=self.config.job_backoff_seconds

@@ -27,6 +27,7 @@ from llmbatch_sandbox.events import record_event
 from llmbatch_sandbox.informer import Informer
 from llmbatch_sandbox.kubeapi import ApiError, JsonObject, KubeApi, object_path
 from llmbatch_sandbox.kubelet import podstatus as ps
+from llmbatch_sandbox.kubelet.cpus import NONE, STATIC, CpuPool, whole_cpus
 from llmbatch_sandbox.kubelet.envresolve import EnvError, EnvResolver, expand
 from llmbatch_sandbox.kubelet.process import (
     ContainerProcess,
@@ -126,10 +127,13 @@ class Kubelet:
         log_sink: LogSink,
         gpu_slots: int = 2,
         shutdown_grace: float = 3.0,
+        cpu_manager_policy: str = NONE,
     ) -> None:
         self.api = api
         self.log_sink = log_sink
         self.gpu_slots = gpu_slots
+        # static: containers with a whole-number CPU limit get cores of their own (cpus.py).
+        self.cpus = CpuPool() if cpu_manager_policy == STATIC else None
         self.shutdown_grace = shutdown_grace
         self.resolver = EnvResolver(api)
         self.pods = Informer(api, "/api/v1/pods", self._on_pod)
@@ -477,11 +481,41 @@ class Kubelet:
         def sink(data: bytes) -> None:
             self.log_sink(runtime.namespace, runtime.name, cname, data)
 
+        cores = self._exclusive_cpus(runtime, container)
         try:
-            process = await ContainerProcess.start(argv, env, cwd, sink)
+            process = await ContainerProcess.start(argv, env, cwd, sink, cores)
         except OSError as error:
+            self._release_cpus(runtime)
             await self._start_error(runtime, container, f"failed to start container: {error}")
             return None
+        try:
+            return await self._supervise(runtime, container, process, restarts, last_state)
+        finally:
+            self._release_cpus(runtime)
+
+    def _exclusive_cpus(self, runtime: PodRuntime, container: JsonObject) -> frozenset[int] | None:
+        count = whole_cpus(container)
+        if self.cpus is None or count is None:
+            return None
+        cores = self.cpus.acquire(runtime.uid, count)
+        if cores is None:
+            log.info("pod %s: not %d free core(s) to pin; shares them", runtime.name, count)
+        return cores
+
+    def _release_cpus(self, runtime: PodRuntime) -> None:
+        if self.cpus is not None:
+            self.cpus.release(runtime.uid)
+
+    async def _supervise(
+        self,
+        runtime: PodRuntime,
+        container: JsonObject,
+        process: ContainerProcess,
+        restarts: int,
+        last_state: JsonObject,
+    ) -> int:
+        """Report the started container, wait for it to exit (or stop it), report the end."""
+        cname = str(container.get("name") or "")
         runtime.process = process
         self._event(runtime, "Started", f"Started container {cname}")
         started = now_rfc3339()

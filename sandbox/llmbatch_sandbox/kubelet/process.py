@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import shutil
 import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+from llmbatch_sandbox.kubelet.cpus import pin
 
 # Settings a runner image bakes in; pods inherit them from the sandbox's own environment.
 INHERITED_PREFIXES = ("VLLM_", "HF_", "TRANSFORMERS_", "OMP_", "TOKENIZERS_")
@@ -69,8 +72,14 @@ class ContainerProcess:
 
     @classmethod
     async def start(
-        cls, argv: list[str], env: dict[str, str], cwd: str, sink: LineSink
+        cls,
+        argv: list[str],
+        env: dict[str, str],
+        cwd: str,
+        sink: LineSink,
+        cpus: frozenset[int] | None = None,
     ) -> ContainerProcess:
+        """``cpus``: pin the process (and what it starts) to these cores."""
         # runc creates a missing working directory; so do we.
         os.makedirs(cwd, exist_ok=True)
         process = await asyncio.create_subprocess_exec(
@@ -81,6 +90,8 @@ class ContainerProcess:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
             start_new_session=True,
+            # Set in the child before exec, so every thread it ever starts inherits the mask.
+            preexec_fn=functools.partial(pin, cpus) if cpus else None,
         )
         return cls(process, sink)
 
