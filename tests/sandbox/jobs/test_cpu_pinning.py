@@ -61,8 +61,11 @@ def test_static_policy_pins_whole_cpu_containers(tmp_path: Path) -> None:
                         },
                     }
                 )
-            for name in names:
-                wait_for(lambda n=name: phase(kube.pod(n)) == "Succeeded", f"{name} ended")
+
+            def all_ended() -> bool:
+                return all(phase(kube.pod(n)) == "Succeeded" for n in names)
+
+            wait_for(all_ended, "the three pods to end")
             seen = [json.loads(kube.logs(name).strip()) for name in names]
     finally:
         stop_sandbox(info.process)
