@@ -28,11 +28,11 @@ def test_whole_cpus_reads_whole_number_limits_only() -> None:
 
 def test_cpu_pool_hands_out_cores_exclusively() -> None:
     pool = CpuPool({0, 1, 2})
-    assert pool.acquire("a", 1) == {0}
-    assert pool.acquire("b", 2) == {1, 2}
+    assert pool.acquire("a", 1) == frozenset({0})
+    assert pool.acquire("b", 2) == frozenset({1, 2})
     assert pool.acquire("c", 1) is None  # nothing free: the container is not pinned
     pool.release("a")
-    assert pool.acquire("c", 1) == {0}
+    assert pool.acquire("c", 1) == frozenset({0})
     assert pool.free == frozenset()
 
 
@@ -45,7 +45,7 @@ def test_static_policy_pins_whole_cpu_containers(tmp_path: Path) -> None:
     try:
         from kubernetes import config
 
-        with config.new_client_from_config(config_file=str(info.kubeconfig)) as api_client:
+        with config.new_client_from_config(config_file=str(info.kubeconfig)) as api_client:  # type: ignore[no-untyped-call]
             kube = Kube(api_client)
             one = {"resources": {"limits": {"cpu": "1"}, "requests": {"cpu": "1"}}}
             names = [unique("pinned"), unique("pinned"), unique("shared")]
