@@ -9,9 +9,14 @@ Sections (``--sections``, all by default):
   on the same engine (S3 in moto), alternating, median.
 - memory: peak RSS of the runner process for two input sizes (max_tokens 1, tiny model).
 - resume: SIGKILL about half way, restart: requests recomputed, exactly-once per custom_id.
+- real: a real model (SmolLM2-135M-Instruct) on real questions, three whole processes:
+  ``llmbatch-runner run`` + ``finalize`` (S3), ``vllm run_batch`` (local files) and the ideal
+  (one ``LLM.chat`` over all requests in a bare vLLM process), alternating, median; greedy
+  content compared per custom_id.
 
     python benchmarks/bench_runner.py                 # the full benchmark (minutes)
     python benchmarks/bench_runner.py --requests 200 --repeats 1 --memory-lines 2000,20000
+    python benchmarks/bench_runner.py --sections real --real-requests 100 --repeats 1
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -184,27 +190,14 @@ def timed_runner(
 ) -> float:
     runner = [sys.executable, "-m", "llmbatch.runner.cli"]
     env = _env({**s3.env, **(extra_env or {})})
+    batch = ["--input", source, "--output", output, "--model", str(model)]
+    batch += ["--served-model-name", name, "--engine-args", json.dumps(ENGINE_ARGS)]
     started = time.perf_counter()
+    # The three steps of a BatchJob's pods: plan (validate, count, chunk), run, finalize.
+    plan = subprocess.run([*runner, "plan", *batch], env=env, capture_output=True, check=False)
+    _check(plan, "llmbatch-runner plan")
     run = subprocess.run(
-        [
-            *runner,
-            "run",
-            "--input",
-            source,
-            "--output",
-            output,
-            "--model",
-            str(model),
-            "--served-model-name",
-            name,
-            "--engine-args",
-            json.dumps(ENGINE_ARGS),
-            "--metrics-port",
-            "0",
-        ],
-        env=env,
-        capture_output=True,
-        check=False,
+        [*runner, "run", *batch, "--metrics-port", "0"], env=env, capture_output=True, check=False
     )
     _check(run, "llmbatch-runner run")
     fin = subprocess.run(
@@ -544,6 +537,170 @@ def section_resume(report: Report, s3: S3, tiny: Path, requests: int) -> None:
     report.add("resume: exactly once per custom_id", "yes" if exactly_once else "NO", "yes")
 
 
+REAL_MODEL = "smollm2-135m-instruct"
+IDEAL_WORKER = "ideal-worker"
+_COUNTRIES = [
+    "France",
+    "Germany",
+    "Japan",
+    "Italy",
+    "Spain",
+    "Canada",
+    "Brazil",
+    "Egypt",
+    "India",
+    "Kenya",
+    "Peru",
+    "Norway",
+]
+_TOPICS = [
+    "rain",
+    "volcanoes",
+    "bees",
+    "tides",
+    "bread",
+    "bridges",
+    "clocks",
+    "maps",
+    "music",
+    "glaciers",
+    "comets",
+    "salt",
+]
+_WORDS_TO_DEFINE = [
+    "happy",
+    "quick",
+    "large",
+    "quiet",
+    "bright",
+    "cold",
+    "ancient",
+    "tiny",
+    "brave",
+    "calm",
+]
+
+
+def make_questions(count: int, max_tokens: int, model: str, seed: int = 11) -> list[bytes]:
+    """Real chat requests: short factual questions and instructions a small model can answer."""
+    rng = random.Random(seed)
+    templates: list[Callable[[], str]] = [
+        lambda: f"What is the capital of {rng.choice(_COUNTRIES)}?",
+        lambda: f"What is {rng.randint(2, 99)} plus {rng.randint(2, 99)}?",
+        lambda: f"Explain {rng.choice(_TOPICS)} to a child in one sentence.",
+        lambda: f"Give a synonym for '{rng.choice(_WORDS_TO_DEFINE)}'.",
+        lambda: f"Write one sentence about {rng.choice(_TOPICS)} in {rng.choice(_COUNTRIES)}.",
+    ]
+    lines = []
+    for i in range(count):
+        body = {
+            "model": model,
+            "messages": [
+                {"role": "system", "content": "You are a concise assistant."},
+                {"role": "user", "content": templates[i % len(templates)]()},
+            ],
+            "max_tokens": max_tokens,
+            "temperature": 0,
+        }
+        line = {"custom_id": f"q-{i}", "method": "POST", "url": "/v1/chat/completions"}
+        lines.append(json.dumps({**line, "body": body}).encode())
+    return lines
+
+
+def ideal_worker(argv: list[str]) -> None:
+    """The ideal as a whole process: bare vLLM, one ``LLM.chat`` over every request, engine
+    in-process like the runner's; writes the answers in output.jsonl's shape (for contents)."""
+    model, name, source, output = argv
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    from vllm import LLM, SamplingParams
+
+    rows = [json.loads(raw) for raw in Path(source).read_bytes().splitlines() if raw.strip()]
+    llm = LLM(model=model, served_model_name=name, **ENGINE_ARGS)
+    max_tokens = rows[0]["body"]["max_tokens"]
+    params = SamplingParams(max_tokens=max_tokens, temperature=0)
+    outs = llm.chat([row["body"]["messages"] for row in rows], params, use_tqdm=False)
+    with open(output, "w") as sink:
+        for row, out in zip(rows, outs, strict=True):
+            choice = {"message": {"content": out.outputs[0].text}}
+            answer = {"custom_id": row["custom_id"], "response": {"body": {"choices": [choice]}}}
+            sink.write(json.dumps(answer) + "\n")
+
+
+def timed_ideal(source: Path, output: Path, model: Path, name: str) -> float:
+    started = time.perf_counter()
+    command = [sys.executable, __file__, IDEAL_WORKER, str(model), name, str(source), str(output)]
+    proc = subprocess.run(command, env=_env(), capture_output=True, check=False)
+    _check(proc, "ideal (LLM.chat)")
+    return time.perf_counter() - started
+
+
+def _same_content(ours: dict[str, str], theirs: dict[str, str]) -> str:
+    same = [cid for cid, text in theirs.items() if ours.get(cid) == text]
+    differ = sorted(set(theirs) - set(same), key=lambda cid: int(cid.split("-")[-1]))
+    shown = f" (differ: {', '.join(differ[:5])}{', ...' if len(differ) > 5 else ''})"
+    return f"{len(same)}/{len(theirs)}" + (shown if differ else "")
+
+
+def section_real(
+    report: Report, work: Path, s3: S3, model: Path, requests: int, max_tokens: int, repeats: int
+) -> None:
+    lines = make_questions(requests, max_tokens, REAL_MODEL)
+    local = work / "real.jsonl"
+    local.write_bytes(b"\n".join(lines) + b"\n")
+    source = f"s3://{BUCKET}/real/input.jsonl"
+    s3.store().write_bytes(source, local.read_bytes())
+    times: dict[str, list[float]] = {"runner": [], "run_batch": [], "ideal": []}
+    for attempt in range(repeats):
+        runs: dict[str, Callable[[], float]] = {
+            "runner": partial(
+                timed_runner, s3, source, f"s3://{BUCKET}/real/out-{attempt}", model, REAL_MODEL
+            ),
+            "run_batch": partial(
+                timed_run_batch, local, work / f"real-run_batch-{attempt}.jsonl", model, REAL_MODEL
+            ),
+            "ideal": partial(
+                timed_ideal, local, work / f"real-ideal-{attempt}.jsonl", model, REAL_MODEL
+            ),
+        }
+        # Rotate who goes first, so drift in machine load hits all three alike.
+        names = list(runs)[attempt % 3 :] + list(runs)[: attempt % 3]
+        for name in names:
+            times[name].append(runs[name]())
+        print(f"  round {attempt + 1}: " + ", ".join(f"{n} {times[n][-1]:.1f}s" for n in names))
+    med = {name: statistics.median(values) for name, values in times.items()}
+    listed = {name: ", ".join(f"{t:.1f}" for t in values) for name, values in times.items()}
+    what = f"{requests} questions, max_tokens {max_tokens}"
+    report.add(
+        f"real model: runner run+finalize, {what}, S3 (median)",
+        f"{med['runner']:.1f} s ({listed['runner']})",
+    )
+    report.add(
+        "real model: vLLM run_batch, local files (median)",
+        f"{med['run_batch']:.1f} s ({listed['run_batch']})",
+    )
+    report.add(
+        "real model: ideal, one LLM.chat process (median)",
+        f"{med['ideal']:.1f} s ({listed['ideal']})",
+    )
+    report.add(
+        "real model: speed-up, runner vs run_batch",
+        f"{med['run_batch'] / med['runner']:.2f}x",
+        ">= 1.2x",
+    )
+    report.add(
+        "real model: runner vs ideal, whole processes",
+        f"{(med['runner'] / med['ideal'] - 1) * 100:+.1f}%",
+    )
+    ours = contents(list(s3.store().read_lines(f"s3://{BUCKET}/real/out-0/output.jsonl")))
+    for other, path in (("run_batch", "real-run_batch-0.jsonl"), ("ideal", "real-ideal-0.jsonl")):
+        theirs = contents((work / path).read_bytes().splitlines())
+        report.add(
+            f"real model: greedy content identical, runner vs {other}",
+            _same_content(ours, theirs),
+            f"{len(theirs)}/{len(theirs)}",
+        )
+
+
 def machine_load() -> str:
     load = os.getloadavg()
     return f"load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} cores"
@@ -607,9 +764,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--sections", default="compare,ideal,memory,resume")
+    parser.add_argument("--sections", default="compare,ideal,memory,resume,real")
     parser.add_argument("--memory-lines", default="10000,200000")
     parser.add_argument("--resume-requests", type=int, default=4000)
+    parser.add_argument("--real-requests", type=int, default=1000)
     parser.add_argument(
         "--write-results",
         action="store_true",
@@ -639,6 +797,13 @@ def main() -> None:
         "resume: default checkpointing; SIGKILL once the runner's /metrics count half the "
         "requests done; recomputed = requests the killed attempt had finished minus those in "
         "committed parts; then restart and finalize, and count custom_ids in output.jsonl.",
+        "real: SmolLM2-135M-Instruct (float32, `llmbatch models fetch smollm2-135m-instruct`) "
+        "on generated short questions (capitals, sums, one-sentence explanations), greedy. "
+        "Three whole processes per round, order rotated each round: `llmbatch-runner plan`, "
+        "`run`, `finalize` on moto S3; `vllm run_batch` on local files; the ideal, a bare vLLM "
+        "process (engine in-process, like the runner) making one `LLM.chat` call over every "
+        "request. Start-up is included for all three; content compared per custom_id on the "
+        "first round.",
     ]
     work = Path(tempfile.mkdtemp(prefix="llmbatch-bench-"))
     try:
@@ -654,6 +819,14 @@ def main() -> None:
             if "resume" in sections:
                 print("resume", flush=True)
                 section_resume(report, s3, tiny, args.resume_requests)
+            if "real" in sections:
+                from llmbatch_sandbox.catalog import fetch
+
+                print(f"real: {REAL_MODEL}, runner vs run_batch vs the ideal", flush=True)
+                real = fetch(REAL_MODEL)
+                section_real(
+                    report, work, s3, real, args.real_requests, args.max_tokens, args.repeats
+                )
             if "ideal" in sections:  # last: it loads vLLM into this process
                 print("ideal: runner loop vs one LLM.chat, same process", flush=True)
                 section_ideal(report, s3, bench, args.requests, args.max_tokens, args.repeats)
@@ -666,4 +839,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == [IDEAL_WORKER]:  # the ideal of section_real, as its own process
+        ideal_worker(sys.argv[2:])
+    else:
+        main()
