@@ -135,9 +135,10 @@ def test_no_flapping_under_noisy_rates() -> None:
 
 
 def test_no_new_shards_while_earlier_ones_wait_for_capacity() -> None:
-    decision = decide_scaling(inputs(pending=1))
+    why = "0/1 nodes are available: 1 Insufficient nvidia.com/gpu."
+    decision = decide_scaling(inputs(pending=1, pending_reason=why))
     assert (decision.target, decision.reason) == (1, Reason.WAITING_FOR_CAPACITY)
-    assert "1 shard pod(s) still wait" in decision.message
+    assert f"1 shard pod(s) still wait for a GPU or admission ({why})" in decision.message
 
 
 def test_near_the_deadline_never_scale_down() -> None:

@@ -111,6 +111,9 @@ def _running_decision(obs: Observation, status: BatchJobStatus, current: int) ->
         floor=spec.parallelism,
         ceiling=spec.shard_ceiling,
         pending=pending_shards(obs, current - spec.parallelism),
+        pending_reason=next(
+            (v.unschedulable for v in (obs.run, *obs.extra_runs) if v.unschedulable), ""
+        ),
         last_change=status.shard_history[-1].time if status.shard_history else None,
         margin=safety_margin(window),
     )

@@ -49,6 +49,8 @@ class ScalingInputs:
     last_change: datetime | None
     margin: timedelta
     interval: timedelta = DEFAULT_INTERVAL
+    # Why the pending shards wait, as the scheduler says it (PodScheduled=False message).
+    pending_reason: str = ""
 
     @property
     def near_deadline(self) -> timedelta:
@@ -113,11 +115,12 @@ def _behind(inputs: ScalingInputs, rate: float, budget: float) -> ScalingDecisio
             inputs, shards, Reason.AT_MAX_PARALLELISM, "behind, at spec.maxParallelism"
         )
     if inputs.pending > 0:
+        why = f" ({inputs.pending_reason})" if inputs.pending_reason else ""
         return _decision(
             inputs,
             shards,
             Reason.WAITING_FOR_CAPACITY,
-            f"behind, but {inputs.pending} shard pod(s) still wait for a GPU or admission",
+            f"behind, but {inputs.pending} shard pod(s) still wait for a GPU or admission{why}",
         )
     if _cooling(inputs):
         return _decision(inputs, shards, Reason.SCALE_COOLDOWN, "behind, changed too recently")
