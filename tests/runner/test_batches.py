@@ -27,6 +27,7 @@ from tests.runner.batches import (
     read_jsonl,
     write_lines,
 )
+from tests.runner.plans import write_plan
 
 pytestmark = pytest.mark.slow
 
@@ -301,6 +302,7 @@ def test_two_shards_in_s3_with_duplicates_across_lines(
     out = f"s3://{s3_bucket}/out"
     store = get_store(source, s3_settings)
     store.write_bytes(source, b"\n".join(lines) + b"\n")
+    write_plan(source, out, chunk_lines=3, settings=s3_settings)
     for shard in (0, 1):
         config = RunConfig(
             source,
@@ -317,48 +319,48 @@ def test_two_shards_in_s3_with_duplicates_across_lines(
     output = read_jsonl(store.read_bytes(f"{out}/output.jsonl"))
     errors = read_jsonl(store.read_bytes(f"{out}/errors.jsonl"))
     assert sorted(r["custom_id"] for r in output) == sorted(f"req-{i}" for i in range(10))
-    # The first copy runs wherever it is; later copies are errors, found across the file.
+    # The first copy runs; the plan found the later copies across the file.
     assert sorted((e["custom_id"], e["error"]["line"]) for e in errors) == [
         ("req-2", 12),
         ("req-7", 9),
     ]
     assert by_custom_id(output)["req-7"]["response"]["body"]["choices"]
-    shards = {info.uri.split("/")[-2] for info in store.list(f"{out}/parts/")}
-    assert shards == {"shard-0", "shard-1"}
+    chunks = {info.uri.split("/")[-2] for info in store.list(f"{out}/parts/chunk-")}
+    assert chunks == {f"chunk-{n:06d}" for n in range(4)}  # 10 runnable lines, 3 a chunk
     for shard in (0, 1):
         progress = json.loads(store.read_bytes(f"{out}/progress/shard-{shard}.json"))
         assert progress["state"] == "done" and progress["shardCount"] == 2
     assert manifest["requestCounts"] == {"total": 12, "completed": 10, "failed": 2}
 
 
-def test_restart_skips_committed_parts_and_recomputes_the_rest(
+def test_a_dead_holders_chunk_is_resumed_skipping_its_committed_lines(
     tmp_path: Path, chat_engine: Any
 ) -> None:
     source = write_lines(tmp_path / "in.jsonl", chat_batch(12, max_tokens=2))
     out = tmp_path / "out"
-    first = run_shard(
-        RunConfig(str(source), str(out), "unused", NAME, checkpoint_requests=4, metrics_port=0),
-        engine=chat_engine,
-    )
-    parts = sorted((out / "parts" / "shard-0").iterdir())
-    assert first.exit_code == ExitCode.OK and len(parts) == 3
-    # As if the pod died before its last part reached the store.
-    lost = parts[-1]
-    lost_lines = len(lost.read_bytes().splitlines())
-    lost.unlink()
-    second = run_shard(
-        RunConfig(str(source), str(out), "unused", NAME, checkpoint_requests=4, metrics_port=0),
-        engine=chat_engine,
-    )
-    assert second.recovered_lines == 12 - lost_lines
-    assert second.tally.completed == 12  # counts include what earlier attempts committed
+    write_plan(str(source), str(out), chunk_lines=4)
+    config = RunConfig(str(source), str(out), "unused", NAME, metrics_port=0)
+    first = run_shard(config, engine=chat_engine)
+    assert first.exit_code == ExitCode.OK and first.chunks == 3
+    # As if the holder of chunk 1 died after committing half of it: one part with two
+    # lines, and its lease held but expired.
+    part = next((out / "parts" / "chunk-000001").iterdir())
+    part.write_bytes(b"".join(part.read_bytes().splitlines(keepends=True)[:2]))
+    lease = out / "leases" / "chunk-000001.json"
+    held = json.loads(lease.read_bytes()) | {"state": "held", "expiresAt": "2000-01-01T00:00:00Z"}
+    lease.write_text(json.dumps(held))
+    second = run_shard(config, engine=chat_engine)
+    assert second.exit_code == ExitCode.OK and second.chunks == 1
+    assert second.recovered_lines == 2
+    assert second.tally.completed - first.tally.completed == 2  # only the two missing lines ran
+    assert len(list((out / "parts" / "chunk-000001").iterdir())) == 2
+    after = json.loads(lease.read_bytes())
+    assert after["state"] == "done" and after["takeovers"] == 1
     checkpoint = json.loads((out / "checkpoints" / "shard-0.json").read_bytes())
-    assert checkpoint["attempt"] == 2 and len(checkpoint["parts"]) == 3
+    assert checkpoint["attempt"] == 2
     finalize(FinalizeConfig(str(source), str(out)))
     output, errors = _results(out)
-    assert errors == [] and sorted(r["custom_id"] for r in output) == sorted(
-        f"req-{i}" for i in range(12)
-    )
+    assert errors == [] and [r["custom_id"] for r in output] == [f"req-{i}" for i in range(12)]
 
 
 def test_deadline_stops_the_shard_and_expires_the_rest(tmp_path: Path, chat_engine: Any) -> None:
@@ -368,6 +370,7 @@ def test_deadline_stops_the_shard_and_expires_the_rest(tmp_path: Path, chat_engi
     lines = chat_batch(total, max_tokens=400, ignore_eos=True)
     source = write_lines(tmp_path / "in.jsonl", lines)
     out = tmp_path / "out"
+    write_plan(str(source), str(out), chunk_lines=50)
     deadline = datetime.now(UTC) + timedelta(seconds=1.5)
     result = run_shard(
         RunConfig(
@@ -398,6 +401,7 @@ def test_stop_request_cancels_in_flight_and_unstarted_lines(
     total = 600  # more than the tiny model finishes in the 1 s before the stop plus the grace
     source = write_lines(tmp_path / "in.jsonl", chat_batch(total, max_tokens=400, ignore_eos=True))
     out = tmp_path / "out"
+    write_plan(str(source), str(out), chunk_lines=50)
     stop = StopSignal()
     timer = threading.Timer(1.0, stop.request, args=(ErrorCode.BATCH_CANCELLED,))
     timer.start()
@@ -420,7 +424,7 @@ def test_stop_request_cancels_in_flight_and_unstarted_lines(
     assert result.exit_code == ExitCode.CANCELLED
     # A stop (SIGTERM) records nothing but finished work: the Job's next pod, after a
     # preemption, must still find the other lines to run.
-    parts = b"".join(p.read_bytes() for p in (out / "parts").glob("shard-*/part-*.jsonl"))
+    parts = b"".join(p.read_bytes() for p in (out / "parts").glob("chunk-*/part-*.jsonl"))
     assert b"batch_cancelled" not in parts
     assert result.tally.completed + result.tally.failed < total
     finalize(FinalizeConfig(str(source), str(out), reason="cancelled"))
@@ -431,10 +435,11 @@ def test_stop_request_cancels_in_flight_and_unstarted_lines(
 
 
 def test_stop_after_the_deadline_expires_the_rest(tmp_path: Path) -> None:
-    """A SIGTERM that comes after the deadline takes the deadline's path: batch_expired is
-    recorded by the runner itself and it exits 43, not 44."""
+    """A SIGTERM that comes after the deadline takes the deadline's path: exit 43, not 44,
+    and finalize (reason expired) records the lines as batch_expired."""
     source = write_lines(tmp_path / "in.jsonl", chat_batch(7))
     out = tmp_path / "out"
+    write_plan(str(source), str(out))
     stop = StopSignal()
     stop.request(ErrorCode.BATCH_CANCELLED)
     past = datetime.now(UTC) - timedelta(seconds=5)
@@ -444,9 +449,9 @@ def test_stop_after_the_deadline_expires_the_rest(tmp_path: Path) -> None:
         stop=stop,
     )
     assert result.exit_code == ExitCode.EXPIRED
-    assert result.tally.failed == 7
+    assert result.tally.failed == 0 and not list(out.glob("leases/chunk-*"))  # claimed none
     assert json.loads((out / "progress" / "shard-0.json").read_bytes())["state"] == "expired"
-    finalize(FinalizeConfig(str(source), str(out), reason="none"))
+    finalize(FinalizeConfig(str(source), str(out), reason="expired"))
     output, errors = _results(out)
     assert output == [] and {e["error"]["code"] for e in errors} == {"batch_expired"}
 
@@ -510,7 +515,7 @@ def test_s3_faults_on_reads_and_writes_lose_nothing(
             NAME,
             settings=settings,
             engine=chat_engine,
-            checkpoint_requests=5,
+            plan_options={"chunk_lines": 5},
         )
         injected = proxy.proxy.injected
     assert injected > 0

@@ -45,7 +45,12 @@ def test_two_shards_racing_for_one_chunk_exactly_one_wins(
         barrier = threading.Barrier(2)
         outcomes: dict[str, object] = {}
 
-        def race(holder: str, chunk: int = chunk, barrier: threading.Barrier = barrier) -> None:
+        def race(
+            holder: str,
+            chunk: int = chunk,
+            barrier: threading.Barrier = barrier,
+            outcomes: dict[str, object] = outcomes,
+        ) -> None:
             leases = Leases(store, layout, holder, seconds=60)
             barrier.wait()
             outcomes[holder] = leases.claim(chunk)

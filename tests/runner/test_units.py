@@ -1,4 +1,5 @@
-"""Runner pieces without vLLM: sharding, part records, recovery, finalize, CLI parsing."""
+"""Runner pieces without vLLM: sharding, part records, finalize of planned batches, shard
+start-up checks, CLI parsing."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from llmbatch.runner import records
 from llmbatch.runner.cli import parse_deadline, parse_engine_args
 from llmbatch.runner.errors import PermanentError
 from llmbatch.runner.finalize import FinalizeConfig, finalize
-from llmbatch.runner.parts import LineSet, Spool, recover
+from llmbatch.runner.parts import LineSet
 from llmbatch.runner.sharding import route_line, shard_of_custom_id
 from llmbatch.storage import get_store
 from tests.runner.batches import chat_batch, chat_line, read_jsonl, write_lines
+from tests.runner.plans import write_plan
 
 
 def test_shard_of_custom_id_is_stable_and_spreads() -> None:
@@ -65,42 +67,22 @@ def test_lineset_grows_and_deduplicates() -> None:
     assert 1_000_003 in seen and 2 not in seen and seen.count == 2
 
 
-def _write_part(out: Path, shard: int, number: int, recs: list[records.Record]) -> None:
-    target = Path(OutputLayout(str(out)).part(shard, number))
+def _write_part(
+    out: Path, chunk: int, number: int, recs: list[records.Record], writer: str = ""
+) -> None:
+    target = Path(OutputLayout(str(out)).chunk_part(chunk, number, writer))
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(b"".join(r.encode() for r in recs))
-
-
-def test_spool_seals_parts_sorted_by_line(tmp_path: Path) -> None:
-    spool = Spool(tmp_path)
-    for lineno in (5, 2, 9):
-        spool.add(records.error_record("b", lineno, None, "x", "m"))
-    path = spool.seal()
-    assert path is not None
-    assert [records.decode_record(r).lineno for r in path.read_bytes().splitlines()] == [2, 5, 9]
-    assert spool.seal() is None
-
-
-def test_recover_adopts_parts_without_a_checkpoint_record(tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    # A part uploaded by a pod killed before it wrote checkpoints/shard-0.json.
-    _write_part(out, 0, 0, [records.error_record("b", n, None, "x", "m") for n in (1, 2)])
-    _write_part(out, 0, 3, [records.success_record("b", 4, "c", {}, 5, 6)])
-    state = recover(get_store(str(out)), str(out), 0)
-    assert state.done.count == 3 and 4 in state.done
-    assert state.next_part == 4
-    assert (state.tally.completed, state.tally.failed) == (1, 2)
-    assert state.tally.prompt_tokens == 5
 
 
 def test_finalize_merges_dedups_and_is_idempotent(tmp_path: Path) -> None:
     source = write_lines(tmp_path / "in.jsonl", chat_batch(4))
     out = tmp_path / "out"
+    write_plan(str(source), str(out), chunk_lines=2)
     _write_part(out, 0, 0, [records.success_record("b", 1, "req-0", {"n": 1}, 2, 3)])
-    _write_part(
-        out, 1, 0, [records.success_record("b", n, f"req-{n - 1}", {}, 1, 1) for n in (2, 3)]
-    )
-    # Line 3 answered twice (a recomputed request next to an adopted part): kept once.
+    _write_part(out, 0, 1, [records.success_record("b", 2, "req-1", {}, 1, 1)])
+    _write_part(out, 1, 0, [records.success_record("b", 3, "req-2", {}, 1, 1)])
+    # Line 3 answered twice (a holder that lost its lease and the one that took over): once.
     _write_part(
         out,
         1,
@@ -124,8 +106,9 @@ def test_finalize_merges_dedups_and_is_idempotent(tmp_path: Path) -> None:
 def test_finalize_without_a_reason_refuses_missing_lines(tmp_path: Path) -> None:
     source = write_lines(tmp_path / "in.jsonl", chat_batch(3))
     out = tmp_path / "out"
+    write_plan(str(source), str(out), chunk_lines=2)
     _write_part(out, 0, 0, [records.success_record("b", 1, "req-0", {}, 1, 1)])
-    with pytest.raises(PermanentError, match="2 of 3 requests have no result"):
+    with pytest.raises(PermanentError, match=r"line 2 of .* has no result"):
         finalize(FinalizeConfig(str(source), str(out)))
     assert not (out / "output.jsonl").exists() and not (out / "manifest.json").exists()
 
@@ -139,12 +122,15 @@ def test_finalize_records_unfinished_lines_by_reason(
 ) -> None:
     source = write_lines(tmp_path / "in.jsonl", [*chat_batch(2), b"", b"{bad"])
     out = tmp_path / "out"
+    write_plan(str(source), str(out))
     _write_part(out, 0, 0, [records.success_record("b", 1, "req-0", {}, 1, 1)])
     manifest = finalize(FinalizeConfig(str(source), str(out), reason=reason))  # type: ignore[arg-type]
     errors = read_jsonl((out / "errors.jsonl").read_bytes())
+    # The unanswered line by the reason (custom_id read back from the input); the invalid
+    # line by the plan's own error record.
     assert [(e["custom_id"], e["error"]["code"], e["error"]["line"]) for e in errors] == [
         ("req-1", code.value, 2),
-        (None, code.value, 4),
+        (None, ErrorCode.INVALID_REQUEST.value, 4),
     ]
     assert manifest["requestCounts"] == {"total": 3, "completed": 1, "failed": 2}
 
@@ -202,17 +188,14 @@ def test_json_logs_carry_batch_shard_and_custom_id() -> None:
 def test_parts_of_two_live_attempts_never_collide(tmp_path: Path) -> None:
     source = write_lines(tmp_path / "in.jsonl", chat_batch(3))
     out = tmp_path / "out"
+    write_plan(str(source), str(out))
     store = get_store(str(out))
-    # A zombie attempt and its replacement both write "part 0", with their own writer ids.
+    # A holder that lost its lease and the one that took over both write "part 0" of the
+    # chunk, with their own writer ids.
     for writer, lines in (("aa11", (1, 2)), ("bb22", (2, 3))):
-        data = b"".join(
-            records.success_record("b", n, f"req-{n - 1}", {"w": writer}, 1, 1).encode()
-            for n in lines
-        )
-        store.write_bytes(OutputLayout(str(out)).part(0, 0, writer), data)
-    assert len(list(store.list(str(out / "parts") + "/"))) == 2
-    state = recover(store, str(out), 0)
-    assert state.done.count == 3 and state.next_part == 1
+        recs = [records.success_record("b", n, f"req-{n - 1}", {"w": writer}, 1, 1) for n in lines]
+        _write_part(out, 0, 0, recs, writer)
+    assert len(list(store.list(str(out / "parts/chunk-")))) == 2
     manifest = finalize(FinalizeConfig(str(source), str(out)))
     assert manifest["requestCounts"] == {"total": 3, "completed": 3, "failed": 0}
     output = read_jsonl((out / "output.jsonl").read_bytes())
@@ -225,11 +208,13 @@ def test_a_shard_with_nothing_to_run_never_loads_the_model(tmp_path: Path) -> No
 
     source = write_lines(tmp_path / "in.jsonl", [b"{bad", chat_line("m", "x", model="other")])
     out = tmp_path / "out"
+    write_plan(str(source), str(out))
     # The model path does not exist: loading it would fail the shard with 42.
     result = run_shard(
         RunConfig(str(source), str(out), "/nonexistent", "tiny-qwen", metrics_port=0)
     )
-    assert result.exit_code == ExitCode.OK and result.tally.failed == 2 and result.total == 2
+    # The bad JSON is the plan's error; the shard answers the other model's line itself.
+    assert result.exit_code == ExitCode.OK and result.tally.failed == 1 and result.total == 2
     manifest = finalize(FinalizeConfig(str(source), str(out)))
     assert manifest["requestCounts"] == {"total": 2, "completed": 0, "failed": 2}
 
@@ -241,6 +226,7 @@ def test_empty_batch_in_s3(s3_settings: Any, s3_bucket: str) -> None:
     source, out = f"s3://{s3_bucket}/empty.jsonl", f"s3://{s3_bucket}/out"
     store = get_store(source, s3_settings)
     store.write_bytes(source, b"")
+    write_plan(source, out, settings=s3_settings)
     config = RunConfig(
         source, out, "/nonexistent", "tiny-qwen", metrics_port=0, settings=s3_settings
     )
@@ -252,38 +238,79 @@ def test_empty_batch_in_s3(s3_settings: Any, s3_bucket: str) -> None:
     assert json.loads(store.read_bytes(f"{out}/progress/shard-0.json"))["state"] == "done"
 
 
-def test_finalize_writes_both_files_in_input_order(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from llmbatch.runner import finalize as finalize_module
-
-    # Force several merge passes with few parts.
-    monkeypatch.setattr(finalize_module, "MERGE_FAN_IN", 2)
+def test_finalize_writes_both_files_in_input_order_segment_by_segment(tmp_path: Path) -> None:
     source = write_lines(tmp_path / "in.jsonl", chat_batch(12))
     out = tmp_path / "out"
-    layout = {(0, 0): (9, 2), (0, 1): (4, 11), (1, 0): (1, 12), (1, 1): (3, 7), (1, 2): (6, 2)}
-    for (shard, number), lines in layout.items():
+    # Chunks fed in reverse line order (as a prefix-grouped chunk may be), two segments.
+    plan = write_plan(
+        str(source), str(out), chunk_lines=3, segment_lines=6, order=lambda m: m[::-1]
+    )
+    assert [(s.first_chunk, s.chunks) for s in plan.segments] == [(0, 2), (2, 2)]
+    answered = {(0, 0): (1, 2), (1, 0): (4,), (1, 1): (6,), (2, 0): (7,), (3, 0): (11, 12)}
+    for (chunk, number), lines in answered.items():
         recs = [
             records.success_record("b", n, f"req-{n - 1}", {}, 1, 1)
             if n % 3
             else records.error_record("b", n, f"req-{n - 1}", "invalid_request", "m")
-            for n in sorted(lines)
+            for n in lines
         ]
-        _write_part(out, shard, number, recs)
+        _write_part(out, chunk, number, recs)
     manifest = finalize(FinalizeConfig(str(source), str(out), reason="cancelled"))
     output = read_jsonl((out / "output.jsonl").read_bytes())
     errors = read_jsonl((out / "errors.jsonl").read_bytes())
     assert [r["custom_id"] for r in output] == [f"req-{n - 1}" for n in (1, 2, 4, 7, 11)]
     assert [(e["error"]["line"], e["error"]["code"]) for e in errors] == [
-        (3, "invalid_request"),
+        (3, "batch_cancelled"),
         (5, "batch_cancelled"),
         (6, "invalid_request"),
         (8, "batch_cancelled"),
-        (9, "invalid_request"),
+        (9, "batch_cancelled"),
         (10, "batch_cancelled"),
         (12, "invalid_request"),
     ]
+    assert [e["custom_id"] for e in errors][:2] == ["req-2", "req-4"]
     assert manifest["requestCounts"] == {"total": 12, "completed": 5, "failed": 7}
+
+
+def test_finalize_and_shards_refuse_without_a_plan_or_with_a_changed_input(
+    tmp_path: Path,
+) -> None:
+    from llmbatch.runner.run import RunConfig, run_shard
+
+    source = write_lines(tmp_path / "in.jsonl", chat_batch(2))
+    out = tmp_path / "out"
+    config = RunConfig(str(source), str(out), "/nonexistent", "tiny-qwen", metrics_port=0)
+    with pytest.raises(PermanentError, match=r"no plan at .*plan.json: the plan step"):
+        run_shard(config)
+    with pytest.raises(PermanentError, match=r"no plan at .*planned batches only"):
+        finalize(FinalizeConfig(str(source), str(out)))
+    write_plan(str(source), str(out))
+    write_lines(source, chat_batch(3))
+    with pytest.raises(PermanentError, match="changed since the plan"):
+        run_shard(config)
+    with pytest.raises(PermanentError, match="changed since the plan"):
+        finalize(FinalizeConfig(str(source), str(out)))
+
+
+def test_a_store_ignoring_conditional_writes_stops_the_shard_at_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmbatch.runner import run as run_module
+    from llmbatch.runner.run import RunConfig, run_shard
+    from llmbatch.storage.local import LocalStore
+
+    class IgnoresIfNoneMatch(LocalStore):
+        def put_if_absent(self, uri: str, data: bytes, content_type: str = "") -> str:
+            self.write_bytes(uri, data)
+            return "etag"
+
+    source = write_lines(tmp_path / "in.jsonl", chat_batch(2))
+    out = tmp_path / "out"
+    write_plan(str(source), str(out))
+    monkeypatch.setattr(run_module, "get_store", lambda uri, settings=None: IgnoresIfNoneMatch())
+    with pytest.raises(PermanentError, match="ignores If-None-Match"):
+        run_shard(RunConfig(str(source), str(out), "/nonexistent", "tiny-qwen", metrics_port=0))
+    assert not list(out.glob("leases/chunk-*"))
 
 
 def _document(path: Path) -> dict[str, Any]:
@@ -300,6 +327,7 @@ def test_progress_checkpoint_and_manifest_keep_their_keys(tmp_path: Path) -> Non
 
     source = write_lines(tmp_path / "in.jsonl", [b"{bad", chat_line("m", "x", model="other")])
     out = tmp_path / "out"
+    write_plan(str(source), str(out))
     run_shard(RunConfig(str(source), str(out), "/nonexistent", "tiny-qwen", metrics_port=0))
     manifest = finalize(FinalizeConfig(str(source), str(out)))
     progress = _document(out / "progress" / "shard-0.json")
@@ -307,13 +335,14 @@ def test_progress_checkpoint_and_manifest_keep_their_keys(tmp_path: Path) -> Non
         "shard", "shardCount", "state", "total", "completed", "failed", "promptTokens",
         "completionTokens", "throughput", "startedAt", "updatedAt", "attempt",
     }  # fmt: skip
-    assert (progress["state"], progress["total"], progress["failed"]) == ("done", 2, 2)
+    # total is the plan's (from the first document); failed is what this shard answered.
+    assert (progress["state"], progress["total"], progress["failed"]) == ("done", 2, 1)
     checkpoint = _document(out / "checkpoints" / "shard-0.json")
     assert set(checkpoint) == {
         "shard", "shardCount", "state", "attempt", "parts", "requestCounts", "usage", "input",
         "model", "endpoint", "engineArgs", "runnerVersion", "updatedAt",
     }  # fmt: skip
-    assert checkpoint["requestCounts"] == {"completed": 0, "failed": 2}
+    assert checkpoint["requestCounts"] == {"completed": 0, "failed": 1}
     assert checkpoint["usage"] == {"promptTokens": 0, "completionTokens": 0}
     assert checkpoint["model"] == {"name": "tiny-qwen", "source": "/nonexistent"}
     assert _document(out / "manifest.json") == manifest
@@ -334,8 +363,10 @@ def test_progress_checkpoint_and_manifest_keep_their_keys(tmp_path: Path) -> Non
 def test_finalize_without_checkpoints_leaves_the_run_fields_empty(tmp_path: Path) -> None:
     source = write_lines(tmp_path / "in.jsonl", chat_batch(1))
     out = tmp_path / "out"
+    write_plan(str(source), str(out))
     _write_part(out, 0, 0, [records.success_record("b", 1, "req-0", {}, 2, 3)])
     manifest = finalize(FinalizeConfig(str(source), str(out)))
-    assert (manifest["model"], manifest["engineArgs"], manifest["endpoint"]) == (None, None, None)
+    assert (manifest["model"], manifest["engineArgs"]) == (None, None)
+    assert manifest["endpoint"] == "/v1/chat/completions"  # the plan's
     assert manifest["shardCount"] == 1 and manifest["timing"]["startedAt"] is None
     assert manifest["usage"] == {"promptTokens": 2, "completionTokens": 3}

@@ -1,4 +1,4 @@
-"""``llmbatch run``: a whole batch locally (run + finalize), no cluster needed."""
+"""``llmbatch run``: a whole batch locally (plan + run + finalize), no cluster needed."""
 
 from __future__ import annotations
 
@@ -29,9 +29,12 @@ def run(
         ),
     ] = "/v1/chat/completions",
     engine_args: Annotated[str | None, typer.Option(help="vLLM engine arguments as JSON.")] = None,
-    checkpoint_seconds: Annotated[float, typer.Option(help="Seconds between checkpoints.")] = 30.0,
+    chunk_lines: Annotated[
+        int, typer.Option(help="Lines per chunk: the unit a shard commits and resumes.")
+    ] = 1000,
 ) -> None:
-    """Run a batch on this machine with vLLM and write output.jsonl, errors.jsonl, manifest.json."""
+    """Plan and run a batch on this machine with vLLM and write output.jsonl, errors.jsonl,
+    manifest.json (the same files as on a cluster)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -53,7 +56,7 @@ def run(
             Endpoint(endpoint),
             parse_engine_args(engine_args),
             StorageSettings.from_env(),
-            checkpoint_seconds=checkpoint_seconds,
+            plan_options={"chunk_lines": chunk_lines},
         )
     except ValueError as exc:
         console.print(f"[red]error:[/red] {exc}", soft_wrap=True)

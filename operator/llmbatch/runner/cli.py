@@ -85,10 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="RFC 3339 time after which no request starts",
     )
     run.add_argument(
-        "--checkpoint-seconds", type=float, default=_env_float("LLMBATCH_CHECKPOINT_SECONDS", 30.0)
+        "--lease-seconds",
+        type=float,
+        default=_env_float("LLMBATCH_LEASE_SECONDS", 60.0),
+        help="how long a chunk's lease lasts unless renewed (a dead shard's chunk waits this)",
     )
     run.add_argument(
-        "--checkpoint-requests", type=int, default=_env_int("LLMBATCH_CHECKPOINT_REQUESTS", 1000)
+        "--renew-seconds",
+        type=float,
+        default=_env_float("LLMBATCH_LEASE_RENEW_SECONDS", 15.0),
+        help="how often a running chunk's lease is renewed",
     )
     run.add_argument(
         "--progress-seconds", type=float, default=_env_float("LLMBATCH_PROGRESS_SECONDS", 10.0)
@@ -121,7 +127,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("LLMBATCH_CHAT_TEMPLATE"),
         help="Jinja chat template overriding the tokenizer's own",
     )
-    run.add_argument("--spool-dir", type=Path, default=None)
     run.add_argument("--model-cache-dir", type=Path, default=None)
 
     fin = sub.add_parser("finalize", help="merge the shards' parts into the batch's output")
@@ -196,15 +201,14 @@ def _run(args: argparse.Namespace) -> ExitCode:
         shard_index=args.shard_index,
         shard_count=args.shard_count,
         deadline=parse_deadline(args.deadline) if args.deadline else None,
-        checkpoint_seconds=args.checkpoint_seconds,
-        checkpoint_requests=args.checkpoint_requests,
         progress_seconds=args.progress_seconds,
         grace_seconds=args.grace_period,
         metrics_port=args.metrics_port,
         batch_name=args.batch_name,
         max_in_flight=args.max_in_flight,
         chat_template=args.chat_template,
-        spool_dir=args.spool_dir,
+        lease_seconds=args.lease_seconds,
+        renew_seconds=args.renew_seconds,
         model_cache_dir=args.model_cache_dir,
         settings=StorageSettings.from_env(),
     )

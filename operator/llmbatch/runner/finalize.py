@@ -1,12 +1,15 @@
-"""``llmbatch-runner finalize``: every shard's parts into output.jsonl, errors.jsonl and
-manifest.json.
+"""``llmbatch-runner finalize``: the plan's error parts and the chunks' parts into
+output.jsonl, errors.jsonl and manifest.json, in input line order.
 
-Bounded memory whatever the batch size: the input is streamed to learn which lines exist (a
-bitmap, one bit a line) and to hash it; the parts, each sorted by line number, are downloaded
-to local disk and merged k-way, so both files come out in input line order and are hashed as
-they stream to the store; a line met twice (an adopted part overlapping a recomputed one, a
-zombie pod) is kept once. Lines no shard finished become batch_expired / batch_cancelled
-errors when the batch ended that way, or fail finalize when it should have completed.
+Streams segment by segment (``api/plan.py``): the chunks of a segment hold only that
+segment's lines, and each part is sorted by line, so a k-way merge of one segment's parts
+(plus the plan's error records, themselves in line order) gives the segment's records in
+input order. Memory and local disk stay bounded whatever the batch size: one segment's open
+part streams and its byte ranges, nothing on disk; both files stream to the store as
+multipart uploads, hashed on the way. A line met twice (a part of a holder that lost its
+lease) is kept once: the first part's. A runnable line no part answers becomes a
+batch_expired / batch_cancelled error when the batch ended that way (its custom_id read from
+the input by a ranged read), or fails finalize when the batch should have completed.
 
 The manifest is written only if absent: once it exists, finalize answers with it and changes
 nothing, so a re-run (a retried finalize Job) is harmless.
@@ -18,11 +21,9 @@ import contextlib
 import hashlib
 import heapq
 import logging
-import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO, NamedTuple, TypeVar
 
 from llmbatch.api.documents import (
     Counts,
@@ -37,10 +38,13 @@ from llmbatch.api.documents import (
 )
 from llmbatch.api.layout import OutputLayout, part_number
 from llmbatch.api.lines import ErrorCode
+from llmbatch.api.plan import PlanSummary, Segment
 from llmbatch.api.timefmt import rfc3339
 from llmbatch.runner import records
 from llmbatch.runner.errors import PermanentError
-from llmbatch.runner.parts import LineSet, Tally
+from llmbatch.runner.parts import Tally, iter_part_records
+from llmbatch.runner.plan import read_chunk
+from llmbatch.runner.planned import check_input, require_plan
 from llmbatch.runner.records import Record
 from llmbatch.runner.version import RUNNER_VERSION, engine_version
 from llmbatch.storage import (
@@ -50,10 +54,11 @@ from llmbatch.storage import (
     StorageSettings,
     get_store,
 )
-from llmbatch.storage.lines import iter_lines
 
 log = logging.getLogger(__name__)
 
+# Read size per open part: a segment's parts are all open at once during its merge.
+PART_BLOCK = 32 * 1024
 _REASON_CODES = {
     "expired": ErrorCode.BATCH_EXPIRED.value,
     "cancelled": ErrorCode.BATCH_CANCELLED.value,
@@ -74,59 +79,170 @@ class FinalizeConfig:
             self.batch_name = self.output_uri.rstrip("/")
 
 
-class _HashingReader:
-    def __init__(self, inner: BinaryIO) -> None:
-        self.inner = inner
-        self.sha = hashlib.sha256()
-
-    def read(self, size: int = -1, /) -> bytes:
-        data = self.inner.read(size)
-        self.sha.update(data)
-        return data
-
-
 class _HashingWriter:
     def __init__(self, inner: BinaryIO) -> None:
         self.inner = inner
         self.sha = hashlib.sha256()
-        self.lines = 0
 
     def write_line(self, line: bytes) -> None:
         data = line + b"\n"
         self.inner.write(data)
         self.sha.update(data)
-        self.lines += 1
+
+
+class _Span(NamedTuple):
+    """A byte range of runnable lines (first_line .. first_line + lines - 1)."""
+
+    first_line: int
+    lines: int
+    offset: int
+    length: int
 
 
 @dataclass
-class _InputScan:
-    expected: LineSet
-    lines: int
-    sha256: str
+class _Context:
+    out: ObjectStore
+    source: ObjectStore
+    config: FinalizeConfig
+    layout: OutputLayout
+    duplicates: int = 0
+    unanswered: int = 0
+    # The input bytes of the last span read for unanswered lines' custom_ids.
+    cached: tuple[int, list[bytes]] = field(default=(-1, []))
 
 
-def _scan_input(store: ObjectStore, uri: str) -> _InputScan:
-    """Non-blank line numbers (the requests), the number of lines, and the input's sha256."""
-    expected = LineSet()
-    lines = 0
-    try:
-        reader = _HashingReader(store.open_read(uri))
-    except (BucketNotFound, AccessDenied) as exc:
-        raise PermanentError(f"input {uri} cannot be read: {exc}") from exc
-    with contextlib.closing(reader.inner):
-        for lineno, raw in enumerate(iter_lines(reader, store.read_chunk_size), start=1):
-            lines = lineno
-            if raw.strip():
-                expected.add(lineno)
-    return _InputScan(expected, lines, reader.sha.hexdigest())
+def _segment_spans(ctx: _Context, segment: Segment) -> list[_Span]:
+    """Every byte range of the segment's chunks, in line order."""
+    spans: list[_Span] = []
+    for index in range(segment.first_chunk, segment.first_chunk + segment.chunks):
+        chunk = read_chunk(ctx.out, ctx.layout, index)
+        spans.extend(_Span(r.first_line, r.lines, r.offset, r.length) for r in chunk.ranges)
+    spans.sort()
+    return spans
 
 
-def _part_uris(store: ObjectStore, layout: OutputLayout) -> Iterator[str]:
-    # Key order: by shard, then part number (zero-padded), the order each shard produced
-    # them in; each part is itself sorted by line number.
-    for info in store.list(layout.parts_dir):
-        if part_number(info.uri) is not None:
-            yield info.uri
+def _segment_parts(ctx: _Context, segment: Segment) -> list[str]:
+    """The segment's parts, chunk by chunk and by part number: the order that decides which
+    copy of a line is kept."""
+    found: list[str] = []
+    for index in range(segment.first_chunk, segment.first_chunk + segment.chunks):
+        parts = [
+            (number, info.uri)
+            for info in ctx.out.list(ctx.layout.chunk_parts_dir(index))
+            if (number := part_number(info.uri)) is not None
+        ]
+        found.extend(uri for _, uri in sorted(parts))
+    return found
+
+
+def _lineno(record: Record) -> int:
+    return record.lineno
+
+
+def _first_per_line(ctx: _Context, ordered: Iterator[Record]) -> Iterator[Record]:
+    last = 0
+    for record in ordered:
+        if record.lineno == last:
+            ctx.duplicates += 1
+            continue
+        last = record.lineno
+        yield record
+
+
+def _unanswered(ctx: _Context, lineno: int, span: _Span) -> Record:
+    if ctx.config.reason == "none":
+        raise PermanentError(
+            f"request on line {lineno} of {ctx.config.input_uri} has no result; the shards did "
+            "not finish (finalize with --reason expired|cancelled to record them as such)"
+        )
+    ctx.unanswered += 1
+    if ctx.cached[0] != span.offset:
+        data = ctx.source.read_range(ctx.config.input_uri, span.offset, span.length)
+        ctx.cached = (span.offset, data.split(b"\n"))
+    raw = ctx.cached[1][lineno - span.first_line]
+    code = _REASON_CODES[ctx.config.reason]
+    return records.error_record(
+        ctx.config.batch_name, lineno, records.custom_id_of(raw), code, records.stop_message(code)
+    )
+
+
+def _with_unanswered(
+    ctx: _Context, answered: Iterator[Record], spans: list[_Span]
+) -> Iterator[Record]:
+    """Walk the segment's runnable lines in order: each line's answer, or an error record
+    for it; answers for lines that are no runnable line of the segment are dropped."""
+    current = next(answered, None)
+    for span in spans:
+        for lineno in range(span.first_line, span.first_line + span.lines):
+            while current is not None and current.lineno < lineno:
+                log.warning("a part answers line %d, which is no request", current.lineno)
+                current = next(answered, None)
+            if current is not None and current.lineno == lineno:
+                yield current
+                current = next(answered, None)
+            else:
+                yield _unanswered(ctx, lineno, span)
+    while current is not None:
+        log.warning("a part answers line %d, which is no request", current.lineno)
+        current = next(answered, None)
+
+
+class _Peekable:
+    """The plan's error records in line order, taken segment by segment."""
+
+    def __init__(self, items: Iterator[Record]) -> None:
+        self._items = items
+        self._head = next(items, None)
+
+    def upto(self, last_line: int | None) -> Iterator[Record]:
+        while self._head is not None and (last_line is None or self._head.lineno <= last_line):
+            yield self._head
+            self._head = next(self._items, None)
+
+
+def _plan_errors(ctx: _Context) -> Iterator[Record]:
+    for info in ctx.out.list(ctx.layout.plan_errors_dir):
+        yield from iter_part_records(ctx.out, info.uri)
+
+
+def _segment_records(ctx: _Context, segment: Segment, errors: _Peekable) -> Iterator[Record]:
+    spans = _segment_spans(ctx, segment)
+    streams = [iter_part_records(ctx.out, uri, PART_BLOCK) for uri in _segment_parts(ctx, segment)]
+    answered = _first_per_line(ctx, heapq.merge(*streams, key=_lineno))
+    yield from heapq.merge(
+        _with_unanswered(ctx, answered, spans), errors.upto(segment.last_line), key=_lineno
+    )
+
+
+@dataclass
+class _Merged:
+    tally: Tally
+    output_sha: str
+    errors_sha: str
+
+
+def _merge(ctx: _Context, plan: PlanSummary) -> _Merged:
+    """Write output.jsonl and errors.jsonl, segment after segment."""
+    tally = Tally()
+    errors = _Peekable(_plan_errors(ctx))
+    with contextlib.ExitStack() as stack:
+        output = _HashingWriter(stack.enter_context(ctx.out.open_write(ctx.layout.output_file)))
+        failed = _HashingWriter(stack.enter_context(ctx.out.open_write(ctx.layout.errors_file)))
+
+        def write(record: Record) -> None:
+            tally.add(record)
+            (output if record.kind == records.OUTPUT else failed).write_line(record.line)
+
+        for segment in plan.segments:
+            for record in _segment_records(ctx, segment, errors):
+                write(record)
+        for record in errors.upto(None):
+            write(record)
+    if ctx.duplicates:
+        log.warning("dropped %d duplicate results of already answered lines", ctx.duplicates)
+    if ctx.unanswered:
+        log.info("%d requests no shard answered recorded as %s", ctx.unanswered, ctx.config.reason)
+    return _Merged(tally, output.sha.hexdigest(), failed.sha.hexdigest())
 
 
 D = TypeVar("D", bound=Document)
@@ -143,141 +259,9 @@ def _read_documents(store: ObjectStore, prefix: str, model: type[D]) -> list[D]:
     return found
 
 
-# Files merged at once; bounds open files and buffers whatever the number of parts.
-MERGE_FAN_IN = 64
-
-
-def _download_parts(store: ObjectStore, layout: OutputLayout, workdir: Path) -> list[Path]:
-    """Every part, in key order, as local files (disk, not memory, holds the output)."""
-    local: list[Path] = []
-    for index, uri in enumerate(_part_uris(store, layout)):
-        path = workdir / f"part-{index:08d}.jsonl"
-        store.download_file(uri, path)
-        local.append(path)
-    return local
-
-
-def _iter_file(path: Path) -> Iterator[Record]:
-    with path.open("rb") as handle:
-        for raw in handle:
-            if raw.strip():
-                yield records.decode_record(raw)
-
-
-def _answered_lines(parts: list[Path], expected: LineSet) -> tuple[LineSet, int]:
-    seen = LineSet()
-    duplicates = 0
-    for path in parts:
-        for record in _iter_file(path):
-            if record.lineno not in expected:
-                log.warning("a part answers line %d, which is not a request", record.lineno)
-            elif not seen.add(record.lineno):
-                duplicates += 1
-    return seen, duplicates
-
-
-def _sorted_records(parts: list[Path], workdir: Path) -> Iterator[Record]:
-    """All records by line number: each part is sorted, so a k-way merge (in passes of
-    MERGE_FAN_IN files) sorts them. heapq.merge is stable, so among copies of one line the
-    one from the earliest part comes first."""
-    runs = list(parts)
-    generation = 0
-    while len(runs) > MERGE_FAN_IN:
-        merged: list[Path] = []
-        for start in range(0, len(runs), MERGE_FAN_IN):
-            group = runs[start : start + MERGE_FAN_IN]
-            target = workdir / f"run-{generation}-{start:08d}.jsonl"
-            with target.open("wb") as handle:
-                for record in heapq.merge(*map(_iter_file, group), key=_lineno):
-                    handle.write(record.encode())
-            for path in group:
-                path.unlink()
-            merged.append(target)
-        runs = merged
-        generation += 1
-    yield from heapq.merge(*map(_iter_file, runs), key=_lineno)
-
-
-def _lineno(record: Record) -> int:
-    return record.lineno
-
-
-def _deduplicated(ordered: Iterator[Record], expected: LineSet) -> Iterator[Record]:
-    """The first record of each request line; records of lines that are no request (which
-    only a changed input file could cause) are dropped."""
-    last = 0
-    for record in ordered:
-        if record.lineno != last and record.lineno in expected:
-            last = record.lineno
-            yield record
-
-
-def _unanswered(
-    source: ObjectStore, config: FinalizeConfig, expected: LineSet, seen: LineSet
-) -> Iterator[Record]:
-    """Error records for the requests no shard answered, in line order."""
-    code = _REASON_CODES[config.reason]
-    message = records.stop_message(code)
-    for lineno, raw in enumerate(source.read_lines(config.input_uri), start=1):
-        if lineno in expected and lineno not in seen:
-            yield records.error_record(
-                config.batch_name, lineno, records.custom_id_of(raw), code, message
-            )
-
-
-@dataclass
-class _Merged:
-    tally: Tally
-    output_sha: str
-    errors_sha: str
-
-
-def _merge(
-    out: ObjectStore,
-    source: ObjectStore,
-    config: FinalizeConfig,
-    layout: OutputLayout,
-    expected: LineSet,
-) -> _Merged:
-    """Write output.jsonl and errors.jsonl from the parts (and the unanswered lines)."""
-    tally = Tally()
-    with tempfile.TemporaryDirectory(prefix="llmbatch-finalize-") as workdir:
-        local_parts = _download_parts(out, layout, Path(workdir))
-        seen, duplicates = _answered_lines(local_parts, expected)
-        missing = expected.count - seen.count
-        if missing and config.reason == "none":
-            raise PermanentError(
-                f"{missing} of {expected.count} requests have no result; the shards did not "
-                "finish (finalize with --reason expired|cancelled to record them as such)"
-            )
-        unanswered: Iterator[Record] = iter(())
-        if missing:
-            unanswered = _unanswered(source, config, expected, seen)
-        ordered = heapq.merge(
-            _deduplicated(_sorted_records(local_parts, Path(workdir)), expected),
-            unanswered,
-            key=lambda record: record.lineno,
-        )
-        with contextlib.ExitStack() as stack:
-            ok_writer = _HashingWriter(stack.enter_context(out.open_write(layout.output_file)))
-            err_writer = _HashingWriter(stack.enter_context(out.open_write(layout.errors_file)))
-            for record in ordered:
-                tally.add(record)
-                writer = ok_writer if record.kind == records.OUTPUT else err_writer
-                writer.write_line(record.line)
-    if duplicates:
-        log.warning("dropped %d duplicate results of already answered lines", duplicates)
-    return _Merged(tally, ok_writer.sha.hexdigest(), err_writer.sha.hexdigest())
-
-
-def _build_manifest(
-    out: ObjectStore,
-    config: FinalizeConfig,
-    layout: OutputLayout,
-    scanned: _InputScan,
-    merged: _Merged,
-) -> Manifest:
+def _build_manifest(ctx: _Context, plan: PlanSummary, merged: _Merged) -> Manifest:
     """The manifest: the merge's counts and hashes, and what the shards said about the run."""
+    out, config, layout = ctx.out, ctx.config, ctx.layout
     checkpoints = _read_documents(out, layout.checkpoints_dir, ShardCheckpoint)
     progress = _read_documents(out, layout.progress_dir, ShardProgress)
     first = checkpoints[0] if checkpoints else None
@@ -289,19 +273,19 @@ def _build_manifest(
         input=config.input_uri,
         output_file=layout.output_file,
         error_file=layout.errors_file,
-        endpoint=first.endpoint if first else None,
+        endpoint=first.endpoint if first else plan.endpoint,
         model=first.model if first else None,
         engine_args=first.engine_args if first else None,
         shard_count=config.shard_count or max([c.shard_count for c in checkpoints] or [1]),
         reason=config.reason,
-        request_counts=Counts(
-            total=scanned.expected.count, completed=tally.completed, failed=tally.failed
-        ),
+        request_counts=Counts(total=plan.total, completed=tally.completed, failed=tally.failed),
         usage=TokenUsage(
             prompt_tokens=tally.prompt_tokens, completion_tokens=tally.completion_tokens
         ),
-        sha256=FileHashes(input=scanned.sha256, output=merged.output_sha, errors=merged.errors_sha),
-        input_lines=scanned.lines,
+        sha256=FileHashes(
+            input=plan.input_sha256, output=merged.output_sha, errors=merged.errors_sha
+        ),
+        input_lines=plan.input_lines,
         timing=Timing(
             started_at=min(started) if started else None,
             run_finished_at=max(updated) if updated else None,
@@ -317,7 +301,8 @@ def _read_manifest(store: ObjectStore, uri: str) -> dict[str, Any]:
 
 
 def finalize(config: FinalizeConfig) -> dict[str, Any]:
-    """Merge the shards' parts; return the manifest (the existing one if already final)."""
+    """Merge the plan's and the chunks' parts; return the manifest (the existing one if
+    already final)."""
     out = get_store(config.output_uri, config.settings)
     layout = OutputLayout(config.output_uri)
     try:
@@ -327,13 +312,17 @@ def finalize(config: FinalizeConfig) -> dict[str, Any]:
     if existing is not None:
         log.info("already finalized: %s exists", layout.manifest)
         return _read_manifest(out, layout.manifest)
-
+    plan = require_plan(
+        out,
+        layout,
+        "this finalize merges planned batches only; a batch run before the plan step "
+        "(parts per shard) must be finalized by the runner version that ran it",
+    )
     source = get_store(config.input_uri, config.settings)
-    if not source.exists(config.input_uri):
-        raise PermanentError(f"input {config.input_uri} does not exist")
-    scanned = _scan_input(source, config.input_uri)
-    merged = _merge(out, source, config, layout, scanned.expected)
-    manifest = _build_manifest(out, config, layout, scanned, merged)
+    check_input(source, config.input_uri, plan)
+    ctx = _Context(out, source, config, layout)
+    merged = _merge(ctx, plan)
+    manifest = _build_manifest(ctx, plan, merged)
     data = manifest.to_json(indent=2)
     if not out.write_bytes_if_absent(layout.manifest, data, content_type="application/json"):
         # Another finalize won the race; its manifest describes the same files.
@@ -342,6 +331,6 @@ def finalize(config: FinalizeConfig) -> dict[str, Any]:
         "finalized: %d completed, %d failed of %d",
         merged.tally.completed,
         merged.tally.failed,
-        scanned.expected.count,
+        plan.total,
     )
     return manifest.to_dict()

@@ -1,4 +1,5 @@
-"""A whole batch on this machine, no cluster: one shard run then finalize (``llmbatch run``)."""
+"""A whole batch on this machine, no cluster (``llmbatch run``): the plan, one shard, then
+finalize, writing the same files a cluster does."""
 
 from __future__ import annotations
 
@@ -31,13 +32,17 @@ def run_local(
     *,
     engine: Any | None = None,
     metrics_port: int = 0,
+    plan_options: Mapping[str, Any] | None = None,
     **run_options: Any,
 ) -> dict[str, Any]:
-    """Run and finalize a batch; return its manifest (with ``exitCode`` of the run added).
+    """Plan, run and finalize a batch; return its manifest (with ``exitCode`` of the run).
 
-    ``engine`` reuses an already loaded engine; ``run_options`` go to RunConfig
-    (checkpoint_seconds, deadline, ...). Raises PermanentError like the runner does.
+    ``engine`` reuses an already loaded engine; ``plan_options`` go to PlanConfig
+    (chunk_lines, ...), ``run_options`` to RunConfig (deadline, lease_seconds, ...). Raises
+    PermanentError like the runner does.
     """
+    from llmbatch.runner.plan import PlanConfig, make_plan
+
     config = RunConfig(
         input_uri=input_uri,
         output_uri=output_uri,
@@ -48,6 +53,20 @@ def run_local(
         settings=settings,
         metrics_port=metrics_port,
         **run_options,
+    )
+    make_plan(
+        PlanConfig(
+            input_uri=input_uri,
+            output_uri=output_uri,
+            model_source=model_source,
+            served_model_name=config.served_model_name,
+            endpoint=config.endpoint,
+            settings=settings,
+            batch_name=config.batch_name,
+            engine_args=config.engine_args,
+            chat_template=config.chat_template,
+            **dict(plan_options or {}),
+        )
     )
     stop = StopSignal()
     # Ctrl-C stops like SIGTERM does (exit 44, finished work committed); finalizing with

@@ -1,33 +1,28 @@
-"""Checkpointed output: a local spool sealed into immutable numbered parts in the store.
+"""Committed output: parts in the store, their records, and the writes behind them.
 
 Layout under the output prefix (``llmbatch.api.layout``):
-  parts/shard-<i>/part-<n>-<writer>.jsonl   records (see records.py), sorted by line number
-  checkpoints/shard-<i>.json       summary of the shard's committed parts and counts
+  parts/chunk-<n>/part-<s>-<writer>.jsonl   one chunk's records (records.py), sorted by line
+  parts/plan/errors-<k>.jsonl              the plan step's error records
+  checkpoints/shard-<i>.json, progress/shard-<i>.json   a shard's summary and live counters
 
-A part is committed the moment its object exists: both a restarted runner and finalize list
-``parts/shard-<i>/`` and take every part found. The checkpoint record is a summary for people
-and the operator, never the source of truth, so a kill between a part's upload and the
-checkpoint write loses nothing and duplicates nothing: the part is adopted on restart.
-Each attempt tags its parts with its own writer id, so even two attempts alive at once (a
-pod on a lost node that still runs) never overwrite each other's parts; finalize keeps the
-first answer for a line and drops the rest.
+A part is committed the moment its object exists: a shard resuming a chunk lists
+``parts/chunk-<n>/`` and skips every line found, and finalize merges every part. Each holder
+tags its parts with its own writer id, so two holders of one chunk (one that lost its lease
+without knowing it yet) never overwrite each other's parts; finalize keeps the first answer
+for a line and drops the rest.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import BinaryIO
+from dataclasses import dataclass
 
 from llmbatch.api.documents import Document
-from llmbatch.api.layout import OutputLayout, part_number
 from llmbatch.runner.records import OUTPUT, Record, decode_record
 from llmbatch.storage import ObjectStore
+from llmbatch.storage.lines import iter_lines
 
 log = logging.getLogger(__name__)
 
@@ -74,65 +69,13 @@ class Tally:
         self.completion_tokens += record.completion_tokens
 
 
-@dataclass
-class Recovered:
-    done: LineSet = field(default_factory=LineSet)
-    tally: Tally = field(default_factory=Tally)
-    parts: list[str] = field(default_factory=list)
-    next_part: int = 0
-
-
-def iter_part_records(store: ObjectStore, uri: str) -> Iterator[Record]:
-    for raw in store.read_lines(uri):
-        if raw.strip():
-            yield decode_record(raw)
-
-
-def recover(store: ObjectStore, output_uri: str, shard: int) -> Recovered:
-    """What earlier attempts of this shard committed: every part present (see module doc)."""
-    state = Recovered()
-    for info in store.list(OutputLayout(output_uri).shard_parts_dir(shard)):
-        number = part_number(info.uri)
-        if number is None:
-            continue
-        state.parts.append(info.uri.rsplit("/", 1)[-1])
-        state.next_part = max(state.next_part, number + 1)
-        for record in iter_part_records(store, info.uri):
-            if state.done.add(record.lineno):
-                state.tally.add(record)
-    return state
-
-
-class Spool:
-    """Records of the part being built, in a local file: memory stays flat between parts."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.records = 0
-        self._file: BinaryIO | None = None
-        self._path: Path | None = None
-
-    def add(self, record: Record) -> None:
-        if self._file is None:
-            fd, name = tempfile.mkstemp(prefix="spool-", suffix=".jsonl", dir=self.directory)
-            self._file = os.fdopen(fd, "wb")
-            self._path = Path(name)
-        self._file.write(record.encode())
-        self.records += 1
-
-    def seal(self) -> Path | None:
-        """Close the current spool file, sorted by line number; None if it holds nothing."""
-        if self._file is None or self._path is None:
-            return None
-        self._file.close()
-        path = self._path
-        self._file, self._path, self.records = None, None, 0
-        # One part holds at most one checkpoint interval of records, so sorting in memory
-        # is bounded; sorted parts let finalize write output in input order within a part.
-        lines = path.read_bytes().splitlines(keepends=True)
-        lines.sort(key=lambda raw: int(raw.split(b" ", 1)[0]))
-        path.write_bytes(b"".join(lines))
-        return path
+def iter_part_records(store: ObjectStore, uri: str, block: int | None = None) -> Iterator[Record]:
+    """A part's records, read ``block`` bytes at a time (finalize holds a segment's parts
+    open at once, so it reads them in small blocks)."""
+    with store.open_read(uri) as reader:
+        for raw in iter_lines(reader, block or store.read_chunk_size):
+            if raw.strip():
+                yield decode_record(raw)
 
 
 class Uploader:

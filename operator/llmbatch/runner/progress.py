@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from llmbatch.api.documents import ShardProgress, ShardState
 from llmbatch.api.timefmt import rfc3339
 from llmbatch.runner.parts import Tally
+from llmbatch.storage import ObjectStore
 
 
 @dataclass
@@ -40,3 +41,14 @@ class ProgressTracker:
             updated_at=rfc3339(now),
             attempt=self.attempt,
         )
+
+
+def previous_progress(store: ObjectStore, uri: str) -> ShardProgress | None:
+    """The shard's last published progress (an earlier attempt's), if readable."""
+    found = store.read_versioned(uri)
+    if found is None:
+        return None
+    try:
+        return ShardProgress.model_validate_json(found.data)
+    except ValueError:
+        return None

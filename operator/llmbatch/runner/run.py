@@ -1,14 +1,18 @@
-"""``llmbatch-runner run``: one shard of a batch, from the input object to committed parts.
+"""``llmbatch-runner run``: one shard of a planned batch, claiming chunks until none is left.
 
-The loop keeps a window of requests in the engine and refills it after every engine step, so
-the engine is never idle while work remains. Results go to a local spool that becomes an
-immutable part every checkpoint interval; a restarted shard rebuilds what is done from the
-parts and skips it. At the deadline or on SIGTERM the shard stops taking work and gives
-in-flight requests part of the grace period to finish. At the deadline it then records
-everything else of its shard as expired. On SIGTERM it records nothing more: a SIGTERM may be
-a preemption, a pod deletion or a node drain, after which the Job's next pod must still run
-those lines; when the batch really is cancelled, finalize records every missing line as
-cancelled. Either way it commits a final part with what finished.
+The plan (``api/plan.py``) cut the input into chunks. A shard claims a chunk through its lease
+(``leases.py``), reads only the chunk's byte ranges, feeds the engine in the chunk's order
+(lines sharing a prompt prefix are adjacent) and, once every line is answered, commits one
+part for it and marks the lease done. The next chunk is claimed and read in the background as
+soon as the current one is fully submitted, so the engine stays busy across chunk boundaries.
+A chunk that already has parts (a preempted or stalled holder's work) is resumed: the lines in
+them are skipped.
+
+At the deadline or on SIGTERM the shard stops claiming, gives in-flight requests half the
+grace period, commits what finished of each open chunk as a part and releases their leases.
+Nothing is recorded as expired or cancelled here: a SIGTERM may be a preemption after which
+another pod runs the lines, and finalize records whatever no shard answered when the batch
+ends expired or cancelled.
 """
 
 from __future__ import annotations
@@ -16,9 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
-import shutil
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -38,45 +40,32 @@ from llmbatch.api.documents import (
 )
 from llmbatch.api.exitcodes import ExitCode
 from llmbatch.api.layout import OutputLayout
-from llmbatch.api.lines import (
-    Endpoint,
-    ErrorCode,
-    FileValidator,
-    Limits,
-    LineError,
-    ValidLine,
-)
+from llmbatch.api.lines import Endpoint, ErrorCode
+from llmbatch.api.plan import PlanSummary
 from llmbatch.api.timefmt import rfc3339
 from llmbatch.runner import records
+from llmbatch.runner.chunkwork import OpenChunk, Runnable
+from llmbatch.runner.claims import ChunkQueue
 from llmbatch.runner.errors import PermanentError
+from llmbatch.runner.leases import DEFAULT_LEASE_SECONDS, DEFAULT_RENEW_SECONDS, LeaseKeeper, Leases
 from llmbatch.runner.metrics import DEFAULT_PORT, RunnerMetrics
-from llmbatch.runner.parts import (
-    LineSet,
-    Recovered,
-    Spool,
-    Tally,
-    Uploader,
-    recover,
-    write_document,
-)
-from llmbatch.runner.progress import ProgressTracker
+from llmbatch.runner.parts import Tally, Uploader, write_document
+from llmbatch.runner.planned import check_input, require_plan
+from llmbatch.runner.progress import ProgressTracker, previous_progress
 from llmbatch.runner.records import Record
-from llmbatch.runner.sharding import route_line
+from llmbatch.runner.source import ChunkSource
 from llmbatch.runner.version import RUNNER_VERSION
 from llmbatch.storage import (
-    AccessDenied,
-    BucketNotFound,
-    ObjectNotFound,
-    ObjectStore,
+    ConditionalWritesUnsupported,
     StorageSettings,
+    check_conditional_writes,
     get_store,
 )
 
 log = logging.getLogger(__name__)
 
-# The gateway enforces OpenAI's per-file limits at upload; the runner takes what it is given
-# (a BatchJob may point at a larger file) and only refuses lines it cannot hold.
-RUNNER_LIMITS = Limits(max_lines=2**62, max_bytes=2**62)
+# How long an idle shard sleeps at most before it looks at the stop signal again.
+_IDLE_POLL = 0.5
 
 
 @dataclass
@@ -90,22 +79,26 @@ class RunConfig:
     shard_index: int = 0
     shard_count: int = 1
     deadline: datetime | None = None
-    checkpoint_seconds: float = 30.0
-    checkpoint_requests: int = 1000
     progress_seconds: float = 10.0
     grace_seconds: float = 20.0
     metrics_port: int = DEFAULT_PORT
     batch_name: str = ""
     max_in_flight: int = 0
     chat_template: str | None = None
-    spool_dir: Path | None = None
     model_cache_dir: Path | None = None
     settings: StorageSettings | None = None
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    renew_seconds: float = DEFAULT_RENEW_SECONDS
 
     def __post_init__(self) -> None:
         if self.shard_count < 1 or not 0 <= self.shard_index < self.shard_count:
             raise PermanentError(
                 f"shard index {self.shard_index} is outside 0..{self.shard_count - 1}"
+            )
+        if not 0 < self.renew_seconds < self.lease_seconds:
+            raise PermanentError(
+                f"renew interval {self.renew_seconds}s must be shorter than the lease "
+                f"({self.lease_seconds}s)"
             )
         if not self.batch_name:
             self.batch_name = self.output_uri.rstrip("/")
@@ -115,9 +108,9 @@ class StopSignal:
     """Why the shard must stop taking work (first cause wins): batch_expired or
     batch_cancelled. Set from a signal handler or another thread.
 
-    batch_cancelled (SIGTERM) only means "stop now": the lines not finished are left to the
-    next pod, or to finalize when the batch was cancelled. A deadline that has passed wins
-    over it (see ShardRun._stop_code)."""
+    batch_cancelled (SIGTERM) only means "stop now": the lines not finished are left to
+    another shard, or to finalize when the batch was cancelled. A deadline that has passed
+    wins over it (see ShardRun._stop_code)."""
 
     def __init__(self) -> None:
         self._code: str | None = None
@@ -158,23 +151,9 @@ class RunResult:
     tally: Tally
     total: int | None
     parts: list[str]
+    # Lines skipped because an earlier holder of their chunk had committed them.
     recovered_lines: int
-
-
-@dataclass(frozen=True)
-class _Runnable:
-    lineno: int
-    custom_id: str
-    body: dict[str, Any]
-
-
-def _check_input(store: ObjectStore, uri: str) -> None:
-    try:
-        info = store.head(uri)
-    except (BucketNotFound, AccessDenied) as exc:
-        raise PermanentError(f"input {uri} cannot be read: {exc}") from exc
-    if info is None:
-        raise PermanentError(f"input {uri} does not exist")
+    chunks: int = 0
 
 
 class ShardRun:
@@ -188,46 +167,64 @@ class ShardRun:
         self.batch_key = config.batch_name
         self.shard = config.shard_index
         self.tally = Tally()
-        self.total: int | None = None
         self.metrics = RunnerMetrics(config.batch_name, self.shard)
         self.uploader = Uploader()
-        self.in_flight: dict[int, str] = {}
-        self._spool_dir = config.spool_dir or Path(tempfile.mkdtemp(prefix="llmbatch-spool-"))
-        self._own_spool_dir = config.spool_dir is None
-        self.spool = Spool(self._spool_dir)
-        self.parts: list[str] = []
-        self.next_part = 0
-        self.last_checkpoint = time.monotonic()
-        self.last_progress = 0.0
-        self.recovered_lines = 0
-        self.attempt = 1
-        self.tracker: ProgressTracker | None = None
-        self.engine_info: dict[str, Any] = {}
         self.writer_id = secrets.token_hex(4)
+        # Engine key (the input line) -> (custom_id, chunk index).
+        self.in_flight: dict[int, tuple[str, int]] = {}
+        self.open: dict[int, OpenChunk] = {}
+        self.parts: list[str] = []
+        self.recovered_lines = 0
+        self.chunks_done = 0
+        self.attempt = 1
+        self.last_progress = 0.0
+        self.engine_info: dict[str, Any] = {}
+        self.plan: PlanSummary | None = None
+        self.tracker: ProgressTracker | None = None
+        self.keeper: LeaseKeeper | None = None
+        self.source: ChunkSource | None = None
 
     # Setup -------------------------------------------------------------------------------
 
-    def _recover(self) -> LineSet:
+    def _start(self) -> None:
+        plan = self.plan = require_plan(
+            self.out_store, self.layout, "the plan step (llmbatch-runner plan) runs first"
+        )
+        check_input(self.in_store, self.config.input_uri, plan)
         try:
-            state: Recovered = recover(self.out_store, self.config.output_uri, self.shard)
-            previous = self.out_store.head(self.layout.checkpoint(self.shard))
-        except (BucketNotFound, AccessDenied) as exc:
-            raise PermanentError(f"output {self.config.output_uri} cannot be used: {exc}") from exc
-        if previous is not None:
-            with contextlib.suppress(ValueError, ObjectNotFound):
-                record = ShardCheckpoint.model_validate_json(
-                    self.out_store.read_bytes(self.layout.checkpoint(self.shard))
-                )
-                self.attempt = record.attempt + 1
-        self.tally = state.tally
-        self.parts = list(state.parts)
-        self.next_part = state.next_part
-        self.recovered_lines = state.done.count
-        if state.done.count:
-            log.info(
-                "resuming: %d lines already done in %d parts", state.done.count, len(state.parts)
+            check_conditional_writes(
+                self.out_store, self.layout.leases_dir + f".probe-{self.writer_id}"
             )
-        return state.done
+        except ConditionalWritesUnsupported as exc:
+            raise PermanentError(str(exc)) from exc
+        previous = previous_progress(self.out_store, self.layout.progress(self.shard))
+        if previous is not None:
+            # The shard's counters go on from its last attempt's, so the status never drops.
+            self.attempt = previous.attempt + 1
+            self.tally = Tally(
+                previous.completed,
+                previous.failed,
+                previous.prompt_tokens,
+                previous.completion_tokens,
+            )
+        self.tracker = ProgressTracker(
+            self.shard,
+            self.config.shard_count,
+            self.attempt,
+            time.time(),
+            base_tokens=self.tally.prompt_tokens + self.tally.completion_tokens,
+        )
+        leases = Leases(
+            self.out_store,
+            self.layout,
+            f"shard-{self.shard}-{self.writer_id}",
+            self.config.lease_seconds,
+        )
+        self.keeper = LeaseKeeper(leases, self.config.renew_seconds)
+        queue = ChunkQueue(plan.chunk_count, self.shard, self.config.shard_count)
+        self.source = ChunkSource(
+            queue, self.keeper, self.in_store, self.config.input_uri, self.out_store, self.layout
+        )
 
     def _load_engine(self) -> None:
         from llmbatch.runner.model_source import resolve_model
@@ -252,72 +249,45 @@ class ShardRun:
                 f"model {self.config.model_source} cannot be loaded by vLLM: "
                 f"{type(exc).__name__}: {exc}"
             ) from exc
+        self.engine_info = self.engine.describe()
 
-    # Input -------------------------------------------------------------------------------
+    # Feeding the engine ------------------------------------------------------------------
 
-    def _items(self, done: LineSet) -> Iterator[_Runnable | Record]:
-        """This shard's lines not done yet: runnable requests, or error records."""
-        validator = FileValidator(endpoint=self.config.endpoint, limits=RUNNER_LIMITS)
-        served = self.config.served_model_name
-        mine = 0
-        lines = self.in_store.read_lines(self.config.input_uri)
-        for lineno, raw in enumerate(lines, start=1):
-            routed = route_line(lineno, raw, self.config.shard_count)
-            if routed is None or routed.shard != self.shard:
-                continue
-            mine += 1
-            result: ValidLine | LineError | None
-            if routed.parsed:
-                result = validator.check_object(lineno, routed.data, len(raw))
-            else:
-                result = validator.check(lineno, raw)
-            # Done lines are still validated: the validator must see their custom_ids to
-            # judge later duplicates exactly as the first attempt did.
-            if result is None or lineno in done:
-                continue
-            if isinstance(result, LineError):
-                log.info(
-                    "line rejected: %s",
-                    result.message,
-                    extra={"custom_id": result.custom_id, "line": lineno},
-                )
-                body = result.as_error_body()
-                yield records.error_record(
-                    self.batch_key, lineno, result.custom_id, body.code, body.message
-                )
-                continue
-            request = result.request
-            model = request.body.get("model")
-            if model != served:
-                yield records.error_record(
-                    self.batch_key,
-                    lineno,
-                    request.custom_id,
-                    ErrorCode.MODEL_NOT_FOUND.value,
-                    f"model {model!r} is not served by this batch; use {served!r}",
-                )
-                continue
-            yield _Runnable(lineno, request.custom_id, request.body)
-        self.total = mine
-
-    # Results -----------------------------------------------------------------------------
-
-    def _record(self, record: Record) -> None:
-        self.spool.add(record)
+    def _record(self, chunk: OpenChunk, record: Record) -> None:
+        chunk.records.append(record)
         self.tally.add(record)
         self.metrics.finished(
             record.kind == records.OUTPUT, record.prompt_tokens, record.completion_tokens
         )
-        if self.spool.records >= self.config.checkpoint_requests:
-            self._checkpoint()
 
-    def _submit(self, item: _Runnable) -> None:
+    def _submit(self, chunk: OpenChunk, item: Runnable) -> None:
+        model = item.body.get("model")
+        if model != self.config.served_model_name:
+            served = self.config.served_model_name
+            message = f"model {model!r} is not served by this batch; use {served!r}"
+            self._record(
+                chunk,
+                records.error_record(
+                    self.batch_key,
+                    item.lineno,
+                    item.custom_id,
+                    ErrorCode.MODEL_NOT_FOUND.value,
+                    message,
+                ),
+            )
+            return
+        if self.engine is None:
+            # Loaded on the first request that needs it: a shard with nothing to run never
+            # pays for the model.
+            self._load_engine()
+        assert self.engine is not None
+        # Imported only now: sampling imports vLLM (seconds), which an engine-less shard skips.
         from llmbatch.runner.sampling import RequestError
 
-        assert self.engine is not None
-        response_id = records.stable_id(self.batch_key, item.lineno)
         try:
-            self.engine.submit(item.lineno, response_id, item.body)
+            self.engine.submit(
+                item.lineno, records.stable_id(self.batch_key, item.lineno), item.body
+            )
         except RequestError as exc:
             log.info(
                 "request rejected: %s",
@@ -325,19 +295,52 @@ class ShardRun:
                 extra={"custom_id": item.custom_id, "line": item.lineno},
             )
             self._record(
+                chunk,
                 records.rejected_record(
                     self.batch_key, item.lineno, item.custom_id, exc.status_code, exc.message
-                )
+                ),
             )
             return
-        self.in_flight[item.lineno] = item.custom_id
+        self.in_flight[item.lineno] = (item.custom_id, chunk.index)
+        chunk.in_flight += 1
+
+    def _has_room(self) -> bool:
+        return self.engine is None or self.engine.in_flight() < self.engine.capacity
+
+    def _feeding(self) -> OpenChunk | None:
+        """The open chunk with lines left to submit (chunks are fed one after another)."""
+        assert self.keeper is not None
+        for chunk in self.open.values():
+            if self.keeper.lost(chunk.index):
+                chunk.lost = True
+                chunk.pending.clear()
+            if chunk.pending:
+                return chunk
+        return None
+
+    def _fill(self) -> None:
+        assert self.source is not None
+        while self._has_room() and not self._deadline_passed():
+            chunk = self._feeding()
+            if chunk is None:
+                fetched = self.source.poll()
+                if fetched is None:
+                    break
+                self.open[fetched.index] = fetched
+                self.recovered_lines += fetched.resumed_lines
+                self._close_drained()
+                continue
+            self._submit(chunk, chunk.pending.popleft())
+        self._close_drained()
 
     def _step(self) -> None:
         from llmbatch.runner.engine import Finished
 
         assert self.engine is not None
         for outcome in self.engine.step():
-            custom_id = self.in_flight.pop(outcome.key, None) or ""
+            custom_id, index = self.in_flight.pop(outcome.key)
+            chunk = self.open[index]
+            chunk.in_flight -= 1
             if isinstance(outcome, Finished):
                 record = records.success_record(
                     self.batch_key,
@@ -356,10 +359,58 @@ class ShardRun:
                 record = records.rejected_record(
                     self.batch_key, outcome.key, custom_id, outcome.status_code, outcome.message
                 )
-            self._record(record)
+            self._record(chunk, record)
         self.metrics.queue_depth.set(self.engine.in_flight())
+        self._close_drained()
 
-    # Checkpoints and progress ------------------------------------------------------------
+    # Committing --------------------------------------------------------------------------
+
+    def _close_drained(self) -> None:
+        for chunk in [c for c in self.open.values() if c.drained]:
+            self._close(chunk)
+
+    def _close(self, chunk: OpenChunk) -> None:
+        """Commit the chunk's finished records as one part; mark the lease done if every
+        line of the chunk is now answered, else release it for another shard."""
+        keeper = self.keeper
+        assert keeper is not None
+        del self.open[chunk.index]
+        if chunk.lost or keeper.lost(chunk.index):
+            log.warning("chunk %d: lease lost, %d results dropped", chunk.index, len(chunk.records))
+            return
+        complete = len(chunk.records) + chunk.resumed_lines >= chunk.chunk.lines
+        data = chunk.part_bytes()
+        uri = self.layout.chunk_part(chunk.index, chunk.next_part, self.writer_id)
+        store, index = self.out_store, chunk.index
+        if data:
+            self.parts.append(uri[len(self.layout.parts_dir) :])
+
+        def commit() -> None:
+            # Still ours? Then the part goes up, and only then the lease says done.
+            if not keeper.renew_now(index):
+                return
+            if data:
+                store.write_bytes(uri, data, content_type="application/jsonl")
+            if complete:
+                keeper.complete(index)
+            else:
+                keeper.release(index)
+
+        self.uploader.submit(commit)
+        self.chunks_done += complete
+
+    # Progress ----------------------------------------------------------------------------
+
+    def _progress_payload(self, state: ShardState) -> ShardProgress:
+        assert self.tracker is not None
+        return self.tracker.snapshot(state, self.tally, self.plan.total if self.plan else None)
+
+    def _progress(self, state: ShardState = "running") -> None:
+        self.last_progress = time.monotonic()
+        payload = self._progress_payload(state)
+        self.metrics.throughput.set(payload.throughput)
+        store, uri = self.out_store, self.layout.progress(self.shard)
+        self.uploader.submit(lambda: write_document(store, uri, payload))
 
     def _checkpoint_payload(self, state: ShardState) -> ShardCheckpoint:
         return ShardCheckpoint(
@@ -381,46 +432,13 @@ class ShardRun:
             updated_at=rfc3339(),
         )
 
-    def _progress_payload(self, state: ShardState) -> ShardProgress:
-        assert self.tracker is not None
-        return self.tracker.snapshot(state, self.tally, self.total)
-
-    def _checkpoint(self, state: ShardState = "running") -> None:
-        path = self.spool.seal()
-        self.last_checkpoint = time.monotonic()
-        store = self.out_store
-        checkpoint = self.layout.checkpoint(self.shard)
-        if path is not None:
-            number = self.next_part
-            self.next_part += 1
-            uri = self.layout.part(self.shard, number, self.writer_id)
-            self.parts.append(uri.rsplit("/", 1)[-1])
-            payload = self._checkpoint_payload(state)
-
-            def commit() -> None:
-                store.upload_file(path, uri)  # the part is committed here ...
-                path.unlink(missing_ok=True)
-                write_document(store, checkpoint, payload)  # ... this only summarises it
-
-            self.uploader.submit(commit)
-        elif state != "running":
-            payload = self._checkpoint_payload(state)
-            self.uploader.submit(lambda: write_document(store, checkpoint, payload))
+    def _finish(self, state: ShardState) -> None:
+        """The last progress and the shard's checkpoint summary, then wait for every write."""
         self._progress(state)
-
-    def _progress(self, state: ShardState = "running") -> None:
-        self.last_progress = time.monotonic()
-        payload = self._progress_payload(state)
-        self.metrics.throughput.set(payload.throughput)
-        store, uri = self.out_store, self.layout.progress(self.shard)
-        self.uploader.submit(lambda: write_document(store, uri, payload))
-
-    def _maybe_checkpoint(self) -> None:
-        now = time.monotonic()
-        if self.spool.records and now - self.last_checkpoint >= self.config.checkpoint_seconds:
-            self._checkpoint()
-        elif now - self.last_progress >= self.config.progress_seconds:
-            self._progress()
+        checkpoint = self._checkpoint_payload(state)
+        store, uri = self.out_store, self.layout.checkpoint(self.shard)
+        self.uploader.submit(lambda: write_document(store, uri, checkpoint))
+        self.uploader.drain()
 
     # Stop conditions ---------------------------------------------------------------------
 
@@ -436,84 +454,46 @@ class ShardRun:
 
     def _stop_code(self) -> str:
         # A SIGTERM that comes after the deadline is the deadline's doing (the operator stops
-        # late shards): the shard expires its lines as it would have by itself.
+        # late shards).
         if self._past_deadline():
             return ErrorCode.BATCH_EXPIRED.value
         assert self.stop.code is not None
         return self.stop.code
 
-    def _shutdown(self, items: Iterator[_Runnable | Record], code: str) -> ExitCode:
+    def _shutdown(self, code: str) -> ExitCode:
+        assert self.source is not None
         started = time.monotonic()
         grace = self.config.grace_seconds
         expired = code == ErrorCode.BATCH_EXPIRED.value
         log.warning("stopping (%s): finishing in-flight requests for up to %.0fs", code, grace / 2)
+        self.source.stop()
         if self.engine is not None:
             while self.engine.in_flight() and time.monotonic() - started < grace / 2:
                 self._step()
             aborted = self.engine.abort_all()
             for key in aborted:
-                custom_id = self.in_flight.pop(key, None)
-                if expired:
-                    self._record(
-                        records.error_record(
-                            self.batch_key, key, custom_id, code, records.stop_message(code)
-                        )
-                    )
-            if aborted and not expired:
-                log.warning("%d in-flight requests aborted; they stay unfinished", len(aborted))
-        if expired:
-            self._expire_rest(items, code, started + grace * 0.8)
-        else:
-            # Not a cancel as far as the shard knows (preemption, pod deletion, node drain
-            # all send SIGTERM too): recording the rest as cancelled would make the Job's
-            # next pod skip them. Finalize records what is missing if the batch ends here.
-            log.warning("lines not finished are left for the next attempt or finalize")
+                _, index = self.in_flight.pop(key)
+                self.open[index].in_flight -= 1
+            if aborted:
+                log.warning("%d in-flight requests aborted; they stay unanswered", len(aborted))
+        for chunk in list(self.open.values()):
+            chunk.pending.clear()
+            self._close(chunk)
+        log.warning("lines not answered are left to another shard or to finalize")
         state: ShardState = "expired" if expired else "cancelled"
-        self._checkpoint(state)
-        self.uploader.drain()
+        self._finish(state)
         return ExitCode.EXPIRED if expired else ExitCode.CANCELLED
-
-    def _expire_rest(
-        self, items: Iterator[_Runnable | Record], code: str, hard_stop: float
-    ) -> None:
-        """Record this shard's remaining lines while the grace period lasts; finalize covers
-        whatever is left when it runs out."""
-        for item in items:
-            if isinstance(item, Record):
-                self._record(item)
-            else:
-                self._record(
-                    records.error_record(
-                        self.batch_key,
-                        item.lineno,
-                        item.custom_id,
-                        code,
-                        records.stop_message(code),
-                    )
-                )
-            if time.monotonic() >= hard_stop:
-                log.warning("grace period used up; finalize records the lines not reached")
-                break
 
     # The run -----------------------------------------------------------------------------
 
     def run(self) -> RunResult:
-        _check_input(self.in_store, self.config.input_uri)
-        done = self._recover()
-        self.tracker = ProgressTracker(
-            self.shard,
-            self.config.shard_count,
-            self.attempt,
-            time.time(),
-            base_tokens=self.tally.prompt_tokens + self.tally.completion_tokens,
-        )
+        self._start()
         self.metrics.serve(self.config.metrics_port)
-        items = self._items(done)
         try:
             self._progress()
             if self.engine is not None:
                 self.engine_info = self.engine.describe()
-            code = self._loop(items)
+            code = self._loop()
         except BaseException:
             with contextlib.suppress(Exception):
                 self.uploader.drain()
@@ -524,52 +504,43 @@ class ShardRun:
                 )
             raise
         finally:
-            self.uploader.close()
-            if self._own_spool_dir:
-                shutil.rmtree(self._spool_dir, ignore_errors=True)
-        return RunResult(code, self.tally, self.total, self.parts, self.recovered_lines)
+            self._close_all()
+        total = self.plan.total if self.plan else None
+        return RunResult(
+            code, self.tally, total, self.parts, self.recovered_lines, self.chunks_done
+        )
 
-    def _has_room(self) -> bool:
-        return self.engine is None or self.engine.in_flight() < self.engine.capacity
+    def _close_all(self) -> None:
+        if self.source is not None:
+            with contextlib.suppress(Exception):
+                self.source.stop()
+        self.uploader.close()
+        if self.keeper is not None:
+            self.keeper.release_all()
+            self.keeper.close()
 
-    def _loop(self, items: Iterator[_Runnable | Record]) -> ExitCode:
-        exhausted = False
+    def _loop(self) -> ExitCode:
+        assert self.source is not None
         while True:
             if self._deadline_passed():
-                return self._shutdown(items, self._stop_code())
-            while not exhausted and self._has_room():
-                item = next(items, None)
-                if item is None:
-                    exhausted = True
-                elif isinstance(item, Record):
-                    self._record(item)
-                    if self._deadline_passed():
-                        break
-                else:
-                    if self.engine is None:
-                        # Loaded on the first request that needs it: a shard with nothing
-                        # to run (empty, all invalid, all done before a restart) or already
-                        # past its deadline never pays for the model.
-                        self._load_engine()
-                        assert self.engine is not None
-                        self.engine_info = self.engine.describe()
-                    self._submit(item)
-                    if self._deadline_passed():
-                        break
+                return self._shutdown(self._stop_code())
+            self._fill()
             if self.engine is not None and self.engine.in_flight():
                 self._step()
-            elif exhausted:
+            elif self.source.idle and not self.open:
                 break
-            self._maybe_checkpoint()
-        self._checkpoint("done")
-        self.uploader.drain()
+            else:
+                self.source.wait(_IDLE_POLL)
+            if time.monotonic() - self.last_progress >= self.config.progress_seconds:
+                self._progress()
+        self._finish("done")
         return ExitCode.OK
 
 
 def run_shard(
     config: RunConfig, engine: Any | None = None, stop: StopSignal | None = None
 ) -> RunResult:
-    """Run one shard to completion (or to its deadline / a stop request).
+    """Run one shard until every chunk of the plan is done (or to its deadline / a stop).
 
     ``engine`` lets a caller reuse a loaded engine (tests, ``llmbatch run``); otherwise the
     model is resolved and loaded here. Raises PermanentError for what retrying cannot fix.
