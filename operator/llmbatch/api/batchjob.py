@@ -141,6 +141,33 @@ class ResourcesSpec(CamelModel):
     )
 
 
+# Which engine runs the shards: vLLM driven by the runner, or Ray Data's LLM API (one pod with
+# a local Ray instance, or a KubeRay RayJob when ray.workers is set). See docs/backends.md.
+Backend = Literal["vllm", "ray"]
+
+
+class RaySpec(CamelModel):
+    workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description=(
+            "GPU worker pods of a KubeRay RayJob running the batch (KubeRay must be installed);"
+            " unset: one pod runs a local Ray instance over its own GPUs."
+        ),
+    )
+    worker_resources: ResourcesSpec | None = Field(
+        default=None, description="Resources per Ray worker pod (default: spec.resources)."
+    )
+    head_resources: ResourcesSpec | None = Field(
+        default=None,
+        description=(
+            "Resources of the Ray head pod (default: 2 CPUs, 8Gi, no GPU); gpu defaults to 1"
+            " here as elsewhere, so set gpu: 0 for a head without a GPU."
+        ),
+    )
+
+
 # The events a BatchJob's webhook can send, one per terminal phase (OpenAI's batch events).
 WebhookEvent = Literal["batch.completed", "batch.failed", "batch.expired", "batch.cancelled"]
 WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = (
@@ -203,7 +230,16 @@ class BatchJobSpec(CamelModel):
                 {
                     "rule": "!has(self.maxParallelism) || self.maxParallelism >= self.parallelism",
                     "message": "spec.maxParallelism must be at least spec.parallelism",
-                }
+                },
+                {
+                    "rule": "!has(self.ray) || (has(self.backend) && self.backend == 'ray')",
+                    "message": "spec.ray requires spec.backend: ray",
+                },
+                {
+                    "rule": "!has(self.backend) || self.backend != 'ray'"
+                    " || !has(self.endpoint) || self.endpoint == '/v1/chat/completions'",
+                    "message": "spec.backend ray serves /v1/chat/completions only",
+                },
             ]
         }
     )
@@ -323,6 +359,16 @@ class BatchJobSpec(CamelModel):
     notify: NotifySpec | None = Field(
         default=None, description="A webhook called when the batch reaches a terminal phase."
     )
+    backend: Backend = Field(
+        default="vllm",
+        # Mutable: both backends work the same plan, leases and parts, so a shard started
+        # after a change picks up where the others left off.
+        description="vllm (the runner drives vLLM) or ray (Ray Data's LLM API over the plan).",
+    )
+    ray: RaySpec | None = Field(
+        default=None,
+        description="Ray settings of backend ray; workers set: a KubeRay RayJob runs the batch.",
+    )
 
     @field_validator("max_parallelism")
     @classmethod
@@ -330,6 +376,21 @@ class BatchJobSpec(CamelModel):
         floor = info.data.get("parallelism")
         if value is not None and floor is not None and value < floor:
             raise ValueError(f"must be at least spec.parallelism ({floor}), got {value}")
+        return value
+
+    @field_validator("backend")
+    @classmethod
+    def _ray_serves_chat(cls, value: Backend, info: ValidationInfo) -> Backend:
+        endpoint = info.data.get("endpoint")
+        if value == "ray" and endpoint not in (None, Endpoint.CHAT_COMPLETIONS):
+            raise ValueError("backend ray serves /v1/chat/completions only")
+        return value
+
+    @field_validator("ray")
+    @classmethod
+    def _ray_needs_backend(cls, value: RaySpec | None, info: ValidationInfo) -> RaySpec | None:
+        if value is not None and info.data.get("backend") != "ray":
+            raise ValueError("spec.ray requires spec.backend: ray")
         return value
 
     @property

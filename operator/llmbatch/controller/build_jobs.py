@@ -18,6 +18,7 @@ from llmbatch.api.documents import FinalizeReason
 from llmbatch.api.exitcodes import ExitCode
 from llmbatch.api.gvk import API_VERSION, KIND
 from llmbatch.api.timefmt import format_time
+from llmbatch.controller.backends import runner_backend_args
 from llmbatch.controller.config import OperatorConfig
 from llmbatch.controller.jobview import RUNNER_CONTAINER
 from llmbatch.controller.names import (
@@ -139,6 +140,7 @@ def _runner_container(
         *_batch_args(spec, "run"),
         "--deadline",
         format_time(deadline),
+        *runner_backend_args(spec),
     ]
     env = [
         {"name": "LLMBATCH_SHARD_COUNT", "value": str(spec.parallelism)},

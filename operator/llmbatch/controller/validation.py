@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from llmbatch.api.batchjob import BatchJobSpec
 from llmbatch.api.durations import parse_duration
+from llmbatch.controller.backends import uses_rayjob
 
 
 @dataclass(frozen=True)
@@ -84,4 +85,11 @@ def check_spec(spec: Mapping[str, Any]) -> tuple[BatchJobSpec | None, list[str]]
         problems.append(f"spec.completionWindow: {exc}")
     if parsed.input.startswith("s3://") and parsed.input.endswith("/"):
         problems.append(f"spec.input {parsed.input!r} names a prefix; point it at the JSONL object")
+    if uses_rayjob(parsed):
+        # The RayJob builder exists (build_rayjob.py); the reconcile pass does not create or
+        # watch RayJobs yet, so running the one-pod form instead would ignore the spec.
+        problems.append(
+            "spec.ray.workers: the KubeRay cluster form is not run by this operator yet; "
+            "leave spec.ray.workers unset to run backend ray in one pod per shard"
+        )
     return parsed, problems
