@@ -73,14 +73,14 @@ sandbox: $(STAMP) ## Start the local sandbox (API emulator, Job controller, S3) 
 	$(VENV)/bin/llmbatch sandbox --operator
 
 .PHONY: demo
-demo: $(STAMP) ## Run examples/batchjob.yaml end to end on the sandbox with real vLLM on the CPU
+demo: $(STAMP) ## examples/batchjob.yaml end to end on the sandbox: SmolLM2 on vLLM (CPU) answers 20 questions
 	$(PY) -m llmbatch_sandbox.demo
 
 .PHONY: bench
 bench: bench-runner bench-operator bench-gateway bench-soak ## Run every benchmark and print its table (~40 min)
 
 .PHONY: bench-runner bench-operator bench-gateway bench-soak
-bench-runner: $(STAMP) ## Runner vs vLLM run_batch vs the ideal; memory; resume (benchmarks/bench_runner.py)
+bench-runner: $(STAMP) ## Runner vs vLLM run_batch vs the ideal (tiny and real model); memory; resume (benchmarks/bench_runner.py)
 	$(PY) benchmarks/bench_runner.py
 bench-operator: $(STAMP) ## 500 suspended BatchJobs on the sandbox: time, RSS, patches
 	$(PY) benchmarks/bench_operator.py

@@ -75,11 +75,15 @@ def test_documented_cli_options_exist() -> None:
     from typer.main import get_command
 
     from llmbatch.cli.main import app as main_app
+    from llmbatch.cli.main import plugin_command, plugin_entry_points
     from tests.cli.app import cli_app
 
     commands: dict[str, click.Command] = {}
     for app in (main_app, cli_app()):
         commands.update(get_command(app).commands)  # type: ignore[attr-defined]
+    # Installed plugins (llm-batch-sandbox's `sandbox` and `models`) with their real options.
+    for name in plugin_entry_points():
+        commands[name] = plugin_command(name)  # type: ignore[assignment]
     documented = _documented_commands()
     assert len(documented) >= 10
     for doc, argv in documented:
