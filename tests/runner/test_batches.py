@@ -318,7 +318,12 @@ def test_two_shards_in_s3_with_duplicates_across_lines(
     manifest = finalize(FinalizeConfig(source, out, shard_count=2, settings=s3_settings))
     output = read_jsonl(store.read_bytes(f"{out}/output.jsonl"))
     errors = read_jsonl(store.read_bytes(f"{out}/errors.jsonl"))
-    assert sorted(r["custom_id"] for r in output) == sorted(f"req-{i}" for i in range(10))
+    # Input line order after finalize, each custom_id once (line 5 is the first req-7).
+    assert [r["custom_id"] for r in output] == [
+        *(f"req-{i}" for i in range(4)),
+        "req-7",
+        *(f"req-{i}" for i in (4, 5, 6, 8, 9)),
+    ]
     # The first copy runs; the plan found the later copies across the file.
     assert sorted((e["custom_id"], e["error"]["line"]) for e in errors) == [
         ("req-2", 12),

@@ -2,8 +2,9 @@
 
 Shard i of n starts at chunk i*count/n and walks the chunks in a circle, so shards begin far
 apart and meet only at the end. A chunk another shard holds is put aside and looked at again
-when its lease would expire: if its holder died, the lease is taken over; if the holder is
-alive it has renewed (look again later), or finished (done, dropped). The shard is finished
+when its lease would expire, or sooner (every ``recheck`` seconds) to see it done: if its
+holder died, the lease is taken over; if the holder is alive it has renewed (look again
+later), or finished (done, dropped). The shard is finished
 when every chunk is done.
 """
 
@@ -33,11 +34,13 @@ class ChunkQueue:
         count: int,
         shard: int,
         shard_count: int,
+        recheck: float = 15.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         start = shard * count // max(shard_count, 1) if count else 0
         self._order: deque[int] = deque([*range(start, count), *range(start)])
         self._busy: dict[int, float] = {}
+        self.recheck = recheck
         self.clock = clock
 
     @property
@@ -65,5 +68,7 @@ class ChunkQueue:
         if isinstance(outcome, Claimed):
             return outcome
         if isinstance(outcome, Busy):
-            self._busy[chunk] = outcome.expires_at + _AFTER_EXPIRY
+            # A shard with nothing else left waits on these: it should learn of "done" soon,
+            # not a whole lease later.
+            self._busy[chunk] = min(outcome.expires_at + _AFTER_EXPIRY, self.clock() + self.recheck)
         return None  # Busy: looked at again later; Done: nothing left to do

@@ -221,7 +221,9 @@ class ShardRun:
             self.config.lease_seconds,
         )
         self.keeper = LeaseKeeper(leases, self.config.renew_seconds)
-        queue = ChunkQueue(plan.chunk_count, self.shard, self.config.shard_count)
+        queue = ChunkQueue(
+            plan.chunk_count, self.shard, self.config.shard_count, self.config.renew_seconds
+        )
         self.source = ChunkSource(
             queue, self.keeper, self.in_store, self.config.input_uri, self.out_store, self.layout
         )
