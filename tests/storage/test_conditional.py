@@ -4,6 +4,7 @@ start-up probe that refuses a store ignoring them."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,25 +50,31 @@ def test_create_if_absent_then_write_if_match(root: tuple[ObjectStore, str]) -> 
         store.put_if_match(f"{prefix}/leases/none.json", b"x", second)
 
 
-def test_racing_creates_have_one_winner(root: tuple[ObjectStore, str]) -> None:
-    store, prefix = root
-    uri = f"{prefix}/leases/race.json"
+def _race(attempt: Callable[[int], object], racers: int = 4) -> list[int]:
+    """Start ``racers`` attempts at once; the numbers of those that were not refused."""
     wins: list[int] = []
-    barrier = threading.Barrier(4)
+    barrier = threading.Barrier(racers)
 
-    def attempt(n: int) -> None:
+    def run(n: int) -> None:
         barrier.wait()
         try:
-            store.put_if_absent(uri, f"holder {n}".encode())
+            attempt(n)
         except PreconditionFailed:
             return
         wins.append(n)
 
-    threads = [threading.Thread(target=attempt, args=(n,)) for n in range(4)]
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(racers)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    return wins
+
+
+def test_racing_creates_have_one_winner(root: tuple[ObjectStore, str]) -> None:
+    store, prefix = root
+    uri = f"{prefix}/leases/race.json"
+    wins = _race(lambda n: store.put_if_absent(uri, f"holder {n}".encode()))
     assert len(wins) == 1
     assert store.read_bytes(uri) == f"holder {wins[0]}".encode()
 
@@ -76,22 +83,7 @@ def test_racing_replaces_on_one_etag_have_one_winner(root: tuple[ObjectStore, st
     store, prefix = root
     uri = f"{prefix}/leases/takeover.json"
     etag = store.put_if_absent(uri, b"expired")
-    wins: list[int] = []
-    barrier = threading.Barrier(4)
-
-    def attempt(n: int) -> None:
-        barrier.wait()
-        try:
-            store.put_if_match(uri, f"taken by {n}".encode(), etag)
-        except PreconditionFailed:
-            return
-        wins.append(n)
-
-    threads = [threading.Thread(target=attempt, args=(n,)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    wins = _race(lambda n: store.put_if_match(uri, f"taken by {n}".encode(), etag))
     assert len(wins) == 1
     assert store.read_bytes(uri) == f"taken by {wins[0]}".encode()
 

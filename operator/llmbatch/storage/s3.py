@@ -148,28 +148,29 @@ class S3Store(ObjectStore):
     def put_if_absent(
         self, uri: str, data: bytes, content_type: str = "application/octet-stream"
     ) -> str:
-        target = _s3(uri)
-        return self._conditional_put(
-            uri,
-            data,
-            lambda: self.api.put_object(
-                target.bucket, target.key, data, content_type, if_none_match=True
-            ),
-        )
+        return self._conditional_put(uri, data, content_type, None)
 
     def put_if_match(
         self, uri: str, data: bytes, etag: str, content_type: str = "application/octet-stream"
     ) -> str:
-        target = _s3(uri)
-        return self._conditional_put(
-            uri,
-            data,
-            lambda: self.api.put_object(
-                target.bucket, target.key, data, content_type, if_match=etag
-            ),
-        )
+        return self._conditional_put(uri, data, content_type, etag)
 
-    def _conditional_put(self, uri: str, data: bytes, put: Callable[[], str]) -> str:
+    def _conditional_put(
+        self, uri: str, data: bytes, content_type: str, if_match: str | None
+    ) -> str:
+        """If-Match ``if_match``, or If-None-Match: * when it is None."""
+        target = _s3(uri)
+
+        def put() -> str:
+            return self.api.put_object(
+                target.bucket,
+                target.key,
+                data,
+                content_type,
+                if_none_match=if_match is None,
+                if_match=if_match,
+            )
+
         try:
             return self._call(uri, put, "conditional write")
         except (PreconditionFailed, ObjectNotFound) as exc:
