@@ -56,7 +56,7 @@ def test_runner_accounts_for_every_line(
         str(tiny_model),
         "tiny-qwen",
         engine=engine,
-        checkpoint_requests=3,
+        plan_options={"chunk_lines": 3},
     )
     output, errors = _rows(out / "output.jsonl"), _rows(out / "errors.jsonl")
     nonblank = sum(1 for line in lines if line.raw.strip())

@@ -21,6 +21,26 @@ def default_served_name(model_source: str) -> str:
     return model_source.rstrip("/").rsplit("/", 1)[-1]
 
 
+def _plan(config: RunConfig, options: Mapping[str, Any]) -> None:
+    """The plan step, as the operator's plan Job runs it (a plan already there stands)."""
+    from llmbatch.runner.plan import PlanConfig, make_plan
+
+    make_plan(
+        PlanConfig(
+            input_uri=config.input_uri,
+            output_uri=config.output_uri,
+            model_source=config.model_source,
+            served_model_name=config.served_model_name,
+            endpoint=config.endpoint,
+            settings=config.settings,
+            batch_name=config.batch_name,
+            engine_args=config.engine_args,
+            chat_template=config.chat_template,
+            **dict(options),
+        )
+    )
+
+
 def run_local(
     input_uri: str,
     output_uri: str,
@@ -41,8 +61,6 @@ def run_local(
     (chunk_lines, ...), ``run_options`` to RunConfig (deadline, lease_seconds, ...). Raises
     PermanentError like the runner does.
     """
-    from llmbatch.runner.plan import PlanConfig, make_plan
-
     config = RunConfig(
         input_uri=input_uri,
         output_uri=output_uri,
@@ -54,20 +72,7 @@ def run_local(
         metrics_port=metrics_port,
         **run_options,
     )
-    make_plan(
-        PlanConfig(
-            input_uri=input_uri,
-            output_uri=output_uri,
-            model_source=model_source,
-            served_model_name=config.served_model_name,
-            endpoint=config.endpoint,
-            settings=settings,
-            batch_name=config.batch_name,
-            engine_args=config.engine_args,
-            chat_template=config.chat_template,
-            **dict(plan_options or {}),
-        )
-    )
+    _plan(config, plan_options or {})
     stop = StopSignal()
     # Ctrl-C stops like SIGTERM does (exit 44, finished work committed); finalizing with
     # reason cancelled then records every line not finished as batch_cancelled.
