@@ -76,13 +76,19 @@ def committed(store: ObjectStore, layout: OutputLayout, index: int) -> tuple[Lin
 
 
 def _spans(ranges: list[ByteRange]) -> list[tuple[int, int, list[ByteRange]]]:
-    """Ranges grouped into GETs: (offset, length, ranges inside), in offset order."""
+    """Ranges grouped into GETs: (offset, length, ranges inside), in offset order.
+
+    A gap is read along only while it is small (COALESCE_GAP) and the bytes read for nothing
+    stay under an eighth of the span's own: the shards together read the input about once.
+    """
     spans: list[tuple[int, int, list[ByteRange]]] = []
     for byte_range in sorted(ranges, key=lambda r: r.offset):
         end = byte_range.offset + byte_range.length
         if spans:
             start, length, members = spans[-1]
-            if byte_range.offset - (start + length) <= COALESCE_GAP:
+            useful = sum(r.length for r in members) + byte_range.length
+            wasted = (end - start) - useful
+            if byte_range.offset - (start + length) <= COALESCE_GAP and wasted * 8 <= useful:
                 spans[-1] = (start, max(length, end - start), [*members, byte_range])
                 continue
         spans.append((byte_range.offset, byte_range.length, [byte_range]))
