@@ -332,6 +332,13 @@ def test_a_pass_ahead_deletes_the_last_extra_job() -> None:
     assert condition(decision.wire, "Scaling")["reason"] == "ScaledDown"
 
 
+def test_extra_shards_are_listed_in_the_shard_summary() -> None:
+    extra = {**job(active=1), "metadata": {"name": "demo-run-1"}}
+    obs = running_obs(at(10), {"shardCount": 2}, extras=(extra,), extra_pods=([pod(0)],))
+    shards = decide(obs).wire["shards"]
+    assert [(s["index"], s["state"]) for s in shards] == [(0, "Running"), (1, "Running")]
+
+
 def test_pending_extra_shard_blocks_further_scaling() -> None:
     history = [{"time": format_time(at(1)), "from": 1, "to": 2, "reason": "ScaledUp"}]
     extra = {**job(active=1), "metadata": {"name": "demo-run-1"}}

@@ -18,6 +18,7 @@ from llmbatch.api.phases import Phase
 from llmbatch.api.plan import PlanSummary
 from llmbatch.api.timefmt import format_time
 from llmbatch.controller.aggregate import NOTHING_YET, Aggregate
+from llmbatch.controller.jobview import JobView
 from llmbatch.controller.status_conditions import ConditionUpdate
 
 if TYPE_CHECKING:
@@ -116,27 +117,41 @@ def _live_total(agg: Aggregate, old: RequestCounts, plan: PlanSummary | None) ->
 def shard_summary(
     obs: Observation, agg: Aggregate, previous: list[ShardStatus]
 ) -> list[ShardStatus]:
-    """One entry per shard: its state by the Job, its counters, the retries it spent."""
-    job = obs.run
+    """One entry per shard: its state by the Job, its counters, the retries it spent. The run
+    Job's shards come first, then the extra shards (spec.maxParallelism) whose Jobs exist,
+    each the only index of its own Job."""
+    parallelism = obs.checked_spec.parallelism
     old_restarts = {shard.index: shard.restarts for shard in previous}
+    owners = [(index, obs.run, index) for index in range(parallelism)]
+    owners += [
+        (parallelism + number - 1, view, 0)
+        for number, view in enumerate(obs.extra_runs, 1)
+        if view.exists
+    ]
     shards = []
-    for index in range(obs.checked_spec.parallelism):
-        if index in job.completed_indexes:
-            state = "Succeeded"
-        elif index in job.failed_indexes:
-            state = "Failed"
-        elif index in job.running_indexes:
-            state = "Running"
-        else:
-            state = "Pending"
+    for index, job, local in owners:
         completed, failed = agg.per_shard.get(index, (0, 0))
-        restarts = max(job.restarts.get(index, 0), old_restarts.get(index, 0))
+        restarts = max(job.restarts.get(local, 0), old_restarts.get(index, 0))
         shards.append(
             ShardStatus(
-                index=index, state=state, completed=completed, failed=failed, restarts=restarts
+                index=index,
+                state=_shard_state(job, local),
+                completed=completed,
+                failed=failed,
+                restarts=restarts,
             )
         )
     return shards
+
+
+def _shard_state(job: JobView, index: int) -> str:
+    if index in job.completed_indexes:
+        return "Succeeded"
+    if index in job.failed_indexes:
+        return "Failed"
+    if index in job.running_indexes:
+        return "Running"
+    return "Pending"
 
 
 def eta_verdict(status: BatchJobStatus, obs: Observation, phase: Phase) -> ConditionUpdate | None:
