@@ -86,6 +86,10 @@ class Objects:
         if not isinstance(body, dict):
             raise bad_request("the request body must be a JSON or YAML object")
         api_version, kind = body.get("apiVersion"), body.get("kind")
+        for field, value in (("apiVersion", api_version), ("kind", kind)):
+            # The API server decodes these into strings: anything else cannot be decoded.
+            if value is not None and not isinstance(value, str):
+                raise bad_request(f"{field} must be a string, not {type(value).__name__}")
         if api_version and api_version != rt.api_version:
             raise bad_request(
                 f"the API version in the data ({api_version}) does not match the expected API "

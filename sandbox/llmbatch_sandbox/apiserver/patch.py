@@ -194,7 +194,9 @@ def _smp_map(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
         if value is None:
             result.pop(key, None)
         elif isinstance(value, dict):
-            result[key] = _smp_map(result.get(key) or {}, value)
+            # A map patched onto a scalar replaces it, as a merge patch would.
+            current = result.get(key)
+            result[key] = _smp_map(current if isinstance(current, dict) else {}, value)
         elif isinstance(value, list):
             result[key] = _smp_list(key, result.get(key), value)
         else:
