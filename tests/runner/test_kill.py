@@ -1,6 +1,6 @@
-"""Shards as processes that die: SIGKILL mid-chunk (the chunk is taken over once its lease
-expires) and SIGTERM mid-chunk (the finished lines are committed and skipped by the next
-holder). Every line ends up in exactly one part, once."""
+"""Shards as processes: two at once sharing the chunks, one SIGKILLed mid-chunk (the chunk is
+taken over once its lease expires), one SIGTERMed mid-chunk (the finished lines are committed
+and skipped by the next holder). Every line ends up in exactly one part, once."""
 
 from __future__ import annotations
 
@@ -145,3 +145,40 @@ def test_sigterm_mid_chunk_commits_finished_lines_and_the_resumer_skips_them(
     resumed = [r["message"] for r in logs if "resuming" in r.get("message", "")]
     assert resumed, "the partial chunk must be resumed"
     _exactly_once(source, out, total)
+
+
+def test_two_shards_at_once_on_s3_share_the_chunks_each_line_once(
+    tiny_model: Path, s3_server: Any, s3_bucket: str
+) -> None:
+    from llmbatch.storage import get_store
+
+    total, chunk_lines = 120, 10
+    settings = s3_server.settings()
+    source, out = f"s3://{s3_bucket}/in.jsonl", f"s3://{s3_bucket}/out"
+    store = get_store(source, settings)
+    store.write_bytes(source, b"\n".join(chat_batch(total, max_tokens=16)) + b"\n")
+    write_plan(source, out, chunk_lines=chunk_lines, settings=settings)
+    procs = [
+        runner(
+            *run_args(source, out, tiny_model, "--shard-index", str(i), "--shard-count", "2"),
+            env=s3_server.env(),
+        )
+        for i in (0, 1)
+    ]
+    for proc in procs:
+        code, err = finish(proc)
+        assert code == ExitCode.OK, err[-3000:]
+    lines = [
+        decode_record(raw).lineno
+        for info in store.list(f"{out}/parts/chunk-")
+        for raw in store.read_bytes(info.uri).splitlines()
+    ]
+    assert sorted(lines) == list(range(1, total + 1))  # no chunk worked twice
+    leases = [json.loads(store.read_bytes(info.uri)) for info in store.list(f"{out}/leases/chunk-")]
+    assert len(leases) == total // chunk_lines
+    assert {lease["state"] for lease in leases} == {"done"}
+    holders = {lease["holder"].rsplit("-", 1)[0] for lease in leases}
+    assert holders == {"shard-0", "shard-1"}, "both shards must have claimed chunks"
+    for shard in (0, 1):
+        progress = json.loads(store.read_bytes(f"{out}/progress/shard-{shard}.json"))
+        assert progress["state"] == "done" and progress["total"] == total
