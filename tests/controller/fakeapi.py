@@ -35,8 +35,8 @@ class FakeApi:
         self.calls.append(f"patch_job {name} {patch}")
         self.jobs[name]["spec"].update(patch.get("spec") or {})
 
-    async def delete_job(self, namespace: str, name: str) -> None:
-        self.calls.append(f"delete_job {name}")
+    async def delete_job(self, namespace: str, name: str, *, wait_for_pods: bool = False) -> None:
+        self.calls.append(f"delete_job {name}" + (" (foreground)" if wait_for_pods else ""))
         self.jobs.pop(name, None)
 
     async def list_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:

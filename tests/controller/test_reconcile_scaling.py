@@ -1,0 +1,61 @@
+"""Extra shards through the reconcile pass (in-memory API, moto S3): a late batch gets its
+extra Job, built and named as the scaling policy says; suspending the batch deletes it in the
+foreground."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from llmbatch.api.documents import ShardProgress
+from llmbatch.api.timefmt import format_time, rfc3339
+from llmbatch.controller.handle_reconcile import BatchJobMemory, reconcile_once
+from llmbatch.controller.runtime import Runtime
+from tests.controller.fakeapi import FakeApi
+from tests.controller.test_reconcile import events, finish_plan, world  # noqa: F401
+from tests.fixtures.s3 import S3Server
+
+
+def answered(done: int, seconds_ago: float) -> ShardProgress:
+    """Shard 0's progress document as it was ``seconds_ago``."""
+    when = rfc3339(time.time() - seconds_ago)
+    return ShardProgress(shard=0, completed=done, updated_at=when, started_at=when, attempt=1)
+
+
+async def test_a_late_batch_gets_an_extra_job_and_suspend_deletes_it(
+    world: tuple[FakeApi, Runtime, Callable[..., dict[str, Any]]],  # noqa: F811
+    s3_server: S3Server,
+    events: list[tuple[str, str, str]],  # noqa: F811
+) -> None:
+    api, runtime, make = world
+    body = make(parallelism=1, maxParallelism=2, completionWindow="10m")
+    body["metadata"]["creationTimestamp"] = format_time(datetime.now(UTC) - timedelta(minutes=5))
+    memory = BatchJobMemory()
+    await reconcile_once(body, memory, runtime)
+    finish_plan(api, s3_server, body)
+    await reconcile_once(body, memory, runtime)
+    api.jobs["demo-run"]["status"] = {"active": 1}
+    api.pods["demo-run"] = [{"metadata": {"labels": {}}, "status": {"phase": "Running"}}]
+    # One request a minute: the plan's 18 take 18 minutes, 5 are left.
+    memory.rates.observe([answered(0, 121), answered(1, 120), answered(3, 1)])
+    await reconcile_once(body, memory, runtime)
+    status = api.batchjobs["demo"]["status"]
+    assert status["shardCount"] == 2
+    assert [(c["from"], c["to"], c["reason"]) for c in status["shardHistory"]] == [
+        (1, 2, "ScaledUp")
+    ]
+    extra = api.jobs["demo-run-1"]
+    assert extra["metadata"]["labels"] == api.jobs["demo-run"]["metadata"]["labels"]
+    command = extra["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[-4:] == ["--shard-index", "1", "--shard-count", "2"]
+    assert [e for e in events if e[1] == "ScaledUp"], events
+
+    body["spec"]["suspend"] = True
+    body["metadata"]["generation"] = 2
+    await reconcile_once(body, memory, runtime)
+    assert "delete_job demo-run-1 (foreground)" in api.calls
+    status = api.batchjobs["demo"]["status"]
+    assert status["phase"] == "Suspended" and status["shardCount"] == 1
+    assert status["shardHistory"][-1]["reason"] == "ShardsStopped"
