@@ -278,12 +278,15 @@ class RayEngine:
         key = int(row["key"])
         pending = self._pending.pop(key, None)
         self._running.discard(key)
+        if not self._running:
+            # The shard may stop stepping once the last row is in (the end marker is then
+            # never read), so the dataset is reported done here.
+            self._log_dataset()
         if pending is None:
             return []
         return [outcome(row, pending, self.served_name, self._context)]
 
-    def _ended(self, end: Ended) -> None:
-        self._run = None
+    def _log_dataset(self) -> None:
         # The first row waits for the dataset's actors (the vLLM engine starts per dataset).
         log.info(
             "ray dataset done: %d rows in %.2f s, first row after %.2f s",
@@ -291,6 +294,9 @@ class RayEngine:
             time.monotonic() - self._launched,
             self._first_row or 0.0,
         )
+
+    def _ended(self, end: Ended) -> None:
+        self._run = None
         lost, self._running = self._running, set()
         if end.error is not None:
             raise RuntimeError(
