@@ -381,6 +381,26 @@ def test_finalize_waits_for_every_run_job() -> None:
     assert any(isinstance(a, CreateFinalizeJob) for a in finished.actions)
 
 
+def test_at_the_deadline_running_extra_shards_stop_by_themselves() -> None:
+    """Within the stop grace after the deadline the extra shard is left to stop at it (and
+    answer its requests in flight); after the grace it is deleted like the run Job is
+    suspended."""
+    extra = {**job(active=1), "metadata": {"name": "demo-run-1"}}
+
+    def at_deadline(seconds: float) -> Any:
+        due = at(60) + timedelta(seconds=seconds)
+        obs = running_obs(due, {"shardCount": 2}, extras=(extra,), extra_pods=([pod(0)],))
+        return decide(obs)
+
+    within = at_deadline(10)
+    assert within.phase.value == "Finalizing"
+    assert not [a for a in within.actions if isinstance(a, DeleteExtraRunJob | CreateFinalizeJob)]
+    assert "waiting for" in (within.status.message or "")
+    late = at_deadline(60)
+    assert DeleteExtraRunJob(1) in late.actions
+    assert late.wire["shardCount"] == 1
+
+
 def test_a_fixed_batch_gets_no_scaling_condition() -> None:
     body = batchjob(validated("Running"), parallelism=2)
     obs = observed(body, at(10), job=job(active=2), pods=[pod(0), pod(1)], validation=OK)

@@ -5,8 +5,9 @@ The run Job keeps spec.parallelism shards (never edited once admitted). Each ext
 Job of its own, ``<name>-run-<n>`` (n = 1, 2, ...), with the run Job's queue label, so Kueue
 admits it on its own; its shard claims chunks of the same plan. While Running the scaling
 policy sets the count; in any other phase the extra shards go (deleted: the pod gets SIGTERM,
-commits what it finished and releases its chunk) except, once the run Job completed (every
-chunk is done), those still running, which exit by themselves. Finalize waits for them.
+commits what it finished and releases its chunk) except those still running that stop by
+themselves: once the run Job completed (every chunk is done), and in the grace after the
+deadline. Finalize waits for them.
 
 Every pass also brings status.gpuSeconds (and costUsd) up to date.
 """
@@ -72,7 +73,7 @@ def steer(obs: Observation, status: BatchJobStatus, verdict: Verdict) -> Verdict
         decision = _running_decision(obs, status, current)
         wanted = set(range(1, decision.target - floor + 1))
     else:
-        wanted = _finishing_by_themselves(obs)
+        wanted = _finishing_by_themselves(obs, verdict)
         decision = _stopped(current, floor + len(wanted), verdict.phase)
     actions = _actions(obs.extra_runs, wanted)
     target = floor + len(wanted)
@@ -144,9 +145,16 @@ def pending_shards(obs: Observation, extras: int) -> int:
     return pending
 
 
-def _finishing_by_themselves(obs: Observation) -> set[int]:
-    """Outside Running only the extra shards still running after every chunk is done stay."""
-    if not obs.run.complete:
+def _finishing_by_themselves(obs: Observation, verdict: Verdict) -> set[int]:
+    """Outside Running only running extra shards that stop by themselves stay: once every
+    chunk is done (the run Job completed), and within the grace after the deadline (they stop
+    at it, finishing their requests in flight, as the run Job's shards do)."""
+    expiring = (
+        verdict.reason == Reason.DEADLINE_EXCEEDED
+        and not verdict.phase.is_terminal()
+        and 0 <= (obs.now - obs.due).total_seconds() < obs.stop_grace_seconds
+    )
+    if not (obs.run.complete or expiring):
         return set()
     return {
         n for n, view in enumerate(obs.extra_runs, 1) if view.running_pods and not view.finished
