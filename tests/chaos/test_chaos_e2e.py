@@ -272,6 +272,7 @@ def test_operator_killed_during_concurrent_batchjobs(
         jobs = kubectl.items("jobs", f"llmbatch.io/batchjob={batch.name}")
         assert sorted(j["metadata"]["name"] for j in jobs) == [
             f"{batch.name}-finalize",
+            f"{batch.name}-plan",
             f"{batch.name}-run",
         ]
         for job in jobs:

@@ -214,7 +214,11 @@ def test_operator_restart_mid_run_continues_without_duplicates(
     status = kubectl.wait_phase(name, "Succeeded", timeout=300)
     assert_exactly_once(store, body, status, requests)
     jobs = kubectl.items("jobs", f"llmbatch.io/batchjob={name}")
-    assert sorted(j["metadata"]["name"] for j in jobs) == [f"{name}-finalize", f"{name}-run"]
+    assert sorted(j["metadata"]["name"] for j in jobs) == [
+        f"{name}-finalize",
+        f"{name}-plan",
+        f"{name}-run",
+    ]
 
 
 def test_deleting_a_running_batchjob_removes_jobs_and_pods_but_not_results(
