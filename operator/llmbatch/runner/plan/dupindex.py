@@ -19,6 +19,12 @@ CACHE_KIB = 16 * 1024
 COMMIT_EVERY = 50_000
 
 
+def _key(custom_id: str) -> bytes:
+    # Bytes, not TEXT: a JSON custom_id may hold a lone surrogate ("\ud800"), which SQLite's
+    # UTF-8 text cannot take; the line is refused later, but the lookup must not crash.
+    return custom_id.encode("utf-8", "surrogatepass")
+
+
 class DiskIdSet:
     """``in`` and ``add`` for custom_ids (what ``api.lines.SeenIds`` asks), stored in
     ``directory/custom-ids.sqlite``. Close it (or use ``with``) to delete the file."""
@@ -34,7 +40,7 @@ class DiskIdSet:
             f"cache_size = -{CACHE_KIB}",
         ):
             self._db.execute(f"PRAGMA {pragma}")
-        self._db.execute("CREATE TABLE IF NOT EXISTS ids (id TEXT PRIMARY KEY) WITHOUT ROWID")
+        self._db.execute("CREATE TABLE IF NOT EXISTS ids (id BLOB PRIMARY KEY) WITHOUT ROWID")
         self._db.execute("BEGIN")
         self._pending = 0
         self.count = 0
@@ -42,11 +48,11 @@ class DiskIdSet:
     def __contains__(self, custom_id: object) -> bool:
         if not isinstance(custom_id, str):
             return False
-        row = self._db.execute("SELECT 1 FROM ids WHERE id = ?", (custom_id,)).fetchone()
+        row = self._db.execute("SELECT 1 FROM ids WHERE id = ?", (_key(custom_id),)).fetchone()
         return row is not None
 
     def add(self, custom_id: str) -> None:
-        cursor = self._db.execute("INSERT OR IGNORE INTO ids (id) VALUES (?)", (custom_id,))
+        cursor = self._db.execute("INSERT OR IGNORE INTO ids (id) VALUES (?)", (_key(custom_id),))
         self.count += cursor.rowcount
         self._pending += 1
         if self._pending >= COMMIT_EVERY:
