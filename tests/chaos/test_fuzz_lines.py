@@ -1,6 +1,7 @@
 """Adversarial JSONL through the shared line rules (``FileValidator``, ``iter_validated``), the
-runner's line routing and ``llmbatch validate``: never a crash or a hang, and every non-blank
-line accounted for exactly once, as valid or as an error with its line number."""
+runner's plan step (where every line gets its verdict: a chunk's byte range or an error record)
+and ``llmbatch validate``: never a crash or a hang, and every non-blank line accounted for
+exactly once, as valid or as an error with its line number."""
 
 from __future__ import annotations
 
@@ -8,13 +9,17 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from llmbatch.api.layout import OutputLayout
 from llmbatch.api.lines import (
     Endpoint,
     FileValidator,
@@ -24,9 +29,14 @@ from llmbatch.api.lines import (
     ValidLine,
     iter_validated,
 )
-from llmbatch.runner.sharding import route_line
+from llmbatch.api.plan import PlanSummary
+from llmbatch.runner.chunkwork import Runnable, load_lines
+from llmbatch.runner.parts import LineSet, iter_part_records
+from llmbatch.runner.plan import PlanConfig, make_plan, read_chunk
+from llmbatch.runner.plan.step import NO_FILE_LIMITS
+from llmbatch.storage import get_store
 from llmbatch.storage.lines import iter_lines
-from tests.chaos.jsonl_gen import BOM, GenLine, expected, join, jsonl_files
+from tests.chaos.jsonl_gen import BOM, MODEL, GenLine, expected, join, jsonl_files
 from tests.chaos.profiles import FUZZ
 from tests.cli.app import cli_app
 
@@ -73,34 +83,76 @@ def test_streamed_file_splits_into_the_same_lines(
     _check(results, lines, SMALL_LINE)
 
 
+@dataclass(frozen=True)
+class PlanVerdicts:
+    """The plan step's verdict on each line, read back the way shards and finalize read it."""
+
+    summary: PlanSummary
+    runnable: dict[int, Runnable]  # line -> the request a shard feeds the engine
+    errors: dict[int, dict[str, Any]]  # line -> the "error" of its record in parts/plan/
+
+
+def plan_verdicts(data: bytes, work: Path, chunk_lines: int) -> PlanVerdicts:
+    source = work / "input.jsonl"
+    source.write_bytes(data)
+    out = (work / "out").as_uri() + "/"
+    config = PlanConfig(
+        source.as_uri(),
+        out,
+        "no-tokenizer",  # prompt tokens estimated: the verdicts do not depend on them
+        MODEL,
+        endpoint=Endpoint.CHAT_COMPLETIONS,
+        chunk_lines=chunk_lines,
+        work_dir=work,
+    )
+    summary = make_plan(config)
+    store, layout = get_store(out), OutputLayout(out)
+    runnable: dict[int, Runnable] = {}
+    for index in range(summary.chunk_count):
+        chunk = read_chunk(store, layout, index)
+        for item in load_lines(store, source.as_uri(), chunk, LineSet()):
+            assert item.lineno not in runnable, f"line {item.lineno} is in two chunks"
+            runnable[item.lineno] = item
+    errors: dict[int, dict[str, Any]] = {}
+    for uri in summary.error_parts:
+        for record in iter_part_records(store, uri):
+            assert record.lineno not in errors, f"line {record.lineno} has two error records"
+            errors[record.lineno] = json.loads(record.line)["error"]
+    return PlanVerdicts(summary, runnable, errors)
+
+
+def _assert_plan_agrees(
+    plan: PlanVerdicts, lineno: int, want: ValidLine | LineError | None
+) -> None:
+    got_run, got_error = plan.runnable.get(lineno), plan.errors.get(lineno)
+    if want is None:  # blank: in neither
+        assert got_run is None and got_error is None, (lineno, got_run, got_error)
+    elif isinstance(want, ValidLine):
+        assert got_error is None and got_run is not None, (lineno, got_error)
+        assert (got_run.custom_id, got_run.body) == (want.request.custom_id, want.request.body)
+    else:
+        assert got_run is None and got_error is not None, (lineno, want)
+        assert got_error == want.as_error_body().model_dump(), (got_error, want)
+
+
 @FUZZ
-@given(jsonl_files(urls=["/v1/chat/completions"]), st.integers(1, 4))
-def test_runner_routing_agrees_with_the_validator(lines: list[GenLine], shards: int) -> None:
-    """The runner pre-parses each line to pick its shard, then validates the parsed value: the
-    verdicts must be the validator's, and each line must land in exactly one shard."""
-    # The runner fixes the endpoint from its --endpoint, in every shard.
-    chat = Endpoint.CHAT_COMPLETIONS
-    reference = FileValidator(endpoint=chat, limits=Limits(max_line_bytes=SMALL_LINE))
-    per_shard = [
-        FileValidator(endpoint=chat, limits=Limits(max_line_bytes=SMALL_LINE))
-        for _ in range(shards)
-    ]
+@given(jsonl_files(urls=["/v1/chat/completions"]), st.booleans(), st.booleans(), st.integers(1, 4))
+def test_plan_verdicts_agree_with_the_validator(
+    lines: list[GenLine], crlf: bool, final_newline: bool, chunk_lines: int
+) -> None:
+    """The plan step validates each line once for every shard: a line the validator takes
+    lands in exactly one chunk and reads back as the same request; a line it refuses has one
+    error record with the validator's code, rule and message; a blank line is in neither."""
+    # The runner fixes the endpoint from its --endpoint; the plan has no per-file limits.
+    reference = FileValidator(endpoint=Endpoint.CHAT_COMPLETIONS, limits=NO_FILE_LIMITS)
+    data = join(lines, crlf=crlf, final_newline=final_newline)
+    with tempfile.TemporaryDirectory(prefix="fuzz-plan-") as work:
+        plan = plan_verdicts(data, Path(work), chunk_lines)
     for lineno, line in enumerate(lines, start=1):
-        want = reference.check(lineno, line.raw)
-        routed = route_line(lineno, line.raw, shards)
-        if want is None:
-            assert routed is None
-            continue
-        assert routed is not None and 0 <= routed.shard < shards
-        validator = per_shard[routed.shard]
-        got = (
-            validator.check_object(lineno, routed.data, len(line.raw))
-            if routed.parsed and len(line.raw.strip()) <= SMALL_LINE
-            else validator.check(lineno, line.raw)
-        )
-        assert type(got) is type(want), (lineno, line, got, want)
-        if isinstance(got, LineError) and isinstance(want, LineError):
-            assert got.rule == want.rule
+        _assert_plan_agrees(plan, lineno, reference.check(lineno, line.raw))
+    nonblank = sum(1 for line in lines if line.raw.strip())
+    assert plan.summary.total == len(plan.runnable) + len(plan.errors) == nonblank
+    assert plan.summary.invalid == len(plan.errors)
 
 
 @pytest.mark.parametrize(
@@ -113,20 +165,21 @@ def test_runner_routing_agrees_with_the_validator(lines: list[GenLine], shards: 
         ),
         b'{"custom_id":"a","method":"POST","url":"/v1/chat/completions",'
         b'"body":{"model":"m","note":"\xed\xa0\x80"}}',
+        # Legal JSON whose custom_id is no UTF-8 string: the disk-backed duplicate index
+        # must look it up without encoding it (it used to crash the whole plan step).
+        b'{"custom_id":"\\ud800","method":"POST","url":"/v1/chat/completions",'
+        b'"body":{"model":"m"}}',
     ],
-    ids=["utf8-bom", "utf16", "cesu-surrogate"],
+    ids=["utf8-bom", "utf16", "cesu-surrogate", "lone-surrogate-id"],
 )
-def test_runner_routing_rejects_what_the_validator_rejects(raw: bytes) -> None:
+def test_plan_rejects_what_the_validator_rejects(raw: bytes, tmp_path: Path) -> None:
+    """Bytes json.loads would take (a BOM, UTF-16, encoded surrogates) but the rules refuse
+    never reach a chunk."""
     want = FileValidator().check(1, raw)
     assert isinstance(want, LineError)
-    routed = route_line(1, raw, 1)
-    assert routed is not None
-    got = (
-        FileValidator().check_object(1, routed.data, len(raw))
-        if routed.parsed
-        else FileValidator().check(1, raw)
-    )
-    assert isinstance(got, LineError)
+    plan = plan_verdicts(raw + b"\n", tmp_path, chunk_lines=1)
+    _assert_plan_agrees(plan, 1, want)
+    assert plan.summary.chunk_count == 0
 
 
 def test_broken_first_line_does_not_fix_the_endpoint() -> None:

@@ -1,4 +1,4 @@
-"""Runner pieces without vLLM: sharding, part records, finalize of planned batches, shard
+"""Runner pieces without vLLM: part records, finalize of planned batches, shard
 start-up checks, CLI parsing."""
 
 from __future__ import annotations
@@ -16,35 +16,9 @@ from llmbatch.runner.cli import parse_deadline, parse_engine_args
 from llmbatch.runner.errors import PermanentError
 from llmbatch.runner.finalize import FinalizeConfig, finalize
 from llmbatch.runner.parts import LineSet
-from llmbatch.runner.sharding import route_line, shard_of_custom_id
 from llmbatch.storage import get_store
 from tests.runner.batches import chat_batch, chat_line, read_jsonl, write_lines
 from tests.runner.plans import write_plan
-
-
-def test_shard_of_custom_id_is_stable_and_spreads() -> None:
-    # Fixed values: every pod (and every Python process, whatever its hash seed) must agree.
-    assert [shard_of_custom_id(f"req-{i}", 4) for i in range(8)] == [
-        shard_of_custom_id(f"req-{i}", 4) for i in range(8)
-    ]
-    counts = [0, 0, 0, 0]
-    for i in range(4000):
-        counts[shard_of_custom_id(f"req-{i}", 4)] += 1
-    assert min(counts) > 800, counts
-
-
-def test_copies_of_a_custom_id_route_to_one_shard() -> None:
-    first = route_line(1, chat_line("dup", "a"), 5)
-    second = route_line(9, chat_line("dup", "other text"), 5)
-    assert first is not None and second is not None
-    assert first.shard == second.shard
-
-
-def test_unparseable_and_blank_lines_route_by_line_number() -> None:
-    assert route_line(3, b"   ", 2) is None
-    bad = route_line(3, b"{not json", 2)
-    assert bad is not None and not bad.parsed and bad.shard == 0
-    assert route_line(4, b"\xff\xfe", 2) is not None
 
 
 def test_record_round_trip_keeps_the_line_bytes() -> None:

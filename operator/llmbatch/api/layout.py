@@ -5,7 +5,6 @@ gateway and the CLI (download results).
     <output>/output.jsonl                           one line per answered request
     <output>/errors.jsonl                           one line per failed request
     <output>/manifest.json                          counts, usage, hashes, timing (immutable)
-    <output>/parts/shard-<i>/part-<n>-<writer>.jsonl  a shard's committed records
     <output>/checkpoints/shard-<i>.json             a shard's summary of its committed parts
     <output>/progress/shard-<i>.json                a shard's live counters for the status
     <output>/plan/plan.json, plan/chunks/chunk-<n>.json  the immutable plan (api/plan.py)
@@ -91,14 +90,8 @@ class OutputLayout:
 
     @property
     def parts_dir(self) -> str:
-        """Prefix (ending in ``/``) of every shard's parts."""
+        """Prefix (ending in ``/``) of every part: the chunks' and the plan's."""
         return self._join(PARTS_DIR) + "/"
-
-    def shard_parts_dir(self, shard: int) -> str:
-        return self._join(PARTS_DIR, shard_name(shard)) + "/"
-
-    def part(self, shard: int, number: int, writer: str = "") -> str:
-        return self._join(PARTS_DIR, shard_name(shard), part_name(number, writer))
 
     @property
     def checkpoints_dir(self) -> str:

@@ -14,5 +14,4 @@ Modules, in the order a request meets them:
 - ``progress``, ``metrics``, ``logs``: what the operator and people watch.
 - ``finalize``: the plan's and the chunks' parts to output.jsonl, errors.jsonl, manifest.json.
 - ``local``: plan + run + finalize on one machine (``llmbatch run``).
-- ``sharding``: the old line-to-shard hash, kept only for the line fuzz tests.
 """
