@@ -8,8 +8,11 @@ pipeline), greedy content compared per custom_id, wall times and where the Ray r
 Each contender is the shard's process as a pod runs it (plan first, untimed and shared by
 neither: each has its own output), whole process timed, start-up included; rounds alternate
 which goes first. The Ray run's own log lines give its breakdown: Ray start and processor
-build, and per dataset (one per chunk) its time and the wait for its first row (the vLLM
-engine starts per dataset). Prints a table; RESULTS.md is the lead's to update.
+build, and per dataset (one per chunk) its time and the wait for its first row back (the vLLM
+engine starts per dataset, and rows come back a finished output block at a time, so the first
+row includes the engine start and the first block's inference). With ``--chunk-lines`` below
+the request count, the datasets after the first show the per-chunk cost. Prints a table;
+RESULTS.md is the lead's to update.
 """
 
 from __future__ import annotations
@@ -107,7 +110,7 @@ def bench(args: argparse.Namespace, work: Path, report: Report) -> None:
     for number, (rows, seconds, first) in enumerate(last.datasets, start=1):
         report.add(
             f"ray: dataset {number} ({rows} rows)",
-            f"{seconds:.1f} s, first row after {first:.1f} s (engine start + first batch)",
+            f"{seconds:.1f} s, first row back after {first:.1f} s",
         )
     rest = last.wall - last.ray_start - sum(s for _, s, _ in last.datasets)
     report.add("ray: the rest (imports, plan read, commits)", f"{rest:.1f} s")

@@ -10,12 +10,14 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from llmbatch.api.exitcodes import ExitCode
+from llmbatch.api.timefmt import parse_time
 from llmbatch.runner import ray_backend
 from llmbatch.runner.engine import Failed, Finished
 from llmbatch.runner.ray_backend import Pending, RayEngine, outcome, sampling_arguments
@@ -192,6 +194,14 @@ def _content(rows: dict[Any, Any]) -> dict[Any, str]:
     }
 
 
+def _wait_for_a_committed_chunk(proc: subprocess.Popen[bytes], out: Path) -> None:
+    deadline = time.monotonic() + 900
+    while not list((out / "parts").glob("chunk-*/part-*.jsonl")):
+        assert proc.poll() is None, proc.communicate()[1].decode()[-3000:]
+        assert time.monotonic() < deadline, "no chunk committed in time"
+        time.sleep(0.2)
+
+
 def _input(tmp_path: Path) -> Path:
     lines = chat_batch(10)
     # Longer than the engine's 512 tokens but not than the model's 2048 the plan checks: vLLM
@@ -244,11 +254,7 @@ def test_sigkill_mid_run_then_a_new_attempt_finishes_every_line_once(
     _plan(source, out, tiny_model, chunk_lines=4)
     lease = ("--lease-seconds", "4", "--renew-seconds", "1")
     first = _run(source, out, tiny_model, "--backend", "ray", *lease)
-    deadline = time.monotonic() + 900
-    while not list((out / "parts").glob("chunk-*/part-*.jsonl")):
-        assert first.poll() is None, first.communicate()[1].decode()[-3000:]
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    _wait_for_a_committed_chunk(first, out)
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
     assert _done(_run(source, out, tiny_model, "--backend", "ray", *lease)) == 0
@@ -256,3 +262,43 @@ def test_sigkill_mid_run_then_a_new_attempt_finishes_every_line_once(
     assert set(output) == {f"req-{i}" for i in range(12)} and not errors
     lines = (out / "output.jsonl").read_bytes().splitlines()
     assert len(lines) == 12  # nothing twice
+
+
+@pytest.mark.slow
+def test_sigterm_commits_what_finished_and_exits_44_then_the_rest_runs(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    pytest.importorskip("ray.data.llm", reason="the ray extra (pip install .[ray]) is missing")
+    source = write_lines(tmp_path / "in.jsonl", chat_batch(12))
+    out = tmp_path / "out"
+    _plan(source, out, tiny_model, chunk_lines=4)
+    first = _run(source, out, tiny_model, "--backend", "ray", "--grace-period", "30")
+    _wait_for_a_committed_chunk(first, out)
+    stopped = time.monotonic()
+    first.send_signal(signal.SIGTERM)  # Ray's own handler (sys.exit) must not be the one
+    assert _done(first, timeout=120) == ExitCode.CANCELLED
+    print(f"SIGTERM to exit: {time.monotonic() - stopped:.1f} s")
+    progress = json.loads((out / "progress" / "shard-0.json").read_text())
+    assert progress["state"] == "cancelled"
+    # The open chunks' leases were released (expired at once), not left to run out.
+    leases = [json.loads(p.read_text()) for p in (out / "leases").glob("chunk-*.json")]
+    held = [lease for lease in leases if lease["state"] == "held"]
+    now = datetime.now(UTC)
+    assert all((parse_time(lease["expiresAt"]) or now) <= now for lease in held), held
+    assert _done(_run(source, out, tiny_model, "--backend", "ray")) == 0
+    output, errors = _finalize(source, out)
+    assert set(output) == {f"req-{i}" for i in range(12)} and not errors
+    assert len((out / "output.jsonl").read_bytes().splitlines()) == 12
+
+
+@pytest.mark.slow
+def test_a_past_deadline_exits_43_before_ray_starts(tmp_path: Path, tiny_model: Path) -> None:
+    source = write_lines(tmp_path / "in.jsonl", chat_batch(3))
+    out = tmp_path / "out"
+    _plan(source, out, tiny_model, chunk_lines=4)
+    started = time.monotonic()
+    run = _run(source, out, tiny_model, "--backend", "ray", "--deadline", "2020-01-01T00:00:00Z")
+    assert _done(run) == ExitCode.EXPIRED
+    assert time.monotonic() - started < 120
+    progress = json.loads((out / "progress" / "shard-0.json").read_text())
+    assert progress["state"] == "expired"

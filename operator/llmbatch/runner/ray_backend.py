@@ -5,7 +5,8 @@ runner drives itself.
 ``run.py`` claims chunks, commits one part per chunk, marks leases done, writes progress and
 handles SIGTERM and the deadline exactly as for backend vllm: one implementation of every
 guarantee. What differs is inside: submitted requests are buffered; when no dataset is
-running, the buffer (in practice the chunk being fed) becomes one Ray dataset through
+running, the buffer (the first chunk; later, the chunks read while the previous dataset ran, up
+to ``capacity``) becomes one Ray dataset through
 ``build_processor`` (chat template, tokenize, vLLM engine with concurrency GPUs / tensor
 parallel size; vLLM detokenizes), and its rows are handed back as they stream out. A row vLLM
 refused or failed comes back with ``__inference_error__`` (``should_continue_on_error``) and
@@ -173,7 +174,8 @@ class RayEngine:
         self.served_name = served_name
         self.settings = settings
         self.chat_template = chat_template
-        # One chunk's worth: the buffer becomes one dataset when the previous one is done.
+        # Requests the shard keeps here: the buffer becomes one dataset when the previous one
+        # is done, and each dataset pays an engine start, so a few chunks' worth.
         self.capacity = capacity
         self._stopping = stopping
         self._processor: Any = None
