@@ -139,7 +139,7 @@ def test_every_bad_line_gets_its_own_error_and_the_rest_completes(
             }
         ).encode(),  # 3 no custom_id
         chat_line("ok-1", "again", max_tokens=3),  # 4 duplicate custom_id
-        chat_line("wrong-url", "x", url="/v1/images"),  # 5
+        chat_line("wrong-url", "x", url="/v1/images"),  # 5 an endpoint vLLM cannot serve
         json.dumps(
             {
                 "custom_id": "wrong-method",
@@ -178,7 +178,9 @@ def test_every_bad_line_gets_its_own_error_and_the_rest_completes(
 
     assert rule(2) == "invalid_json" and rule(3) == "missing_custom_id"
     assert rule(4) == "duplicate_custom_id" and by_line[4]["custom_id"] == "ok-1"
-    assert rule(5) == "invalid_url" and rule(6) == "invalid_method" and rule(10) == "invalid_utf8"
+    assert rule(5) == "unsupported_endpoint" and rule(6) == "invalid_method"
+    assert by_line[5]["error"]["code"] == ErrorCode.UNSUPPORTED_ENDPOINT.value
+    assert rule(10) == "invalid_utf8"
     assert by_line[7]["error"]["code"] == ErrorCode.MODEL_NOT_FOUND.value
     for line in (8, 9, 12, 13):  # refused by the engine or by parameter checks: HTTP 400
         row = by_line[line]
