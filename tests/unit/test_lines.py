@@ -216,3 +216,27 @@ def test_an_integer_too_long_for_python_is_invalid_json_not_a_crash() -> None:
     assert isinstance(result, LineError)
     assert result.rule is LineRule.INVALID_JSON
     assert result.line == 1
+
+
+@pytest.mark.parametrize("url", ["/v1/chat/completions", "/v1/completions"])
+def test_several_greedy_choices_are_refused_up_front(url: str) -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "n": 3}
+    greedy = request("g", url=url, body={**body, "temperature": 0})
+    error = only_error([raw(greedy)])
+    assert (error.rule, error.code, error.custom_id) == (
+        LineRule.GREEDY_CHOICES,
+        ErrorCode.INVALID_REQUEST,
+        "g",
+    )
+    assert "vLLM cannot return several greedy choices" in error.message
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"n": 3}, {"n": 3, "temperature": 0.7}, {"n": 1, "temperature": 0}, {"temperature": 0}],
+    ids=["default-temperature", "sampled", "one-greedy", "n-unset"],
+)
+def test_greedy_rule_leaves_sampled_or_single_choices_alone(extra: dict[str, Any]) -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], **extra}
+    results = list(iter_validated([raw(request("ok", body=body))]))
+    assert [type(r) for r in results] == [ValidLine]

@@ -68,12 +68,15 @@ class LineRule(StrEnum):
     MISSING_MODEL = "missing_model"
     INVALID_BODY = "invalid_body"
     UNSUPPORTED_FIELD = "unsupported_field"
+    GREEDY_CHOICES = "greedy_choices"
     LINE_TOO_LONG = "line_too_long"
     TOO_MANY_LINES = "too_many_lines"
     FILE_TOO_LARGE = "file_too_large"
 
 
 MAX_CUSTOM_ID_LENGTH = 512
+# vLLM treats a temperature below this as greedy (vllm.sampling_params._SAMPLING_EPS).
+GREEDY_TEMPERATURE = 1e-5
 DEFAULT_MAX_LINES = 50_000
 DEFAULT_MAX_BYTES = 200 * 1024 * 1024
 
@@ -292,7 +295,7 @@ class FileValidator:
             )
         if endpoint == Endpoint.RESPONSES:
             return _responses_error(lineno, body, custom_id)
-        return None
+        return _greedy_choices_error(lineno, body, custom_id)
 
 
 def _responses_error(lineno: int, body: dict[str, Any], custom_id: str) -> LineError | None:
@@ -301,6 +304,26 @@ def _responses_error(lineno: int, body: dict[str, Any], custom_id: str) -> LineE
         return None
     rule = LineRule.UNSUPPORTED_FIELD if problem.kind == "unsupported" else LineRule.INVALID_BODY
     return LineError(lineno, rule, f"body.{problem.field}: {problem.message}", custom_id)
+
+
+def _greedy_choices_error(lineno: int, body: dict[str, Any], custom_id: str) -> LineError | None:
+    """Several choices at an explicit temperature 0: vLLM refuses them (greedy decoding gives
+    one answer), so the line is refused up front rather than reaching the engine. An unset
+    temperature is not greedy: OpenAI's default is 1."""
+    n, temperature = body.get("n"), body.get("temperature")
+    if isinstance(n, bool) or not isinstance(n, int) or n <= 1:
+        return None
+    if isinstance(temperature, bool) or not isinstance(temperature, int | float):
+        return None
+    if temperature >= GREEDY_TEMPERATURE:
+        return None
+    return LineError(
+        lineno,
+        LineRule.GREEDY_CHOICES,
+        f"body.n is {n} with temperature {temperature}: vLLM cannot return several greedy "
+        "choices (they would be identical); use n 1, or a temperature above 0",
+        custom_id,
+    )
 
 
 def iter_validated(
