@@ -77,7 +77,9 @@ def set_fields(value: Any, prefix: str = "") -> set[str]:
 def test_full_example_sets_every_spec_field() -> None:
     [job] = batchjobs(EXAMPLES / "batchjob-full.yaml")
     spec_schema = openapi_schema()["properties"]["spec"]
-    declared = declared_fields(spec_schema)
+    # spec.ray (the KubeRay cluster form) is refused by the operator until it runs RayJobs
+    # (issue 17): an example showing it would not run, so it is documented in docs/backends.md.
+    declared = {f for f in declared_fields(spec_schema) if f.split(".")[0] != "ray"}
     missing = declared - set_fields(job["spec"])
     assert missing == set(), f"batchjob-full.yaml does not show {sorted(missing)}"
 
