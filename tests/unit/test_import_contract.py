@@ -24,9 +24,13 @@ ALLOWED: dict[str, frozenset[str]] = {
     # Webhook signing, URL checks and delivery: the gateway and the controller both send.
     "notify": frozenset({"api"}),
     "controller": frozenset({"api", "storage", "kube", "notify"}),
-    "runner": frozenset({"api", "storage"}),
-    "gateway": frozenset({"api", "storage", "kube", "notify"}),
-    "cli": frozenset({"api", "storage", "kube", "controller", "runner", "gateway", "notify"}),
+    # Model sources seen from outside the engine (a tokenizer found without the weights).
+    "models": frozenset({"api", "storage"}),
+    "runner": frozenset({"api", "storage", "models"}),
+    "gateway": frozenset({"api", "storage", "kube", "notify", "models"}),
+    "cli": frozenset(
+        {"api", "storage", "kube", "controller", "runner", "gateway", "notify", "models"}
+    ),
     # llmbatch/__init__.py and other top-level modules: only the leaves.
     "": frozenset({"api"}),
 }

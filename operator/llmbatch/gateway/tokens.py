@@ -1,29 +1,40 @@
 """Token counts for the gateway's cost estimates (the rule is ``llmbatch.api.tokens``), with the
 model's own tokenizer when the gateway can read it.
 
-The tokenizer comes from the model's ``tokenizer`` setting or its ``source`` when either is a
-local directory (a PVC or a volume shared with the gateway), with the model's ``chatTemplate``
-if it sets one. Without a local tokenizer, or without transformers in the image, the count is
-the heuristic estimate and the answer says so.
+The tokenizer comes from the model's ``tokenizer`` setting or its ``source``
+(``llmbatch.models.tokenizer_source``: a local directory such as a PVC shared with the gateway,
+the tokenizer files alone of an ``s3://`` model, read with the S3 settings of the environment,
+or a locally cached ``hf://`` model), with the model's ``chatTemplate`` if it sets one. Without
+a readable tokenizer, or without transformers in the image, the count is the heuristic
+estimate and the answer says so.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any
 
-from llmbatch.api.tokens import PromptCounter, completion_budget, load_counter, tokenizer_dir
+from llmbatch.api.tokens import PromptCounter, completion_budget, load_counter
 from llmbatch.gateway.config import ModelEntry
+from llmbatch.models.tokenizer_source import TokenizerNotFound, tokenizer_directory
+from llmbatch.storage import StorageSettings
+
+log = logging.getLogger(__name__)
 
 
-def prompt_counter(model: ModelEntry) -> PromptCounter:
+def prompt_counter(model: ModelEntry, settings: StorageSettings | None = None) -> PromptCounter:
     for candidate in (model.tokenizer, model.source):
-        directory = tokenizer_dir(candidate)
-        if directory is not None:
-            try:
-                return load_counter(directory, model.chat_template)
-            except ImportError:
-                break
+        if not candidate:
+            continue
+        try:
+            directory = tokenizer_directory(candidate, settings or StorageSettings.from_env())
+            return load_counter(directory, model.chat_template)
+        except TokenizerNotFound as exc:
+            log.info("no tokenizer for cost estimates: %s", exc)
+        except (ImportError, OSError, ValueError) as exc:
+            log.warning("tokenizer not usable, cost estimates use the heuristic: %s", exc)
+            break
     return PromptCounter()
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import logging
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from llmbatch.models.tokenizer_source import default_model_cache
 from llmbatch.runner.errors import PermanentError
 from llmbatch.storage import (
     AccessDenied,
@@ -26,14 +26,6 @@ from llmbatch.storage import (
 log = logging.getLogger(__name__)
 
 _DONE = ".llmbatch-complete"
-
-
-def default_model_cache() -> Path:
-    env = os.environ.get("LLMBATCH_MODEL_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("LLMBATCH_CACHE")
-    return (Path(base) if base else Path.home() / ".cache" / "llmbatch") / "model-cache"
 
 
 def resolve_model(

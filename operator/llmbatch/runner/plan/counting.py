@@ -1,5 +1,6 @@
 """Token counts of one runnable line for the plan: prompt tokens with the model's tokenizer
-and chat template when the model source is a directory the plan step can read, else the
+and chat template when the plan step can read them from the model source (a local directory,
+or the tokenizer files alone of an ``s3://`` or locally cached ``hf://`` model), else the
 documented estimate of ``api.tokens``; and the completion budget.
 
 A request without max_tokens (or max_completion_tokens) may generate up to what the model's
@@ -15,16 +16,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from llmbatch.api.plan import TokenCounter
-from llmbatch.api.tokens import PromptCounter, completion_budget, load_counter, tokenizer_dir
+from llmbatch.api.tokens import PromptCounter, completion_budget, load_counter
+from llmbatch.models.tokenizer_source import TokenizerNotFound, tokenizer_directory
+from llmbatch.storage import StorageSettings
 
 log = logging.getLogger(__name__)
 
 
 def prompt_counter(
-    model_source: str, chat_template: str | None
+    model_source: str, chat_template: str | None, settings: StorageSettings | None = None
 ) -> tuple[PromptCounter, TokenCounter]:
-    directory = tokenizer_dir(model_source)
-    if directory is None:
+    try:
+        directory = tokenizer_directory(model_source, settings)
+    except TokenizerNotFound as exc:
+        log.info("prompt tokens are estimated: %s", exc)
         return PromptCounter(), "estimate"
     try:
         return load_counter(directory, chat_template), "tokenizer"

@@ -150,7 +150,9 @@ class Planner:
         self.layout = layout
         self.work = work
         self.limits = ChunkLimits(config.chunk_lines, config.chunk_bytes)
-        counter, self.token_counter = prompt_counter(config.model_source, config.chat_template)
+        counter, self.token_counter = prompt_counter(
+            config.model_source, config.chat_template, config.settings
+        )
         max_model_len = config.engine_args.get("max_model_len")
         self.tokens = LineTokens(
             counter,
