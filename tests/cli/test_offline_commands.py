@@ -208,7 +208,7 @@ def test_estimate_heuristic_is_labelled(good_file: Path) -> None:
     assert report["promptTokenMethod"].startswith("heuristic")
     assert report["completionTokensUpperBound"] == 24
     expected = (report["promptTokens"] * 1 + 24 * 2) / 1_000_000
-    assert report["cost"] == pytest.approx(expected)
+    assert report["costUpperBound"] == pytest.approx(expected)
 
 
 def test_estimate_non_local_source_falls_back(good_file: Path) -> None:

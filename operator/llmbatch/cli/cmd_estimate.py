@@ -1,9 +1,12 @@
-"""``llmbatch estimate FILE``: how many tokens a batch will use and what it will cost.
+"""``llmbatch estimate FILE``: a quote for a batch before it runs: its tokens, the GPU time
+and wall time it should take, and what it costs next to OpenAI's batch price.
 
-The counts follow ``llmbatch.api.tokens``, the gateway's rule too: prompt tokens with the
-model's own tokenizer (and chat template) when a local model directory is given, otherwise a
-heuristic estimate, labelled as such. Completion tokens are an upper bound: each request's
-max_tokens, or an assumed number for requests that set none.
+Prompt tokens follow ``llmbatch.api.tokens``, the rule of the plan step and the gateway: with
+the model's own tokenizer and chat template, found from the model the user already named
+(``--model-source``, ``--batchjob`` or ``--config`` with ``--model``; see
+``llmbatch.cli.model_choice``), they are exactly the prompt tokens the runner reports;
+otherwise a heuristic, labelled as such. Completion tokens are an upper bound: each request's
+max_tokens, or an assumed number for requests that set none. Time and cost: ``cli.quote``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,23 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from llmbatch.cli.model_choice import (
+    BATCHJOB_OPTION,
+    CONFIG_OPTION,
+    MODEL_OPTION,
+    MODEL_SOURCE_OPTION,
+    choose_model,
+    load_counter,
+)
 from llmbatch.cli.options import FORMAT_OPTION, JSONL_FILE, OutputFormat, fail, print_json
+from llmbatch.cli.quote import (
+    DEFAULT_OPENAI_MODEL,
+    OPENAI_BATCH_PRICES,
+    QuoteError,
+    Rate,
+    quote,
+    rate_from_manifests,
+)
 
 if TYPE_CHECKING:
     from llmbatch.api.tokens import PromptCounter
@@ -22,14 +41,16 @@ if TYPE_CHECKING:
 EPILOG = """\
 Examples:
 
-  llmbatch estimate requests.jsonl --price-in 0.15 --price-out 0.60
+  llmbatch estimate requests.jsonl --batchjob batchjob.yaml --rate 900 --parallelism 4
 
-  llmbatch estimate requests.jsonl --model-source /models/qwen2.5-0.5b-instruct -o json
+  llmbatch estimate requests.jsonl --config gateway.yaml --model qwen -o json
 
-Prices are per million tokens, as in the gateway's config.
+  llmbatch estimate requests.jsonl --model-source s3://models/qwen2.5-0.5b-instruct/ \\
+      --from-manifest s3://batches/out/run-1/ --price-input 0.05 --price-output 0.20
+
+Prices are per million tokens, as in the gateway's config. The rate is tokens (prompt +
+completion) per second per shard, as earlier runs' manifests record it.
 """
-
-EXACT_HINT = "pass --model-source DIR for exact counts"
 
 
 @dataclass
@@ -41,14 +62,7 @@ class Estimate:
     completion_tokens: int = 0
     assumed_completion: int = 0  # requests without max_tokens
 
-    def cost(self, price_in: float | None, price_out: float | None) -> float | None:
-        if price_in is None and price_out is None:
-            return None
-        return (
-            self.prompt_tokens * (price_in or 0.0) + self.completion_tokens * (price_out or 0.0)
-        ) / 1_000_000
-
-    def as_dict(self, price_in: float | None, price_out: float | None) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "requests": self.requests,
             "invalid": self.invalid,
@@ -56,9 +70,6 @@ class Estimate:
             "completionTokensUpperBound": self.completion_tokens,
             "requestsWithoutMaxTokens": self.assumed_completion,
             "promptTokenMethod": self.method,
-            "priceInPerMillion": price_in,
-            "priceOutPerMillion": price_out,
-            "cost": self.cost(price_in, price_out),
         }
 
 
@@ -86,39 +97,41 @@ def estimate_file(path: Path, counter: PromptCounter, method: str, assumed: int)
     return result
 
 
-def _counter(model_source: str | None) -> tuple[PromptCounter, str]:
-    """The prompt counter and how its counts are labelled."""
-    from llmbatch.api import tokens
-
-    heuristic = f"{tokens.HEURISTIC}; {EXACT_HINT}"
-    if model_source is None:
-        return tokens.PromptCounter(), heuristic
-    model_dir = tokens.tokenizer_dir(model_source)
-    if model_dir is None:
-        typer.echo(
-            f"note: {model_source} is not a local model directory with a tokenizer; "
-            "using the heuristic",
-            err=True,
-        )
-        return tokens.PromptCounter(), heuristic
-    try:
-        counter = tokens.load_counter(model_dir)
-    except (OSError, ValueError) as exc:
-        raise fail(f"could not load the tokenizer from {model_dir}: {exc}") from exc
-    return counter, f"tokenizer of {model_dir}"
+PRICE_INPUT: Any = typer.Option(
+    None, "--price-input", "--price-in", min=0, help="Price per million prompt tokens."
+)
+PRICE_OUTPUT: Any = typer.Option(
+    None, "--price-output", "--price-out", min=0, help="Price per million completion tokens."
+)
+MANIFESTS: Any = typer.Option(
+    None,
+    "--from-manifest",
+    help="An earlier run's manifest.json (or its output folder), local or s3://: its "
+    "throughput gives the time. Repeatable.",
+)
+OPENAI_MODEL: Any = typer.Option(
+    DEFAULT_OPENAI_MODEL,
+    "--openai-model",
+    help=f"Compare with this model's OpenAI batch price ({', '.join(OPENAI_BATCH_PRICES)}).",
+)
 
 
 def estimate(
     file: Path = JSONL_FILE,
-    model_source: str | None = typer.Option(
-        None, "--model-source", help="A local model directory: count with its tokenizer."
+    model_source: str | None = MODEL_SOURCE_OPTION,
+    batchjob: Path | None = BATCHJOB_OPTION,
+    config: Path | None = CONFIG_OPTION,
+    model: str | None = MODEL_OPTION,
+    parallelism: int = typer.Option(1, "--parallelism", min=1, help="Shards running at once."),
+    rate: float | None = typer.Option(
+        None, "--rate", min=0.001, help="Tokens per second per shard (instead of manifests)."
     ),
-    price_in: float | None = typer.Option(
-        None, "--price-in", min=0, help="Price per million prompt tokens."
-    ),
-    price_out: float | None = typer.Option(
-        None, "--price-out", min=0, help="Price per million completion tokens."
-    ),
+    manifests: list[str] | None = MANIFESTS,
+    price_in: float | None = PRICE_INPUT,
+    price_out: float | None = PRICE_OUTPUT,
+    openai_model: str = OPENAI_MODEL,
+    openai_price_in: float | None = typer.Option(None, "--openai-price-input", min=0),
+    openai_price_out: float | None = typer.Option(None, "--openai-price-output", min=0),
     assume_output_tokens: int = typer.Option(
         256,
         "--assume-output-tokens",
@@ -127,27 +140,99 @@ def estimate(
     ),
     output_format: OutputFormat = FORMAT_OPTION,
 ) -> None:
-    """Estimate a batch's tokens (prompt and completion upper bound) and cost."""
-    counter, method = _counter(model_source)
+    """Quote a batch: tokens (prompt, completion upper bound), GPU-seconds and wall time at
+    --parallelism, and cost at your prices next to OpenAI's batch price."""
+    choice = choose_model(model_source, batchjob, config, model)
+    counter, method = load_counter(choice)
     result = estimate_file(file, counter, method, assume_output_tokens)
+    prices = _prices(price_in, price_out, choice.prices if choice else None)
+    openai = _openai_prices(openai_model, openai_price_in, openai_price_out)
+    terms = quote(
+        result.prompt_tokens,
+        result.completion_tokens,
+        _rate(rate, manifests or []),
+        parallelism,
+        prices,
+        (openai_model, openai),
+    )
     if output_format is OutputFormat.JSON:
-        print_json({"file": str(file), **result.as_dict(price_in, price_out)})
+        print_json({"file": str(file), **result.as_dict(), **terms})
         return
-    typer.echo(
-        f"requests:          {result.requests}"
-        + (f" ({result.invalid} invalid lines skipped)" if result.invalid else "")
+    _print_quote(result, terms, assume_output_tokens)
+
+
+def _rate(rate: float | None, manifests: list[str]) -> Rate | None:
+    if rate is not None and manifests:
+        raise fail("give --rate or --from-manifest, not both")
+    if rate is not None:
+        return Rate(rate, "--rate")
+    if not manifests:
+        return None
+    try:
+        return rate_from_manifests(manifests)
+    except QuoteError as exc:
+        raise fail(str(exc)) from exc
+
+
+def _prices(
+    price_in: float | None, price_out: float | None, configured: tuple[float, float] | None
+) -> tuple[float, float] | None:
+    """The user's prices, else the gateway config's; a missing side counts as free."""
+    if price_in is None and price_out is None:
+        return configured
+    return (price_in or 0.0, price_out or 0.0)
+
+
+def _openai_prices(
+    model: str, price_in: float | None, price_out: float | None
+) -> tuple[float, float]:
+    listed = OPENAI_BATCH_PRICES.get(model)
+    if listed is None and (price_in is None or price_out is None):
+        known = ", ".join(OPENAI_BATCH_PRICES)
+        raise fail(f"no OpenAI batch price for {model!r} ({known}); give both --openai-price-*")
+    base = listed or (0.0, 0.0)
+    return (
+        base[0] if price_in is None else price_in,
+        base[1] if price_out is None else price_out,
     )
-    typer.echo(f"prompt tokens:     {result.prompt_tokens}  [{result.method}]")
-    note = (
-        f"  [{result.assumed_completion} requests without max_tokens counted as "
-        f"{assume_output_tokens}]"
-        if result.assumed_completion
-        else ""
-    )
-    typer.echo(f"completion tokens: <= {result.completion_tokens}{note}")
-    cost = result.cost(price_in, price_out)
-    if cost is not None:
-        typer.echo(
-            f"cost:              <= {cost:.4f} (prices per million tokens: "
-            f"in {price_in or 0}, out {price_out or 0})"
+
+
+def _print_quote(result: Estimate, terms: dict[str, Any], assumed: int) -> None:
+    skipped = f" ({result.invalid} invalid lines skipped)" if result.invalid else ""
+    completion = f"<= {result.completion_tokens}"
+    if result.assumed_completion:
+        completion += (
+            f"  [{result.assumed_completion} requests without max_tokens counted as {assumed}]"
         )
+    rows = [
+        ("requests", f"{result.requests}{skipped}"),
+        ("prompt tokens", f"{result.prompt_tokens}  [{result.method}]"),
+        ("completion tokens", completion),
+        *_time_rows(terms),
+    ]
+    if "costUpperBound" in terms:
+        per_million = f"in {terms['priceInputPerMillion']}, out {terms['priceOutputPerMillion']}"
+        rows.append(("cost", f"<= ${terms['costUpperBound']:.4f} (per million: {per_million})"))
+    openai = terms["openaiBatch"]
+    per_million = f"in {openai['priceInputPerMillion']}, out {openai['priceOutputPerMillion']}"
+    rows.append(
+        (
+            "OpenAI batch",
+            f"<= ${openai['costUpperBound']:.4f} ({openai['model']}, per million: "
+            f"{per_million}; prices as of {openai['pricesAsOf']})",
+        )
+    )
+    for label, value in rows:
+        typer.echo(f"{label + ':':<19}{value}")
+
+
+def _time_rows(terms: dict[str, Any]) -> list[tuple[str, str]]:
+    if "tokensPerSecondPerShard" not in terms:
+        return [("time", "give --rate or --from-manifest for GPU and wall time")]
+    rate = f"{terms['tokensPerSecondPerShard']} tokens/s per shard [{terms['rateFrom']}]"
+    wall = f"<= {terms['wallSecondsUpperBound']} s at parallelism {terms['parallelism']}"
+    return [
+        ("throughput", rate),
+        ("GPU time", f"<= {terms['gpuSecondsUpperBound']} shard-seconds"),
+        ("wall time", wall),
+    ]
