@@ -334,7 +334,9 @@ def test_no_free_gpu_keeps_it_queued_with_the_reason(
 
     def queued_with_reason() -> dict[str, Any] | None:
         status = kubectl.status(name)
-        ok = status.get("phase") == "Queued" and "gpu" in str(status.get("message", "")).lower()
+        # Past planning (whose message names the input, here ".../nogpu-..."): the shards wait.
+        pending = status.get("phase") == "Queued" and status.get("reason") == "PodsPending"
+        ok = pending and "gpu" in str(status.get("message", "")).lower()
         return status if ok else None
 
     status = wait_for("Queued with a scheduling reason", queued_with_reason, timeout=60)
