@@ -108,3 +108,27 @@ def test_text_quote_and_refusals(requests_file: Path, tiny_model: Path) -> None:
     assert runner.invoke(app, [*both, str(requests_file)]).exit_code != 0
     unknown = ["estimate", str(requests_file), "--openai-model", "gpt-9"]
     assert "no OpenAI batch price" in runner.invoke(app, unknown).output
+
+
+def test_validate_counts_prompt_tokens_as_estimate_does(
+    requests_file: Path, tiny_model: Path
+) -> None:
+    app = cli_app()
+    args = [str(requests_file), "--model-source", str(tiny_model), "-o", "json"]
+    validated = runner.invoke(app, ["validate", *args])
+    assert validated.exit_code == 0, validated.output
+    report = json.loads(validated.stdout)
+    assert report["promptTokens"] == 4 * exact_prompt_tokens(tiny_model)
+    assert report["promptTokens"] == estimate(*args[:-2])["promptTokens"]
+    plain = json.loads(runner.invoke(app, ["validate", str(requests_file), "-o", "json"]).stdout)
+    assert "promptTokens" not in plain
+
+
+def test_greedy_choices_are_refused_by_validate(tmp_path: Path) -> None:
+    body = {**BODY, "n": 2, "temperature": 0}
+    path = tmp_path / "greedy.jsonl"
+    line = {"custom_id": "g", "method": "POST", "url": "/v1/chat/completions", "body": body}
+    path.write_text(json.dumps(line) + "\n")
+    result = runner.invoke(cli_app(), ["validate", str(path)])
+    assert result.exit_code == 1
+    assert "greedy_choices" in result.output and "several greedy choices" in result.output

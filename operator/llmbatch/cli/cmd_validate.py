@@ -5,6 +5,9 @@ Any size: the file is read one line at a time, duplicate custom_ids are found wi
 step's disk-backed index, and errors are printed as they are found (in JSON, spilled to a
 scratch file until the document is written), so memory does not grow with the file. No line
 cap unless --max-lines sets one (the gateway keeps OpenAI's upload limits).
+
+Naming the model (``--model-source``, ``--batchjob`` or ``--config --model``) also counts the
+valid lines' prompt tokens with its tokenizer, as ``llmbatch estimate`` does.
 """
 
 from __future__ import annotations
@@ -19,11 +22,22 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import typer
 
+from llmbatch.cli.model_choice import (
+    BATCHJOB_OPTION,
+    CONFIG_OPTION,
+    MODEL_OPTION,
+    MODEL_SOURCE_OPTION,
+    choose_model,
+    load_counter,
+)
 from llmbatch.cli.options import FORMAT_OPTION, JSONL_FILE, OutputFormat
+
+if TYPE_CHECKING:
+    from llmbatch.api.tokens import PromptCounter
 
 EPILOG = """\
 Examples:
@@ -49,14 +63,19 @@ class FileReport:
     endpoint: str | None = None
     models: Counter[str] = field(default_factory=Counter)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    # Prompt tokens of the valid lines, and how they were counted, when a model was named.
+    prompt_tokens: int | None = None
+    token_method: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
+        counted = {"promptTokens": self.prompt_tokens, "promptTokenMethod": self.token_method}
         return {
             "file": self.path,
             "valid": self.valid,
             "invalid": self.invalid,
             "endpoint": self.endpoint,
             "models": dict(self.models),
+            **(counted if self.prompt_tokens is not None else {}),
             "errors": self.errors,
         }
 
@@ -66,6 +85,7 @@ def check_file(
     endpoint: str | None = None,
     max_lines: int | None = None,
     on_error: ErrorHandler | None = None,
+    counter: PromptCounter | None = None,
 ) -> FileReport:
     """Validate a local JSONL file line by line. Memory stays bounded (one line at a time, the
     custom_ids on disk) when ``on_error`` takes the errors instead of the report."""
@@ -74,7 +94,7 @@ def check_file(
     from llmbatch.runner.plan.step import NO_FILE_LIMITS
 
     limits = NO_FILE_LIMITS if max_lines is None else Limits(max_lines, NO_FILE_LIMITS.max_bytes)
-    report = FileReport(str(path))
+    report = FileReport(str(path), prompt_tokens=None if counter is None else 0)
     handle_error = on_error or report.errors.append
     with (
         tempfile.TemporaryDirectory(prefix="llmbatch-validate-") as work,
@@ -101,6 +121,9 @@ def check_file(
             else:
                 report.valid += 1
                 report.models[str(result.request.body.get("model"))] += 1
+                if counter is not None and report.prompt_tokens is not None:
+                    url = result.request.url.value
+                    report.prompt_tokens += counter.count(result.request.body, url)
     report.endpoint = validator.endpoint.value if validator.endpoint else None
     return report
 
@@ -117,21 +140,31 @@ def validate(
     max_lines: int | None = typer.Option(
         None, "--max-lines", min=1, help="Reject files with more requests (default: no limit)."
     ),
+    model_source: str | None = MODEL_SOURCE_OPTION,
+    batchjob: Path | None = BATCHJOB_OPTION,
+    config: Path | None = CONFIG_OPTION,
+    model: str | None = MODEL_OPTION,
     output_format: OutputFormat = FORMAT_OPTION,
 ) -> None:
     """Check a batch input file locally: every bad line with its line number and the rule it
-    breaks. Exits 1 if any line is invalid."""
+    breaks; with a model named, the valid lines' prompt tokens too. Exits 1 if any line is
+    invalid."""
     from llmbatch.api.lines import Endpoint
 
     if endpoint is not None and endpoint not in {e.value for e in Endpoint}:
         allowed = ", ".join(e.value for e in Endpoint)
         raise typer.BadParameter(f"{endpoint!r} is not one of {allowed}", param_hint="--endpoint")
+    choice = choose_model(model_source, batchjob, config, model)
+    counter, method = load_counter(choice) if choice else (None, None)
     if output_format is OutputFormat.JSON:
         with _spilled_errors() as (spill, write_error):
-            report = check_file(file, endpoint, max_lines, write_error)
+            report = check_file(file, endpoint, max_lines, write_error, counter)
+            report.token_method = method
             _print_json(report, spill)
     else:
-        report = check_file(file, endpoint, max_lines, partial(_print_error, str(file)))
+        print_error = partial(_print_error, str(file))
+        report = check_file(file, endpoint, max_lines, print_error, counter)
+        report.token_method = method
         _print_summary(report)
     if report.invalid:
         raise typer.Exit(1)
@@ -180,4 +213,6 @@ def _print_summary(report: FileReport) -> None:
         summary += f"; endpoint {report.endpoint}"
     if models:
         summary += f"; models: {models}"
+    if report.prompt_tokens is not None:
+        summary += f"; {report.prompt_tokens} prompt tokens [{report.token_method}]"
     typer.echo(summary, err=bool(report.invalid))
