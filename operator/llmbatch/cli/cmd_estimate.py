@@ -212,13 +212,13 @@ def _print_quote(result: Estimate, terms: dict[str, Any], assumed: int) -> None:
     ]
     if "costUpperBound" in terms:
         per_million = f"in {terms['priceInputPerMillion']}, out {terms['priceOutputPerMillion']}"
-        rows.append(("cost", f"<= ${terms['costUpperBound']:.4f} (per million: {per_million})"))
+        rows.append(("cost", f"<= ${terms['costUpperBound']:.6f} (per million: {per_million})"))
     openai = terms["openaiBatch"]
     per_million = f"in {openai['priceInputPerMillion']}, out {openai['priceOutputPerMillion']}"
     rows.append(
         (
             "OpenAI batch",
-            f"<= ${openai['costUpperBound']:.4f} ({openai['model']}, per million: "
+            f"<= ${openai['costUpperBound']:.6f} ({openai['model']}, per million: "
             f"{per_million}; prices as of {openai['pricesAsOf']})",
         )
     )
