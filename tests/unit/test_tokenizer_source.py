@@ -77,3 +77,22 @@ def test_plan_counts_an_s3_model_with_its_tokenizer(
     assert how == "tokenizer"
     assert s3_counter.count(body) == local_counter.count(body)
     assert prompt_counter(f"s3://{s3_bucket}/missing/", None, s3_settings)[1] == "estimate"
+
+
+@pytest.mark.slow
+def test_gateway_counts_an_s3_model_with_the_gateways_storage_settings(
+    tiny_model: Path,
+    tmp_path: Path,
+    s3_settings: StorageSettings,
+    s3_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from llmbatch.gateway import tokens
+    from llmbatch.gateway.config import ModelEntry
+
+    monkeypatch.setenv("LLMBATCH_MODEL_CACHE", str(tmp_path))
+    monkeypatch.setattr(tokens, "_cache", {})
+    prefix = f"s3://{s3_bucket}/models/tiny/"
+    upload_model(tiny_model, prefix, s3_settings)
+    counter = tokens.counter_for("tiny", ModelEntry(source=prefix), get_store(prefix, s3_settings))
+    assert counter.exact

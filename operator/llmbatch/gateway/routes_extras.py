@@ -106,7 +106,7 @@ def _scan(gateway: Gateway, raw_lines: Iterator[bytes] | list[bytes], count_toke
                         }
                     )
             elif count_tokens:
-                counter = tokens.counter_for(model_name, model)
+                counter = tokens.counter_for(model_name, model, gateway.store)
                 scan.exact_tokens = scan.exact_tokens and counter.exact
                 prompt = counter.count(result.request.body, result.request.url.value)
                 scan.input_tokens += prompt

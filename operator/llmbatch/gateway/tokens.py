@@ -3,10 +3,10 @@ model's own tokenizer when the gateway can read it.
 
 The tokenizer comes from the model's ``tokenizer`` setting or its ``source``
 (``llmbatch.models.tokenizer_source``: a local directory such as a PVC shared with the gateway,
-the tokenizer files alone of an ``s3://`` model, read with the S3 settings of the environment,
-or a locally cached ``hf://`` model), with the model's ``chatTemplate`` if it sets one. Without
-a readable tokenizer, or without transformers in the image, the count is the heuristic
-estimate and the answer says so.
+the tokenizer files alone of an ``s3://`` model, read with the gateway's own S3 settings and
+credentials, or a locally cached ``hf://`` model), with the model's ``chatTemplate`` if it sets
+one. Without a readable tokenizer, or without transformers in the image, the count is the
+heuristic estimate and the answer says so.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 from llmbatch.api.tokens import PromptCounter, completion_budget, load_counter
 from llmbatch.gateway.config import ModelEntry
 from llmbatch.models.tokenizer_source import TokenizerNotFound, tokenizer_directory
-from llmbatch.storage import StorageSettings
+from llmbatch.storage import ObjectStore, StorageSettings
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +42,14 @@ _cache: dict[str, PromptCounter] = {}
 _lock = threading.Lock()
 
 
-def counter_for(name: str, model: ModelEntry) -> PromptCounter:
-    """One counter per served model for the life of the process (loading takes seconds)."""
+def counter_for(name: str, model: ModelEntry, store: ObjectStore | None = None) -> PromptCounter:
+    """One counter per served model for the life of the process (loading takes seconds). An
+    s3:// model's tokenizer files are read with the settings of ``store``, the gateway's."""
+    settings = getattr(store, "settings", None)
     with _lock:
         if name not in _cache:
-            _cache[name] = prompt_counter(model)
+            usable = settings if isinstance(settings, StorageSettings) else None
+            _cache[name] = prompt_counter(model, usable)
         return _cache[name]
 
 
