@@ -180,6 +180,16 @@ def _check(proc: subprocess.CompletedProcess[bytes], what: str) -> None:
         raise SystemExit(f"{what} failed with exit {proc.returncode}:\n{tail}")
 
 
+RUNNER = [sys.executable, "-m", "llmbatch.runner.cli"]
+
+
+def run_plan(batch: list[str], env: dict[str, str]) -> None:
+    """The plan step (validate, count, chunk) a BatchJob runs before its shards: the runner
+    refuses to run a batch without its plan."""
+    plan = subprocess.run([*RUNNER, "plan", *batch], env=env, capture_output=True, check=False)
+    _check(plan, "llmbatch-runner plan")
+
+
 def timed_runner(
     s3: S3,
     source: str,
@@ -188,20 +198,18 @@ def timed_runner(
     name: str,
     extra_env: dict[str, str] | None = None,
 ) -> float:
-    runner = [sys.executable, "-m", "llmbatch.runner.cli"]
     env = _env({**s3.env, **(extra_env or {})})
     batch = ["--input", source, "--output", output, "--model", str(model)]
     batch += ["--served-model-name", name, "--engine-args", json.dumps(ENGINE_ARGS)]
     started = time.perf_counter()
     # The three steps of a BatchJob's pods: plan (validate, count, chunk), run, finalize.
-    plan = subprocess.run([*runner, "plan", *batch], env=env, capture_output=True, check=False)
-    _check(plan, "llmbatch-runner plan")
+    run_plan(batch, env)
     run = subprocess.run(
-        [*runner, "run", *batch, "--metrics-port", "0"], env=env, capture_output=True, check=False
+        [*RUNNER, "run", *batch, "--metrics-port", "0"], env=env, capture_output=True, check=False
     )
     _check(run, "llmbatch-runner run")
     fin = subprocess.run(
-        [*runner, "finalize", "--input", source, "--output", output],
+        [*RUNNER, "finalize", "--input", source, "--output", output],
         env=env,
         capture_output=True,
         check=False,
@@ -417,26 +425,13 @@ def section_memory(report: Report, work: Path, tiny: Path, sizes: list[int]) -> 
                 )
                 handle.write(b"\n")
         out = work / f"mem-out-{size}"
-        command = [
-            sys.executable,
-            "-m",
-            "llmbatch.runner.cli",
-            "run",
-            "--input",
-            str(source),
-            "--output",
-            str(out),
-            "--model",
-            str(tiny),
-            "--served-model-name",
-            name,
-            "--engine-args",
-            json.dumps({**ENGINE_ARGS, "max_model_len": 128}),
-            "--metrics-port",
-            "0",
-        ]
+        batch = ["--input", str(source), "--output", str(out), "--model", str(tiny)]
+        batch += ["--served-model-name", name]
+        batch += ["--engine-args", json.dumps({**ENGINE_ARGS, "max_model_len": 128})]
+        env = _env({"VLLM_ENABLE_V1_MULTIPROCESSING": "0"})
+        run_plan(batch, env)  # not measured: its own process, before the shard
         # One process (engine in-process) so its peak RSS is the whole runner's.
-        rss, seconds, _ = _peak_rss_mb(command, _env({"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}))
+        rss, seconds, _ = _peak_rss_mb([*RUNNER, "run", *batch, "--metrics-port", "0"], env)
         results.append(rss)
         report.add(
             f"peak RSS, {size:,} lines, max_tokens 1, tiny model", f"{rss:.0f} MB ({seconds:.0f} s)"
@@ -472,25 +467,11 @@ def section_resume(report: Report, s3: S3, tiny: Path, requests: int) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [
-        sys.executable,
-        "-m",
-        "llmbatch.runner.cli",
-        "run",
-        "--input",
-        source,
-        "--output",
-        output,
-        "--model",
-        str(tiny),
-        "--served-model-name",
-        name,
-        "--engine-args",
-        json.dumps(ENGINE_ARGS),
-        "--metrics-port",
-        str(port),
-    ]
+    batch = ["--input", source, "--output", output, "--model", str(tiny)]
+    batch += ["--served-model-name", name, "--engine-args", json.dumps(ENGINE_ARGS)]
+    command = [*RUNNER, "run", *batch, "--metrics-port", str(port)]
     env = _env(s3.env)
+    run_plan(batch, env)
     proc = subprocess.Popen(
         command,
         env=env,
@@ -511,16 +492,7 @@ def section_resume(report: Report, s3: S3, tiny: Path, requests: int) -> None:
     )
     subprocess.run([*command[:-1], "0"], env=env, check=True, capture_output=True)
     fin = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "llmbatch.runner.cli",
-            "finalize",
-            "--input",
-            source,
-            "--output",
-            output,
-        ],
+        [*RUNNER, "finalize", "--input", source, "--output", output],
         env=env,
         capture_output=True,
         check=False,
