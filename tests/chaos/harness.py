@@ -1,7 +1,8 @@
 """What the chaos tests share: BatchJobs on the sandbox with the real operator and runner, a
 recorder of every phase each BatchJob shows and every Job created for it, and the ledger checks
 (every input line exactly once in output.jsonl or errors.jsonl, counts and sha256 as in the
-manifest)."""
+manifest), and the parts ledger (what the chunk parts and the plan's error parts hold, against
+what the shards say they answered)."""
 
 from __future__ import annotations
 
@@ -12,13 +13,16 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmbatch.api.documents import ShardProgress
+from llmbatch.api.layout import OutputLayout, part_number
 from llmbatch.api.phases import Phase
 from llmbatch.controller.transitions import ALLOWED
+from llmbatch.runner.parts import iter_part_records
 from llmbatch.storage import ObjectStore
 from tests.e2e.cluster import jsonl, requests_jsonl
 from tests.fixtures.sandbox import SandboxInfo
@@ -227,14 +231,69 @@ def check_ledger(store: ObjectStore, batch: Batch, status: dict[str, Any]) -> Le
     assert sha["output"] == hashlib.sha256(files["output"]).hexdigest(), "output.jsonl corrupted"
     assert sha["errors"] == hashlib.sha256(files["errors"]).hexdigest(), "errors.jsonl corrupted"
     assert sha["input"] == hashlib.sha256(store.read_bytes(batch.body["spec"]["input"])).hexdigest()
+    if status.get("phase") == "Succeeded":
+        # Nothing expired or was cancelled: every request was answered in some part.
+        lost = read_parts(store, batch.output).lost(batch.requests)
+        assert lost == 0, f"{batch.name}: {lost} line(s) in no part"
     return Ledger(out, errors, manifest)
 
 
-def committed_lines(store: ObjectStore, output: str, shard: int) -> int:
-    """Distinct input lines in the shard's committed parts (what a restart recovers)."""
-    done: set[bytes] = set()
-    for info in store.list(f"{output}/parts/shard-{shard}/"):
-        for line in store.read_bytes(info.uri).splitlines():
-            if line.strip():
-                done.add(line.split(b" ", 1)[0])
-    return len(done)
+@dataclass(frozen=True)
+class PartsLedger:
+    """A batch's committed parts, read with the runner's own record decoding: how many chunk
+    parts answer each input line, and the lines the plan step answered itself (its error
+    parts). The parts are what a restarted shard resumes from and what finalize merges."""
+
+    answers: collections.Counter[int]
+    plan_errors: frozenset[int]
+
+    @property
+    def committed(self) -> int:
+        """Distinct input lines answered in chunk parts."""
+        return len(self.answers)
+
+    @property
+    def recomputed(self) -> int:
+        """Lines answered in more than one part of their chunk (two writers, or one writer
+        twice): the work was done again and finalize keeps only the first answer."""
+        return sum(1 for count in self.answers.values() if count > 1)
+
+    def lost(self, total: int) -> int:
+        """Of ``total`` requests, those answered by no part at all."""
+        return total - len(self.plan_errors | self.answers.keys())
+
+
+def _part_lines(store: ObjectStore, uri: str) -> Iterator[int]:
+    return (record.lineno for record in iter_part_records(store, uri))
+
+
+def read_parts(store: ObjectStore, output: str) -> PartsLedger:
+    layout = OutputLayout(output)
+    answers: collections.Counter[int] = collections.Counter()
+    for info in store.list(layout.parts_dir):
+        if part_number(info.uri) is not None:  # parts/chunk-<n>/part-<s>-<writer>.jsonl
+            answers.update(_part_lines(store, info.uri))
+    plan_errors = frozenset(
+        lineno
+        for info in store.list(layout.plan_errors_dir)
+        for lineno in _part_lines(store, info.uri)
+    )
+    return PartsLedger(answers, plan_errors)
+
+
+def shard_answers(store: ObjectStore, output: str) -> int:
+    """Requests the shards say they answered: the sum of their last published progress. Each
+    attempt of a shard goes on from its predecessor's counters, so a line answered by an
+    attempt that died before committing it, then answered again, counts twice."""
+    layout = OutputLayout(output)
+    total = 0
+    for info in store.list(layout.progress_dir):
+        progress = ShardProgress.model_validate_json(store.read_bytes(info.uri))
+        total += progress.completed + progress.failed
+    return total
+
+
+def uncommitted_answers(store: ObjectStore, output: str) -> int:
+    """Answers counted by the shards but in no chunk part: work a killed attempt did and lost,
+    to be done again. A lower bound: progress is published every few tenths of a second."""
+    return max(0, shard_answers(store, output) - read_parts(store, output).committed)
