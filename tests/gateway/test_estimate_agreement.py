@@ -91,7 +91,7 @@ def test_tokenizer_estimates_agree(tiny_model: Path, tmp_path: Path) -> None:
     data = batch("tiny-local")
     path = tmp_path / "in.jsonl"
     path.write_bytes(data)
-    scan = _scan(cast(Gateway, SimpleNamespace(config=config)), data.splitlines(), True)
+    scan = _scan(cast(Gateway, SimpleNamespace(config=config, store=None)), data.splitlines(), True)
     cli = cli_estimate(path, "--model-source", str(tiny_model))
     assert scan.exact_tokens and cli["promptTokenMethod"] == f"tokenizer of {tiny_model}"
     assert scan.input_tokens == cli["promptTokens"] > 0
