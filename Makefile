@@ -54,7 +54,7 @@ crds: $(STAMP) ## Generate crds/ and the chart's CRD from the API models
 
 .PHONY: test
 test: lint ## Lint, then every test: unit, sandbox, runner with real vLLM, end to end, chaos (short)
-	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest -q -p no:cacheprovider --durations=25 $(PYTEST_ARGS)
 
 .PHONY: test-unit
 test-unit: $(STAMP) ## Only the fast tests (no vLLM, no sandbox)
