@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 import typer
@@ -18,22 +17,10 @@ SecretOption = Annotated[str, typer.Option("--secret", help="Name of the keys Se
 
 
 def _run(namespace: str, secret: str, action: Any) -> Any:
+    from llmbatch.cli.gateway_store import run_on_store
     from llmbatch.gateway.keys import KeyStore
-    from llmbatch.gateway.kube import KubeClient
-    from llmbatch.kube import KubeError
 
-    async def main() -> Any:
-        kube = KubeClient.from_environment(namespace)
-        try:
-            return await action(KeyStore(kube, secret, cache_seconds=0))
-        finally:
-            await kube.aclose()
-
-    try:
-        return asyncio.run(main())
-    except (KubeError, ValueError, RuntimeError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
+    return run_on_store(namespace, lambda kube: KeyStore(kube, secret, cache_seconds=0), action)
 
 
 @app.command()

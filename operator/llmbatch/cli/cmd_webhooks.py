@@ -3,7 +3,6 @@ kept with their signing secrets in a Kubernetes Secret the gateway reads."""
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any
 
 import typer
@@ -24,22 +23,10 @@ DEFAULT_SECRET = "llmbatch-gateway-webhooks"
 
 
 def _run(namespace: str, secret: str, action: Any) -> Any:
-    from llmbatch.gateway.kube import KubeClient
+    from llmbatch.cli.gateway_store import run_on_store
     from llmbatch.gateway.webhooks import WebhookStore
-    from llmbatch.kube import KubeError
 
-    async def main() -> Any:
-        kube = KubeClient.from_environment(namespace)
-        try:
-            return await action(WebhookStore(kube, secret, cache_seconds=0))
-        finally:
-            await kube.aclose()
-
-    try:
-        return asyncio.run(main())
-    except (KubeError, ValueError, RuntimeError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from exc
+    return run_on_store(namespace, lambda kube: WebhookStore(kube, secret, cache_seconds=0), action)
 
 
 @app.command()
