@@ -47,6 +47,7 @@ from llmbatch.runner import records
 from llmbatch.runner.chunkwork import OpenChunk, Runnable
 from llmbatch.runner.claims import ChunkQueue
 from llmbatch.runner.errors import PermanentError
+from llmbatch.runner.heap import HeapTrimmer
 from llmbatch.runner.leases import DEFAULT_LEASE_SECONDS, DEFAULT_RENEW_SECONDS, LeaseKeeper, Leases
 from llmbatch.runner.metrics import DEFAULT_PORT, RunnerMetrics
 from llmbatch.runner.parts import Tally, Uploader, write_document
@@ -176,6 +177,8 @@ class ShardRun:
         self.parts: list[str] = []
         self.recovered_lines = 0
         self.chunks_done = 0
+        # Between chunks: return the engine's freed heap pages (see heap.py).
+        self.heap = HeapTrimmer()
         self.attempt = 1
         self.last_progress = 0.0
         self.engine_info: dict[str, Any] = {}
@@ -400,6 +403,7 @@ class ShardRun:
 
         self.uploader.submit(commit)
         self.chunks_done += complete
+        self.heap.maybe_trim()
 
     # Progress ----------------------------------------------------------------------------
 
