@@ -65,18 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run one shard of a batch through vLLM")
-    run.add_argument("--input", required=True, help="input JSONL URI (s3://, file://, path)")
-    run.add_argument("--output", required=True, help="output URI prefix")
-    run.add_argument("--model", required=True, help="hf://org/name, s3://bucket/prefix or path")
-    run.add_argument("--served-model-name", required=True, help="name lines must use as model")
-    run.add_argument(
-        "--endpoint", default=Endpoint.CHAT_COMPLETIONS.value, choices=[e.value for e in Endpoint]
-    )
-    run.add_argument(
-        "--engine-args",
-        default=os.environ.get("LLMBATCH_ENGINE_ARGS"),
-        help="vLLM engine arguments as a JSON object",
-    )
+    _add_batch_arguments(run, model_help="hf://org/name, s3://bucket/prefix or path")
     run.add_argument("--shard-index", type=int, default=_env_int("JOB_COMPLETION_INDEX", 0))
     run.add_argument("--shard-count", type=int, default=_env_int("LLMBATCH_SHARD_COUNT", 1))
     run.add_argument(
@@ -117,22 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env_int("LLMBATCH_MAX_IN_FLIGHT", 0),
         help="requests kept in the engine (0: twice max_num_seqs)",
     )
-    run.add_argument(
-        "--batch-name",
-        default=_batch_name_env(),
-        help="name in logs, metrics and ids (default: the output URI)",
-    )
-    run.add_argument(
-        "--chat-template",
-        default=os.environ.get("LLMBATCH_CHAT_TEMPLATE"),
-        help="Jinja chat template overriding the tokenizer's own",
-    )
     run.add_argument("--model-cache-dir", type=Path, default=None)
     _add_ray_arguments(run)
 
     fin = sub.add_parser("finalize", help="merge the shards' parts into the batch's output")
-    fin.add_argument("--input", required=True)
-    fin.add_argument("--output", required=True)
+    _add_io_arguments(fin)
     fin.add_argument("--shard-count", type=int, default=_env_int("LLMBATCH_SHARD_COUNT", 0))
     fin.add_argument(
         "--reason",
@@ -140,9 +118,44 @@ def build_parser() -> argparse.ArgumentParser:
         default="none",
         help="what lines no shard finished become",
     )
-    fin.add_argument("--batch-name", default=_batch_name_env())
+    _add_batch_name(fin)
     _add_plan_parser(sub)
     return parser
+
+
+def _add_io_arguments(parser: Any) -> None:
+    parser.add_argument("--input", required=True, help="input JSONL URI (s3://, file://, path)")
+    parser.add_argument("--output", required=True, help="output URI prefix")
+
+
+def _add_batch_name(parser: Any) -> None:
+    parser.add_argument(
+        "--batch-name",
+        default=_batch_name_env(),
+        help="name in logs, metrics and ids (default: the output URI)",
+    )
+
+
+def _add_batch_arguments(parser: Any, model_help: str) -> None:
+    """What plan and run both need to read a batch as the engine will: the input and output,
+    the model, its served name, the endpoint, engine arguments and chat template."""
+    _add_io_arguments(parser)
+    parser.add_argument("--model", required=True, help=model_help)
+    parser.add_argument("--served-model-name", required=True, help="name lines must use as model")
+    parser.add_argument(
+        "--endpoint", default=Endpoint.CHAT_COMPLETIONS.value, choices=[e.value for e in Endpoint]
+    )
+    parser.add_argument(
+        "--engine-args",
+        default=os.environ.get("LLMBATCH_ENGINE_ARGS"),
+        help="vLLM engine arguments as a JSON object",
+    )
+    parser.add_argument(
+        "--chat-template",
+        default=os.environ.get("LLMBATCH_CHAT_TEMPLATE"),
+        help="Jinja chat template overriding the tokenizer's own",
+    )
+    _add_batch_name(parser)
 
 
 def _add_ray_arguments(run: Any) -> None:
@@ -173,20 +186,11 @@ def _add_ray_arguments(run: Any) -> None:
 
 def _add_plan_parser(sub: Any) -> None:
     plan = sub.add_parser("plan", help="validate the input and write the batch's plan")
-    plan.add_argument("--input", required=True, help="input JSONL URI (s3://, file://, path)")
-    plan.add_argument("--output", required=True, help="output URI prefix")
-    plan.add_argument("--model", required=True, help="model source (its tokenizer counts tokens)")
-    plan.add_argument("--served-model-name", required=True, help="name lines must use as model")
-    plan.add_argument(
-        "--endpoint", default=Endpoint.CHAT_COMPLETIONS.value, choices=[e.value for e in Endpoint]
-    )
+    _add_batch_arguments(plan, model_help="model source (its tokenizer counts tokens)")
     plan.add_argument("--chunk-lines", type=int, default=_env_int("LLMBATCH_CHUNK_LINES", 1000))
     plan.add_argument(
         "--chunk-bytes", type=int, default=_env_int("LLMBATCH_CHUNK_BYTES", 4 * 1024 * 1024)
     )
-    plan.add_argument("--engine-args", default=os.environ.get("LLMBATCH_ENGINE_ARGS"))
-    plan.add_argument("--chat-template", default=os.environ.get("LLMBATCH_CHAT_TEMPLATE"))
-    plan.add_argument("--batch-name", default=_batch_name_env())
     plan.add_argument("--work-dir", type=Path, default=None, help="scratch for the id index")
 
 
