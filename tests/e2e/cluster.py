@@ -5,6 +5,7 @@ conditions with timeouts."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -213,6 +214,21 @@ class OperatorProcess:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-5000:]
+
+
+@contextlib.contextmanager
+def operator_running(
+    sandbox: SandboxInfo, namespace: str, log_path: Path, runner_env: dict[str, str]
+) -> Iterator[OperatorProcess]:
+    """An operator for ``namespace`` whose shard pods get ``runner_env`` (the runner's own
+    variables, e.g. LLMBATCH_CHUNK_LINES), stopped when the block ends."""
+    extra = {f"LLMBATCH_RUNNER_ENV_{name}": value for name, value in runner_env.items()}
+    proc = OperatorProcess(sandbox, namespace, log_path, extra_env=extra)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
 
 
 def requests_jsonl(count: int, model: str, prefix: str = "req", max_tokens: int = 8) -> bytes:

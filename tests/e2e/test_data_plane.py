@@ -21,7 +21,7 @@ import pytest
 from llmbatch.api.layout import OutputLayout
 from llmbatch.controller.jobview import pod_index
 from llmbatch.storage import ObjectStore
-from tests.e2e.cluster import Kubectl, OperatorProcess, requests_jsonl, wait_for
+from tests.e2e.cluster import Kubectl, OperatorProcess, operator_running, requests_jsonl, wait_for
 from tests.e2e.conftest import SECRET
 from tests.e2e.test_lifecycle import assert_exactly_once
 from tests.fixtures.sandbox import SandboxInfo
@@ -46,22 +46,19 @@ def dp_kubectl(sandbox: SandboxInfo) -> Kubectl:
 def dp_operator(
     sandbox: SandboxInfo, dp_kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    proc = OperatorProcess(
+    log = tmp_path_factory.mktemp("dp-operator") / "operator.log"
+    with operator_running(
         sandbox,
         NAMESPACE,
-        tmp_path_factory.mktemp("dp-operator") / "operator.log",
-        extra_env={
-            "LLMBATCH_RUNNER_ENV_LLMBATCH_PROGRESS_SECONDS": "1",
-            "LLMBATCH_RUNNER_ENV_LLMBATCH_LEASE_SECONDS": str(LEASE_SECONDS),
-            "LLMBATCH_RUNNER_ENV_LLMBATCH_LEASE_RENEW_SECONDS": "2",
-            "LLMBATCH_RUNNER_ENV_LLMBATCH_CHUNK_LINES": str(CHUNK_LINES),
+        log,
+        {
+            "LLMBATCH_PROGRESS_SECONDS": "1",
+            "LLMBATCH_LEASE_SECONDS": str(LEASE_SECONDS),
+            "LLMBATCH_LEASE_RENEW_SECONDS": "2",
+            "LLMBATCH_CHUNK_LINES": str(CHUNK_LINES),
         },
-    )
-    proc.start()
-    try:
+    ) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def batchjob(

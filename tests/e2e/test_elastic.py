@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from llmbatch.storage import ObjectStore
-from tests.e2e.cluster import Kubectl, OperatorProcess, requests_jsonl
+from tests.e2e.cluster import Kubectl, OperatorProcess, operator_running, requests_jsonl
 from tests.e2e.conftest import SECRET
 from tests.e2e.test_lifecycle import assert_exactly_once
 from tests.fixtures.sandbox import SandboxInfo
@@ -44,20 +44,11 @@ def el_kubectl(sandbox: SandboxInfo) -> Kubectl:
 def el_operator(
     sandbox: SandboxInfo, el_kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    proc = OperatorProcess(
-        sandbox,
-        NAMESPACE,
-        tmp_path_factory.mktemp("el-operator") / "operator.log",
-        extra_env={
-            "LLMBATCH_RUNNER_ENV_LLMBATCH_PROGRESS_SECONDS": "1",
-            "LLMBATCH_RUNNER_ENV_LLMBATCH_CHUNK_LINES": "100",
-        },
-    )
-    proc.start()
-    try:
+    log = tmp_path_factory.mktemp("el-operator") / "operator.log"
+    with operator_running(
+        sandbox, NAMESPACE, log, {"LLMBATCH_PROGRESS_SECONDS": "1", "LLMBATCH_CHUNK_LINES": "100"}
+    ) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 def elastic_batchjob(sandbox: SandboxInfo, model_uri: str, served: str) -> dict[str, Any]:
