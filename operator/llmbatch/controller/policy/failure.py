@@ -1,6 +1,7 @@
 """Failure and retries: the Job retries a shard up to spec.maxRetries times
 (backoffLimitPerIndex); a shard out of retries, or one that exited with the permanent-error
-code, fails the batch. So does a failed finalize Job."""
+code, fails the batch. So does an extra shard with the permanent-error code, and a failed
+finalize Job."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from llmbatch.api.exitcodes import ExitCode
 from llmbatch.api.layout import OutputLayout
 from llmbatch.api.phases import Phase
 from llmbatch.controller.actions import Action, SetRunJobSuspended
+from llmbatch.controller.names import extra_run_job_name
 from llmbatch.controller.policy.verdict import Verdict
 
 if TYPE_CHECKING:
@@ -27,7 +29,7 @@ def shard_list(indexes: Iterable[int]) -> str:
 def shard_failure(obs: Observation) -> Verdict | None:
     job = obs.run
     if not (job.failed or job.failed_indexes):
-        return None
+        return extra_shard_failure(obs)
     actions: tuple[Action, ...] = ()
     if job.exists and not job.finished and not job.suspended:
         # Stop the shards still running: the batch cannot succeed any more.
@@ -50,6 +52,30 @@ def shard_failure(obs: Observation) -> Verdict | None:
         f"{obs.checked_spec.max_retries} times{reason}; see kubectl logs job/{obs.run_job}",
         actions,
     )
+
+
+def extra_shard_failure(obs: Observation) -> Verdict | None:
+    """An extra shard (spec.maxParallelism) that exited with the permanent-error code fails the
+    batch as a run Job shard does: it runs the same model, input and arguments. Any other
+    failure of an extra shard costs time, not lines: it is a lost shard (``elastic.py``)."""
+    for number, view in enumerate(obs.extra_runs, 1):
+        if not (view.exists and (view.failed or view.failed_indexes) and view.permanent_error):
+            continue
+        run = obs.run
+        actions: tuple[Action, ...] = ()
+        if run.exists and not run.finished and not run.suspended:
+            actions = (SetRunJobSuspended(True),)
+        name = extra_run_job_name(obs.name, number)
+        words = f": {view.termination_message[-300:]}" if view.termination_message else ""
+        return Verdict(
+            Phase.FAILED,
+            Reason.PERMANENT_ERROR,
+            f"extra shard {obs.checked_spec.parallelism + number - 1} exited with the "
+            f"permanent-error code {int(ExitCode.PERMANENT)} (model, input or arguments cannot "
+            f"work){words}; see kubectl logs job/{name}",
+            actions,
+        )
+    return None
 
 
 def finalize_failed(obs: Observation) -> Verdict:
