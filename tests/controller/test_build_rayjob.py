@@ -1,6 +1,6 @@
 """Backend ray's builders: the one-pod shard's runner arguments, and the KubeRay RayJob of the
 cluster form, validated against KubeRay's published RayJob schema (trimmed, see the fixture)
-with unknown fields an error, and its status mapped onto ours."""
+with unknown fields an error. What its status means for ours: test_kuberay.py."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import yaml
 from llmbatch.api.batchjob import BatchJobSpec
 from llmbatch.controller.backends import runner_backend_args, uses_rayjob
 from llmbatch.controller.build_jobs import build_runner_job
-from llmbatch.controller.build_rayjob import build_rayjob, rayjob_name, rayjob_outcome
+from llmbatch.controller.build_rayjob import build_rayjob
 from llmbatch.controller.config import OperatorConfig
+from llmbatch.controller.kuberay import pod_labels, rayjob_name
 from llmbatch_sandbox.apiserver.schema import prune, validate
 from tests.controller.factories import at, batchjob
 
@@ -33,7 +34,7 @@ def _resolve(node: Any, refs: dict[str, Any]) -> Any:
     return node
 
 
-def _schema() -> dict[str, Any]:
+def rayjob_schema() -> dict[str, Any]:
     raw = yaml.safe_load(FIXTURE.read_text())
     refs = {"podTemplate": raw["podTemplate"]}
     return {
@@ -49,7 +50,7 @@ def _schema() -> dict[str, Any]:
 
 
 def _problems(obj: dict[str, Any]) -> list[str]:
-    schema = _schema()
+    schema = rayjob_schema()
     dropped: list[str] = []
     prune(obj, schema, root=True, dropped=dropped)
     errors = [e.render() for e in validate(obj, schema)]
@@ -138,29 +139,30 @@ def test_spec_rules_of_backend_ray() -> None:
         BatchJobSpec.model_validate(batchjob(backend="ray", ray={"workers": 0})["spec"])
 
 
-@pytest.mark.parametrize(
-    ("status", "state"),
-    [
-        ({}, "Pending"),
-        ({"jobDeploymentStatus": "Initializing"}, "Pending"),
-        ({"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}, "Running"),
-        ({"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}, "Succeeded"),
-        ({"jobDeploymentStatus": "Complete", "jobStatus": "FAILED"}, "Failed"),
-        ({"jobDeploymentStatus": "Failed", "reason": "DeadlineExceeded"}, "Failed"),
-        ({"jobDeploymentStatus": "Running", "jobStatus": "STOPPED"}, "Failed"),
-    ],
-)
-def test_rayjob_status_maps_onto_ours(status: dict[str, Any], state: str) -> None:
-    outcome = rayjob_outcome({"status": status})
-    assert outcome.state == state
-    if state == "Failed":
-        assert outcome.message.startswith("RayJob ")
+def test_the_rayjob_and_its_pods_carry_the_labels_the_operator_finds_them_by() -> None:
+    rayjob = build_rayjob(_ray_batch(), CONFIG, at(1))
+    assert rayjob["metadata"]["labels"]["llmbatch.io/role"] == "ray"
+    cluster = rayjob["spec"]["rayClusterSpec"]
+    templates = [cluster["headGroupSpec"]["template"]]
+    templates += [group["template"] for group in cluster["workerGroupSpecs"]]
+    for template in templates:
+        assert pod_labels("demo").items() <= template["metadata"]["labels"].items()
+    # Only the worker's container name counts for GPU time (kuberay.view_rayjob).
+    assert cluster["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]["name"] == (
+        "ray-worker"
+    )
 
 
-def test_the_cluster_form_is_refused_until_the_operator_runs_rayjobs() -> None:
-    from llmbatch.controller.validation import check_spec
-
-    _, problems = check_spec(_ray_batch()["spec"])
-    assert any("spec.ray.workers" in p and "not run by this operator yet" in p for p in problems)
-    _, problems = check_spec(batchjob(backend="ray")["spec"])
-    assert problems == []
+def test_suspend_deadline_retries_and_kueue_reach_the_rayjob() -> None:
+    rayjob = build_rayjob(_ray_batch(maxRetries=2), CONFIG, at(1))
+    spec = rayjob["spec"]
+    assert spec["suspend"] is False
+    assert spec["backoffLimit"] == 2
+    # The window is 1h from CREATED; built a minute in, plus the operator's grace.
+    assert spec["activeDeadlineSeconds"] == 59 * 60 + CONFIG.deadline_grace_seconds
+    assert build_rayjob(_ray_batch(suspend=True), CONFIG, at(1))["spec"]["suspend"] is True
+    queued = build_rayjob(_ray_batch(queueName="gpu-queue"), CONFIG, at(1))
+    # Kueue admits a RayJob by unsuspending it.
+    assert queued["spec"]["suspend"] is True
+    assert queued["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
+    assert _problems(queued) == []

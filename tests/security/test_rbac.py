@@ -7,7 +7,9 @@ The operator has no declared table of its API calls, so the table is derived her
   client, and ``KubeApi`` has no generic request method). Every public method of ``KubeApi`` is
   called here over a transport that records each request; the path gives group and resource
   (and subresource), the method and whether the path names one object give the verb. A test
-  fails when ``KubeApi`` gains a method this table does not call, so a new call cannot escape;
+  fails when ``KubeApi`` gains a method this table does not call, so a new call cannot escape.
+  Discovery reads (``/apis/<group>/<version>``, is KubeRay installed) need no rule: Kubernetes'
+  default ClusterRole ``system:discovery`` grants them to every authenticated client;
 - kopf's calls, which the operator makes through the framework, from kopf's own RBAC
   documentation and the handlers ``controller/handlers.py`` registers: watching BatchJobs and
   the operator's Jobs (list, watch), kopf's bookkeeping in BatchJob annotations and its
@@ -56,12 +58,24 @@ API_CALLS: dict[str, tuple[Any, ...]] = {
     "patch_job": ("ns", "j", {"spec": {"suspend": True}}),
     "delete_job": ("ns", "j"),
     "list_pods": ("ns", "j"),
+    "list_labelled_pods": ("ns", {"llmbatch.io/batchjob": "b", "llmbatch.io/role": "ray"}),
+    "has_rayjob_api": (),
+    "get_rayjob": ("ns", "b-ray"),
+    "create_rayjob": ("ns", JOB),
+    "patch_rayjob": ("ns", "b-ray", {"spec": {"suspend": True}}),
+    "delete_rayjob": ("ns", "b-ray"),
     "get_secret": ("ns", "s"),
     "patch_batchjob_status": ("ns", "b", {"phase": "Queued"}),
     "annotate_batchjob": ("ns", "b", {"llmbatch.io/notify": "{}"}),
 }
 # Public members that make no API call.
 LIFECYCLE = {"close", "aclose", "throttled"}
+
+
+def is_discovery(path: str) -> bool:
+    """``/api``, ``/apis``, ``/api/v1``, ``/apis/<group>`` or ``/apis/<group>/<version>``."""
+    parts = path.strip("/").split("/")
+    return len(parts) <= (2 if parts[0] == "api" else 3)
 
 
 def permission_of(method: str, path: str) -> Permission:
@@ -83,11 +97,17 @@ def permission_of(method: str, path: str) -> Permission:
     return group, f"{resource}/{sub}" if sub else resource, verb
 
 
+DISCOVERED: set[tuple[str, str]] = set()
+
+
 async def _record_calls() -> set[Permission]:
     sent: set[Permission] = set()
 
     def answer(request: httpx.Request) -> httpx.Response:
-        sent.add(permission_of(request.method, request.url.path))
+        if is_discovery(request.url.path):
+            DISCOVERED.add((request.method, request.url.path))
+        else:
+            sent.add(permission_of(request.method, request.url.path))
         return httpx.Response(200, json={"items": []})
 
     api = KubeApi(Connection("http://recorder"), transport=httpx.MockTransport(answer))
@@ -113,7 +133,24 @@ def test_the_extraction_reads_the_kube_layer() -> None:
     assert ("batch", "jobs", "create") in calls
     assert ("llmbatch.io", "batchjobs/status", "patch") in calls
     assert ("", "pods", "list") in calls
+    # The KubeRay form: exactly what the operator does to its RayJob (no list or watch: the
+    # daemon reads its own RayJob by name each pass).
+    assert {perm for perm in calls if perm[0] == "ray.io"} == {
+        ("ray.io", "rayjobs", verb) for verb in ("get", "create", "patch", "delete")
+    }
     assert permission_of("GET", "/api/v1/namespaces/{}/secrets/{}") == ("", "secrets", "get")
+
+
+def test_discovery_is_only_read() -> None:
+    """Discovery needs no rule in the chart (system:discovery), and the operator only reads it:
+    whether KubeRay's RayJob API exists."""
+    operator_calls()
+    assert {("GET", "/apis/ray.io/v1")} == DISCOVERED
+    assert permission_of("GET", "/apis/ray.io/v1/namespaces/n/rayjobs/x") == (
+        "ray.io",
+        "rayjobs",
+        "get",
+    )
 
 
 def test_kube_py_is_the_only_api_client_in_the_controller() -> None:

@@ -1,15 +1,16 @@
-"""Backend ray: the runner's extra arguments, and the pure builder of the KubeRay ``RayJob``
-(ray.io/v1) that runs a batch with ``spec.ray.workers`` across a Ray cluster, plus the mapping
-of the RayJob's status onto ours.
+"""Backend ray's cluster form: the pure builder of the KubeRay ``RayJob`` (ray.io/v1) that runs
+a batch with ``spec.ray.workers`` across a Ray cluster.
 
 The RayJob's entrypoint is the same ``llmbatch-runner run --backend ray`` a one-pod shard runs,
 joining the cluster (``--ray-address auto``) instead of starting Ray itself: it reads the same
 plan, claims the same chunk leases and writes the same parts and progress, so status and
 finalize are the ones of backend vllm. It runs as one shard (the Ray cluster is the
-parallelism); the engine replicas are the workers' GPUs over tensor_parallel_size.
+parallelism); the engine replicas are the workers' GPUs over tensor_parallel_size. What its
+status means for ours is ``kuberay.py``'s; the operator creates it after the plan step, where it
+would create the run Job.
 
-KubeRay must be installed in the cluster (the operator only creates RayJobs); the sandbox has
-no KubeRay, so this form is tested against KubeRay's published schema, not run.
+KubeRay must be installed in the cluster (the operator only creates RayJobs). The builder is
+tested against KubeRay's published schema; the sandbox has no KubeRay to run it.
 """
 
 from __future__ import annotations
@@ -17,14 +18,14 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from llmbatch.api.batchjob import BatchJobSpec, ResourcesSpec
 from llmbatch.api.timefmt import format_time
 from llmbatch.controller.backends import uses_rayjob
 from llmbatch.controller.build_jobs import (
+    KUEUE_QUEUE_LABEL,
     _labels,
     active_deadline_seconds,
     literal,
@@ -32,23 +33,26 @@ from llmbatch.controller.build_jobs import (
     storage_env,
 )
 from llmbatch.controller.config import OperatorConfig
-from llmbatch.controller.names import child_name
+from llmbatch.controller.kuberay import (
+    HEAD_CONTAINER,
+    RAY_ROLE,
+    RAYJOB_API_VERSION,
+    RAYJOB_KIND,
+    WORKER_CONTAINER,
+    rayjob_name,
+)
 from llmbatch.controller.policy.deadline import deadline_of
 
-RAYJOB_API_VERSION = "ray.io/v1"
-RAYJOB_KIND = "RayJob"
-RAYJOB_SUFFIX = "-ray"
-# The Ray release the runner-ray image carries (pyproject's ray extra); KubeRay uses it to
-# pick the submitter's command.
+# The Ray release the runner image's ray extra carries (pyproject); KubeRay uses it to pick the
+# submitter's command.
 RAY_VERSION = "2.60.0"
 WORKER_GROUP = "gpu"
 _HEAD_DEFAULT = ResourcesSpec(gpu=0, cpu="2", memory="8Gi")
 # Ports the head serves: GCS, dashboard (job submission), Ray client.
 _HEAD_PORTS = (("gcs", 6379), ("dashboard", 8265), ("client", 10001))
-
-
-def rayjob_name(owner: str) -> str:
-    return child_name(owner, RAYJOB_SUFFIX)
+# How long KubeRay keeps the finished cluster (its pods, for a look at their logs): the batch's
+# own TTL (spec.ttlSecondsAfterFinished) deletes the RayJob itself.
+CLUSTER_TTL_SECONDS = 60
 
 
 def _resources(spec: ResourcesSpec) -> dict[str, Any]:
@@ -130,7 +134,10 @@ def build_rayjob(
     assert spec.ray is not None and spec.ray.workers is not None
     owner = meta["name"]
     deadline = deadline_of(meta, spec)
-    labels = _labels(owner, "run")
+    labels = _labels(owner, RAY_ROLE)
+    rayjob_labels = dict(labels)
+    if spec.queue_name:
+        rayjob_labels[KUEUE_QUEUE_LABEL] = spec.queue_name
     env = [{"name": "LLMBATCH_BATCHJOB", "value": owner}, *storage_env(spec, config)]
     if spec.model.chat_template:
         env.append({"name": "LLMBATCH_CHAT_TEMPLATE", "value": literal(spec.model.chat_template)})
@@ -139,27 +146,28 @@ def build_rayjob(
     head_resources = spec.ray.head_resources or _HEAD_DEFAULT
     image = spec.runner_image or config.runner_image
     gpus = max(workers * worker_resources.gpu, 1)
-    head = _container("ray-head", image, env, head_resources)
+    head = _container(HEAD_CONTAINER, image, env, head_resources)
     head["ports"] = [{"name": name, "containerPort": port} for name, port in _HEAD_PORTS]
-    worker = _container("ray-worker", image, env, worker_resources)
+    worker = _container(WORKER_CONTAINER, image, env, worker_resources)
     return {
         "apiVersion": RAYJOB_API_VERSION,
         "kind": RAYJOB_KIND,
         "metadata": {
             "name": rayjob_name(owner),
             "namespace": meta.get("namespace"),
-            "labels": dict(labels),
+            "labels": rayjob_labels,
             "ownerReferences": [owner_reference(batchjob)],
         },
         "spec": {
             "entrypoint": _entrypoint(spec, owner, deadline, gpus),
             "shutdownAfterJobFinishes": True,
-            "ttlSecondsAfterFinished": 60,
+            "ttlSecondsAfterFinished": CLUSTER_TTL_SECONDS,
             "activeDeadlineSeconds": active_deadline_seconds(
                 deadline, now, config.deadline_grace_seconds
             ),
             "backoffLimit": spec.max_retries,
-            "suspend": bool(spec.suspend),
+            # Kueue admits a RayJob by unsuspending it, so a queued one starts suspended.
+            "suspend": bool(spec.suspend or spec.queue_name),
             "rayClusterSpec": {
                 "rayVersion": RAY_VERSION,
                 "headGroupSpec": {
@@ -180,29 +188,3 @@ def build_rayjob(
             },
         },
     }
-
-
-RayJobState = Literal["Pending", "Running", "Succeeded", "Failed"]
-
-
-@dataclass(frozen=True)
-class RayJobOutcome:
-    state: RayJobState
-    message: str = ""
-
-
-def rayjob_outcome(rayjob: Mapping[str, Any] | None) -> RayJobOutcome:
-    """KubeRay's status as ours: jobDeploymentStatus (the cluster and submission) and
-    jobStatus (the Ray job). Succeeded goes on to our finalize; Failed to our failure policy."""
-    status = (rayjob or {}).get("status") or {}
-    deployment = status.get("jobDeploymentStatus") or ""
-    job = status.get("jobStatus") or ""
-    message = status.get("message") or status.get("reason") or ""
-    if deployment == "Complete" and job == "SUCCEEDED":
-        return RayJobOutcome("Succeeded")
-    if deployment in ("Complete", "Failed") or job in ("FAILED", "STOPPED"):
-        reason = status.get("reason") or job or deployment
-        return RayJobOutcome("Failed", f"RayJob {reason}: {message}".rstrip(": "))
-    if deployment in ("Running", "Retrying") or job in ("RUNNING", "PENDING"):
-        return RayJobOutcome("Running")
-    return RayJobOutcome("Pending", deployment or "waiting for KubeRay")

@@ -17,8 +17,9 @@ from llmbatch.api.batchjob import BatchJobStatus, Timestamps
 from llmbatch.api.conditions import ConditionType
 from llmbatch.api.phases import Phase
 from llmbatch.controller.actions import Action, EventSpec
+from llmbatch.controller.backends import run_child_name
 from llmbatch.controller.events import plan_event, sla_event, transition_event
-from llmbatch.controller.names import finalize_job_name, plan_job_name, run_job_name
+from llmbatch.controller.names import finalize_job_name, plan_job_name
 from llmbatch.controller.observation import Observation
 from llmbatch.controller.phase_status import phase_conditions, record_phase
 from llmbatch.controller.policy import (
@@ -29,6 +30,7 @@ from llmbatch.controller.policy import (
     notify,
     planning,
     progress,
+    rayjob,
     running,
     stopping,
     ttl,
@@ -70,6 +72,7 @@ class Decision:
 
 
 def decide(obs: Observation) -> Decision:
+    obs = rayjob.without_scaling(obs)
     status = _carried_over(obs)
     if obs.spec is None:
         return _conclude(obs, status, validation.invalid_spec(obs))
@@ -98,8 +101,9 @@ def _choose(obs: Observation, status: BatchJobStatus) -> Verdict:
         if before is not None:
             return before
         # Names go into status before the Jobs exist: a restarted operator looks them up
-        # instead of creating a second set.
-        status.job_name = run_job_name(obs.name)
+        # instead of creating a second set. jobName also fixes the form: the run Job, or the
+        # RayJob of spec.ray.workers (backends.py).
+        status.job_name = run_child_name(obs.checked_spec, obs.name)
         status.finalize_job_name = finalize_job_name(obs.name)
         status.plan_job_name = plan_job_name(obs.name)
         _apply(status, obs, [validation.passed(obs)])
@@ -120,6 +124,7 @@ def _choose(obs: Observation, status: BatchJobStatus) -> Verdict:
         status,
         failure.shard_failure(obs)
         or planning.plan(obs)
+        or rayjob.form_lost(obs)
         or cancel_suspend.suspend(obs)
         or running.run(obs),
     )

@@ -22,7 +22,7 @@ import kopf
 from llmbatch.api.documents import ShardProgress
 from llmbatch.api.phases import Phase
 from llmbatch.api.plan import PlanSummary
-from llmbatch.controller import handle_scaling, metrics, notify_delivery
+from llmbatch.controller import handle_rayjob, handle_scaling, metrics, notify_delivery
 from llmbatch.controller.actions import (
     Action,
     CreateFinalizeJob,
@@ -32,6 +32,7 @@ from llmbatch.controller.actions import (
     DeletePlanJob,
     SetRunJobSuspended,
 )
+from llmbatch.controller.backends import is_rayjob
 from llmbatch.controller.build_jobs import build_finalize_job, build_plan_job, build_runner_job
 from llmbatch.controller.config import OperatorConfig
 from llmbatch.controller.decide import Decision, decide
@@ -47,7 +48,7 @@ from llmbatch.controller.objects import (
     storage_settings,
 )
 from llmbatch.controller.observation import Observation, read_batchjob, shard_aggregate
-from llmbatch.controller.policy import deadline, ttl
+from llmbatch.controller.policy import deadline, rayjob, ttl
 from llmbatch.controller.policy.fetch import FetchPlan, fetch_plan
 from llmbatch.controller.runtime import Runtime, get_runtime
 from llmbatch.controller.scaling_state import RateWindow
@@ -109,10 +110,13 @@ async def observe(
     """Parse the BatchJob once, then read what the fetch plan asks for."""
     config = runtime.config
     obs = read_batchjob(batch, now, stop_grace_seconds=config.expire_stop_grace_seconds)
+    obs = rayjob.without_scaling(obs)
     plan = fetch_plan(obs)
     namespace = batch["metadata"]["namespace"]
     if plan.validate:
         result, memory.secret = await validate(runtime.api, namespace, obs.checked_spec, config)
+        if plan.kuberay:
+            result = await handle_rayjob.check_kuberay(runtime.api, result)
         memory.secret_loaded = not result.transient and result.ok
         obs = replace(obs, validation=result)
     if plan.wants_run_job(obs.validation):
@@ -137,14 +141,18 @@ async def observe(
 async def _read_jobs(
     runtime: Runtime, namespace: str, obs: Observation, plan: FetchPlan
 ) -> Observation:
-    job = await runtime.api.get_job(namespace, obs.run_job)
-    run = view_job(job)
-    if plan.wants_pods(run):
-        run = view_job(job, await runtime.api.list_pods(namespace, obs.run_job))
+    if plan.rayjob:
+        obs = await handle_rayjob.read_rayjob(runtime.api, namespace, obs, plan)
+    else:
+        job = await runtime.api.get_job(namespace, obs.run_job)
+        run = view_job(job)
+        if plan.wants_pods(run):
+            run = view_job(job, await runtime.api.list_pods(namespace, obs.run_job))
+        obs = replace(obs, run=run)
     finalize = None
     if plan.finalize_job:
         finalize = await runtime.api.get_job(namespace, obs.finalize_job)
-    return replace(obs, run=run, finalize=view_job(finalize))
+    return replace(obs, finalize=view_job(finalize))
 
 
 async def _read_plan(
@@ -237,11 +245,22 @@ async def write_status(
 
 
 async def run_actions(
-    runtime: Runtime, batch: Mapping[str, Any], actions: list[Action], now: datetime
+    runtime: Runtime,
+    batch: Mapping[str, Any],
+    actions: list[Action],
+    now: datetime,
+    *,
+    rayjob: bool = False,
 ) -> None:
+    """Carry out ``actions``; with ``rayjob`` (status.jobName names the batch's RayJob) the run
+    actions act on the RayJob instead of the run Job."""
     meta = batch["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     for action in actions:
+        if rayjob and await handle_rayjob.run_action(
+            runtime.api, batch, action, runtime.config, now
+        ):
+            continue
         if isinstance(action, CreatePlanJob):
             created = await runtime.api.create_job(
                 namespace, build_plan_job(batch, runtime.config, now)
@@ -318,7 +337,8 @@ async def reconcile_once(
             logger.warning("%s: %s", obs.name, decision.rejected)
         if not await write_status(runtime, body, batch, decision, memory):
             return None
-        await run_actions(runtime, batch, decision.actions, now)
+        rayjob = is_rayjob(decision.status.job_name, obs.name)
+        await run_actions(runtime, batch, decision.actions, now, rayjob=rayjob)
         written = await notify_delivery.run(runtime, batch, decision.actions, now.timestamp())
         memory.notify = written or memory.notify
         delay = next_delay(runtime.config, obs, decision)

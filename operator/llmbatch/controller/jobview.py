@@ -1,4 +1,7 @@
-"""What a batch/v1 Job and its pods say, read the way the Job controller writes them."""
+"""What a batch/v1 Job and its pods say, read the way the Job controller writes them.
+
+The ``JobView`` is also what the policies read of a KubeRay RayJob (``kuberay.py`` reads one
+into it), so cancel, suspend, deadline, failure and finalize are one implementation."""
 
 from __future__ import annotations
 
@@ -77,10 +80,10 @@ class PodSpan:
     end: datetime | None = None
 
 
-def pod_span(pod: Mapping[str, Any]) -> PodSpan | None:
-    """When the pod's runner container started and (if it has) finished; None before it ran."""
+def pod_span(pod: Mapping[str, Any], container: str = RUNNER_CONTAINER) -> PodSpan | None:
+    """When the pod's ``container`` started and (if it has) finished; None before it ran."""
     for status in (pod.get("status") or {}).get("containerStatuses") or []:
-        if status.get("name") != RUNNER_CONTAINER:
+        if status.get("name") != container:
             continue
         state = status.get("state") or {}
         running, terminated = state.get("running"), state.get("terminated")
@@ -132,6 +135,9 @@ class JobView:
     termination_message: str = ""
     # When each listed pod's runner container ran (for GPU-seconds).
     pod_spans: tuple[PodSpan, ...] = ()
+    # What the child's own controller says it is doing, when it says more than conditions do
+    # (a RayJob's jobDeploymentStatus and Ray job status); empty for a batch/v1 Job.
+    state: str = ""
 
     @property
     def finished(self) -> bool:
@@ -150,12 +156,23 @@ class JobView:
         return int(ExitCode.EXPIRED) in self.exit_codes or self.failed_reason == "DeadlineExceeded"
 
 
-def view_job(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]] = ()) -> JobView:
-    if not job:
-        return JobView()
-    spec = job.get("spec") or {}
-    status = job.get("status") or {}
-    failed = _condition(job, "Failed")
+@dataclass(frozen=True)
+class PodFacts:
+    """What a child's pods say, whoever created them (the Job controller, or KubeRay)."""
+
+    live: int = 0
+    running: int = 0
+    running_indexes: frozenset[int] = frozenset()
+    exit_codes: frozenset[int] = frozenset()
+    restarts: Mapping[int, int] = field(default_factory=dict)
+    unschedulable: str = ""
+    last_words: str = ""
+    spans: tuple[PodSpan, ...] = ()
+
+
+def pod_facts(pods: Sequence[Mapping[str, Any]], container: str = RUNNER_CONTAINER) -> PodFacts:
+    """Live and running pods, why one is not scheduled, failed pods' exit codes and last words
+    (per completion index), and when each pod's ``container`` ran."""
     exit_codes: set[int] = set()
     restarts: dict[int, int] = {}
     running: set[int] = set()
@@ -181,6 +198,26 @@ def view_job(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]] = 
             last_words = pod_termination_message(pod) or last_words
             if index is not None:
                 restarts[index] = restarts.get(index, 0) + 1
+    spans = (pod_span(pod, container) for pod in pods)
+    return PodFacts(
+        live=live,
+        running=running_pods,
+        running_indexes=frozenset(running),
+        exit_codes=frozenset(exit_codes),
+        restarts=restarts,
+        unschedulable=unschedulable,
+        last_words=last_words,
+        spans=tuple(span for span in spans if span is not None),
+    )
+
+
+def view_job(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]] = ()) -> JobView:
+    if not job:
+        return JobView()
+    spec = job.get("spec") or {}
+    status = job.get("status") or {}
+    failed = _condition(job, "Failed")
+    facts = pod_facts(pods)
     return JobView(
         exists=True,
         suspended=bool(spec.get("suspend")),
@@ -189,14 +226,14 @@ def view_job(job: Mapping[str, Any] | None, pods: Sequence[Mapping[str, Any]] = 
         failed_reason=str((failed or {}).get("reason") or ""),
         failed_message=str((failed or {}).get("message") or ""),
         active=int(status.get("active") or 0),
-        live_pods=live,
-        running_pods=running_pods,
+        live_pods=facts.live,
+        running_pods=facts.running,
         completed_indexes=frozenset(parse_indexes(status.get("completedIndexes"))),
         failed_indexes=frozenset(parse_indexes(status.get("failedIndexes"))),
-        exit_codes=frozenset(exit_codes),
-        restarts=restarts,
-        running_indexes=frozenset(running),
-        unschedulable=unschedulable,
-        termination_message=last_words,
-        pod_spans=tuple(span for span in map(pod_span, pods) if span is not None),
+        exit_codes=facts.exit_codes,
+        restarts=facts.restarts,
+        running_indexes=facts.running_indexes,
+        unschedulable=facts.unschedulable,
+        termination_message=facts.last_words,
+        pod_spans=facts.spans,
     )

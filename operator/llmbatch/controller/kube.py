@@ -18,6 +18,7 @@ from urllib.parse import quote
 import httpx
 
 from llmbatch.api.gvk import batchjobs_path
+from llmbatch.controller.kuberay import RAYJOB_GROUP, RAYJOB_PLURAL, RAYJOB_VERSION
 from llmbatch.kube import MERGE_PATCH, AsyncKube, Connection, KubeError, load_connection
 
 __all__ = ["KubeApi", "KubeError"]
@@ -95,11 +96,68 @@ class KubeApi:
             if not exc.not_found:
                 raise
 
+    # --- KubeRay RayJobs (spec.ray.workers) --------------------------------------------------
+
+    async def has_rayjob_api(self) -> bool:
+        """Whether the cluster serves KubeRay's RayJob (ray.io/v1 rayjobs). A discovery read,
+        which Kubernetes grants every authenticated client (ClusterRole system:discovery)."""
+        try:
+            found = await self._kube.request("GET", f"/apis/{RAYJOB_GROUP}/{RAYJOB_VERSION}")
+        except KubeError as exc:
+            if exc.not_found:
+                return False
+            raise
+        return any(r.get("name") == RAYJOB_PLURAL for r in found.get("resources") or [])
+
+    async def get_rayjob(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return await self._kube.request("GET", _rayjobs(namespace, name))
+        except KubeError as exc:
+            if exc.not_found:
+                return None
+            raise
+
+    async def create_rayjob(self, namespace: str, body: Mapping[str, Any]) -> bool:
+        """True when created now, False when it already existed (409 is success)."""
+        try:
+            await self._kube.request("POST", _rayjobs(namespace), dict(body))
+        except KubeError as exc:
+            if exc.conflict:
+                return False
+            if exc.not_found:
+                raise KubeError(
+                    404, f"no {RAYJOB_PLURAL}.{RAYJOB_GROUP} API: is KubeRay installed?"
+                ) from exc
+            raise
+        return True
+
+    async def patch_rayjob(self, namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+        await self._kube.request(
+            "PATCH", _rayjobs(namespace, name), dict(patch), content_type=MERGE_PATCH
+        )
+
+    async def delete_rayjob(self, namespace: str, name: str) -> None:
+        """Deletes the RayJob; Kubernetes then removes its cluster and submitter Job (KubeRay
+        owns them). 404 is success."""
+        options = {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"}
+        try:
+            await self._kube.request("DELETE", _rayjobs(namespace, name), options)
+        except KubeError as exc:
+            if not exc.not_found:
+                raise
+
     # --- pods and secrets -------------------------------------------------------------------
 
     async def list_pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
+        return await self.list_labelled_pods(namespace, {"job-name": job_name})
+
+    async def list_labelled_pods(
+        self, namespace: str, labels: Mapping[str, str]
+    ) -> list[dict[str, Any]]:
+        """The pods that carry every one of ``labels`` (a RayJob's: KubeRay keeps ours)."""
+        selector = ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
         result = await self._kube.request(
-            "GET", _core(namespace, "pods"), params={"labelSelector": f"job-name={job_name}"}
+            "GET", _core(namespace, "pods"), params={"labelSelector": selector}
         )
         items: list[dict[str, Any]] = result.get("items") or []
         return items
@@ -141,6 +199,11 @@ class KubeApi:
 
 def _jobs(namespace: str, name: str | None = None) -> str:
     base = f"/apis/batch/v1/namespaces/{_q(namespace)}/jobs"
+    return f"{base}/{_q(name)}" if name else base
+
+
+def _rayjobs(namespace: str, name: str | None = None) -> str:
+    base = f"/apis/{RAYJOB_GROUP}/{RAYJOB_VERSION}/namespaces/{_q(namespace)}/{RAYJOB_PLURAL}"
     return f"{base}/{_q(name)}" if name else base
 
 

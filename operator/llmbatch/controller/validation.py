@@ -85,11 +85,27 @@ def check_spec(spec: Mapping[str, Any]) -> tuple[BatchJobSpec | None, list[str]]
         problems.append(f"spec.completionWindow: {exc}")
     if parsed.input.startswith("s3://") and parsed.input.endswith("/"):
         problems.append(f"spec.input {parsed.input!r} names a prefix; point it at the JSONL object")
-    if uses_rayjob(parsed):
-        # The RayJob builder exists (build_rayjob.py); the reconcile pass does not create or
-        # watch RayJobs yet, so running the one-pod form instead would ignore the spec.
-        problems.append(
-            "spec.ray.workers: the KubeRay cluster form is not run by this operator yet; "
-            "leave spec.ray.workers unset to run backend ray in one pod per shard"
-        )
+    problems.extend(check_rayjob_form(parsed))
     return parsed, problems
+
+
+def check_rayjob_form(spec: BatchJobSpec) -> list[str]:
+    """spec.ray.workers runs the batch as one KubeRay RayJob, one shard whose Ray cluster is
+    the parallelism: shard counts do not apply to it. (spec.ray without backend ray, and
+    workers below 1, the schema refuses already.)"""
+    if not uses_rayjob(spec):
+        return []
+    problems = []
+    if spec.parallelism != 1:
+        problems.append(
+            f"spec.parallelism is {spec.parallelism}, but spec.ray.workers runs the batch as "
+            "one KubeRay RayJob (one shard over the Ray cluster): set spec.parallelism to 1 and "
+            "size the cluster with spec.ray.workers"
+        )
+    if spec.max_parallelism is not None:
+        problems.append(
+            "spec.maxParallelism adds shards as Indexed Jobs, which the KubeRay form "
+            "(spec.ray.workers) does not run: remove spec.maxParallelism, or spec.ray.workers "
+            "to scale one-pod shards instead"
+        )
+    return problems

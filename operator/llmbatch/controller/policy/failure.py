@@ -13,7 +13,9 @@ from llmbatch.api.exitcodes import ExitCode
 from llmbatch.api.layout import OutputLayout
 from llmbatch.api.phases import Phase
 from llmbatch.controller.actions import Action, SetRunJobSuspended
+from llmbatch.controller.backends import runs_rayjob
 from llmbatch.controller.names import extra_run_job_name
+from llmbatch.controller.policy import rayjob
 from llmbatch.controller.policy.verdict import Verdict
 
 if TYPE_CHECKING:
@@ -27,6 +29,8 @@ def shard_list(indexes: Iterable[int]) -> str:
 
 
 def shard_failure(obs: Observation) -> Verdict | None:
+    if runs_rayjob(obs):
+        return rayjob.failure(obs)
     job = obs.run
     if not (job.failed or job.failed_indexes):
         return extra_shard_failure(obs)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from llmbatch.api.phases import Phase
+from llmbatch.controller.backends import runs_rayjob, uses_rayjob
 from llmbatch.controller.jobview import JobView
 from llmbatch.controller.validation import ValidationResult
 
@@ -26,8 +27,13 @@ _STOPPING_PHASES = frozenset({Phase.FINALIZING, Phase.CANCELLING})
 class FetchPlan:
     # Run the I/O checks (storage Secret, input object): not validated yet, nothing refuses.
     validate: bool = False
+    # With the checks, ask the API whether KubeRay's RayJob exists (spec.ray.workers).
+    kuberay: bool = False
     # Read the run Job: once it is named (when validating: once the checks passed).
     run_job: bool = False
+    # The run child is the batch's KubeRay RayJob (status.jobName says so): read it, and list
+    # its head and worker pods by label, instead of the run Job and its pods.
+    rayjob: bool = False
     # List the run Job's pods while it has any to report (not while idle in Suspended).
     pods: bool = False
     pods_while_suspended: bool = True
@@ -76,12 +82,14 @@ def fetch_plan(obs: Observation) -> FetchPlan:
     if phase.is_terminal():
         # Only the TTL still acts: it deletes the Jobs that exist.
         ttl = spec.ttl_seconds_after_finished is not None
-        return FetchPlan(run_job=ttl, finalize_job=ttl, plan_job=ttl)
+        return FetchPlan(run_job=ttl, rayjob=runs_rayjob(obs), finalize_job=ttl, plan_job=ttl)
     named = bool(obs.status.job_name)
     validate = not named and not obs.problems and not spec.cancel
     return FetchPlan(
         validate=validate,
+        kuberay=validate and uses_rayjob(spec),
         run_job=named or validate,
+        rayjob=runs_rayjob(obs),
         pods=True,
         pods_while_suspended=phase != Phase.SUSPENDED or spec.cancel,
         finalize_job=phase in _STOPPING_PHASES,

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 from llmbatch.api.conditions import Reason
 from llmbatch.api.phases import Phase
 from llmbatch.controller.actions import CreateRunJob, SetRunJobSuspended
+from llmbatch.controller.backends import runs_rayjob
+from llmbatch.controller.policy import rayjob
 from llmbatch.controller.policy.verdict import Verdict
 
 if TYPE_CHECKING:
@@ -15,6 +17,8 @@ if TYPE_CHECKING:
 
 
 def run(obs: Observation) -> Verdict:
+    if runs_rayjob(obs):
+        return rayjob.run(obs)
     spec, job = obs.checked_spec, obs.run
     if not job.exists:
         resumed = obs.phase == Phase.SUSPENDED

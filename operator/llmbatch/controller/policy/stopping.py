@@ -11,7 +11,8 @@ from llmbatch.api.conditions import Reason
 from llmbatch.api.documents import FinalizeReason, Manifest
 from llmbatch.api.phases import Phase
 from llmbatch.controller.actions import CreateFinalizeJob, SetRunJobSuspended
-from llmbatch.controller.policy import cancel_suspend, deadline, failure, planning
+from llmbatch.controller.backends import runs_rayjob
+from llmbatch.controller.policy import cancel_suspend, deadline, failure, planning, rayjob
 from llmbatch.controller.policy.verdict import Stop, Verdict
 
 if TYPE_CHECKING:
@@ -37,14 +38,10 @@ def shards_complete(obs: Observation) -> Stop | None:
     """Every shard finished: even past the deadline nothing is left to expire."""
     if not obs.run.complete:
         return None
-    return Stop(
-        "none",
-        Verdict(
-            Phase.FINALIZING,
-            Reason.SHARDS_COMPLETE,
-            f"all {obs.checked_spec.parallelism} shards finished: merging their parts",
-        ),
-    )
+    message = f"all {obs.checked_spec.parallelism} shards finished: merging their parts"
+    if runs_rayjob(obs):
+        message = rayjob.finished_message(obs)
+    return Stop("none", Verdict(Phase.FINALIZING, Reason.SHARDS_COMPLETE, message))
 
 
 def proceed(obs: Observation, stop: Stop) -> Verdict:
@@ -55,7 +52,8 @@ def proceed(obs: Observation, stop: Stop) -> Verdict:
         live = max(job.live_pods, job.active)
         message = verdict.message
         if live:
-            message = f"{message.split(_WAITING)[0]}{_WAITING} for {live} shard pod(s) to stop)"
+            pods = "Ray pod(s)" if runs_rayjob(obs) else "shard pod(s)"
+            message = f"{message.split(_WAITING)[0]}{_WAITING} for {live} {pods} to stop)"
         actions = (SetRunJobSuspended(True),) if suspend else ()
         return replace(verdict, message=message, actions=verdict.actions + actions)
     extra = sum(max(view.live_pods, view.active) for view in obs.extra_runs if view.exists)
