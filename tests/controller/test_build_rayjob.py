@@ -5,6 +5,7 @@ with unknown fields an error. What its status means for ours: test_kuberay.py.""
 from __future__ import annotations
 
 import shlex
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import yaml
 from llmbatch.api.batchjob import BatchJobSpec
 from llmbatch.controller.backends import runner_backend_args, uses_rayjob
 from llmbatch.controller.build_jobs import build_runner_job
-from llmbatch.controller.build_rayjob import build_rayjob
+from llmbatch.controller.build_rayjob import RAY_VERSION, build_rayjob
 from llmbatch.controller.config import OperatorConfig
 from llmbatch.controller.kuberay import pod_labels, rayjob_name
 from llmbatch_sandbox.apiserver.schema import prune, validate
@@ -166,3 +167,18 @@ def test_suspend_deadline_retries_and_kueue_reach_the_rayjob() -> None:
     assert queued["spec"]["suspend"] is True
     assert queued["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "gpu-queue"
     assert _problems(queued) == []
+
+
+def test_the_rayjob_names_the_ray_release_the_runner_image_carries() -> None:
+    """KubeRay picks the submitter's command by rayVersion: it must be the ray extra's pin, and
+    both runner images install that extra by default (build argument EXTRAS)."""
+    root = Path(__file__).resolve().parents[2]
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    [pin] = pyproject["project"]["optional-dependencies"]["ray"]
+    assert pin.endswith(f"=={RAY_VERSION}")
+    rayjob = build_rayjob(_ray_batch(), CONFIG, at(1))
+    assert rayjob["spec"]["rayClusterSpec"]["rayVersion"] == RAY_VERSION
+    for image in ("runner", "runner-cpu"):
+        dockerfile = (root / "images" / image / "Dockerfile").read_text()
+        [extras] = [line for line in dockerfile.splitlines() if line.startswith("ARG EXTRAS=")]
+        assert "ray" in extras.split("=", 1)[1].split(","), image
