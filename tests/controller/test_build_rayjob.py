@@ -182,3 +182,17 @@ def test_the_rayjob_names_the_ray_release_the_runner_image_carries() -> None:
         dockerfile = (root / "images" / image / "Dockerfile").read_text()
         [extras] = [line for line in dockerfile.splitlines() if line.startswith("ARG EXTRAS=")]
         assert "ray" in extras.split("=", 1)[1].split(","), image
+
+
+def test_the_kuberay_example_passes_validation_and_builds_a_valid_rayjob() -> None:
+    from llmbatch.controller.validation import check_spec
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "batchjob-kuberay.yaml"
+    example = yaml.safe_load(path.read_text())
+    _, problems = check_spec(example["spec"])
+    assert problems == []
+    body = batchjob(**example["spec"])
+    rayjob = build_rayjob(body, CONFIG, at(1))
+    assert _problems(rayjob) == []
+    group = rayjob["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]
+    assert group["replicas"] == example["spec"]["ray"]["workers"]

@@ -77,11 +77,15 @@ def set_fields(value: Any, prefix: str = "") -> set[str]:
 def test_full_example_sets_every_spec_field() -> None:
     [job] = batchjobs(EXAMPLES / "batchjob-full.yaml")
     spec_schema = openapi_schema()["properties"]["spec"]
-    # spec.ray (the KubeRay cluster form) is refused by the operator until it runs RayJobs
-    # (issue 17): an example showing it would not run, so it is documented in docs/backends.md.
+    # spec.ray (the KubeRay cluster form) excludes maxParallelism, which the full example
+    # shows: batchjob-kuberay.yaml shows it.
     declared = {f for f in declared_fields(spec_schema) if f.split(".")[0] != "ray"}
     missing = declared - set_fields(job["spec"])
     assert missing == set(), f"batchjob-full.yaml does not show {sorted(missing)}"
+    [ray_job] = batchjobs(EXAMPLES / "batchjob-kuberay.yaml")
+    ray_declared = {f for f in declared_fields(spec_schema) if f.split(".")[0] == "ray"}
+    missing = ray_declared - set_fields(ray_job["spec"])
+    assert missing == set(), f"batchjob-kuberay.yaml does not show {sorted(missing)}"
 
 
 def test_minimal_example_is_minimal_and_runs_on_the_sandbox() -> None:
