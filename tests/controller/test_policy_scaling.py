@@ -27,6 +27,7 @@ from llmbatch.controller.jobview import PodSpan, pod_span, view_job
 from llmbatch.controller.observation import Observation
 from llmbatch.controller.policy.scaling import (
     ScalingInputs,
+    ScalingSettings,
     decide_scaling,
     safety_margin,
 )
@@ -175,6 +176,23 @@ def test_safety_margin_is_a_bounded_share_of_the_window() -> None:
     assert safety_margin(timedelta(hours=1)) == timedelta(minutes=6)
     assert safety_margin(timedelta(minutes=1)) == timedelta(seconds=15)
     assert safety_margin(timedelta(hours=24)) == timedelta(minutes=30)
+
+
+def test_margin_and_hysteresis_follow_the_operator_settings() -> None:
+    settings = ScalingSettings(
+        margin_share=0.2, margin_min=timedelta(minutes=1), margin_max=timedelta(minutes=10)
+    )
+    assert settings.margin(timedelta(minutes=30)) == timedelta(minutes=6)
+    assert settings.margin(timedelta(minutes=1)) == timedelta(minutes=1)
+    assert settings.margin(timedelta(hours=1)) == timedelta(minutes=10)
+    # The batch the default hysteresis (2 margins) keeps at 2 shards: one shard would finish
+    # 1500 s out of 1800 s; at 1.5 margins (1530 s) it is far enough ahead to remove one.
+    assert decide_scaling(inputs(remaining=1500, shards=2)).reason == Reason.SCALE_STEADY
+    looser = decide_scaling(inputs(remaining=1500, shards=2, hysteresis=1.5))
+    assert (looser.target, looser.reason) == (1, Reason.SCALED_DOWN)
+    # No removal within one margin beyond the removal threshold of the deadline.
+    assert inputs(hysteresis=1.5).near_deadline == timedelta(minutes=7.5)
+    assert inputs().near_deadline == timedelta(minutes=9)
 
 
 # -- the rate window ------------------------------------------------------------------------

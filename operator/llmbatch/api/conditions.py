@@ -56,3 +56,4 @@ class Reason(StrEnum):
     SCALE_COOLDOWN = "Cooldown"
     MAX_PARALLELISM_LOWERED = "MaxParallelismLowered"
     SHARDS_STOPPED = "ShardsStopped"
+    SHARD_LOST = "ShardLost"

@@ -59,9 +59,13 @@ def operator(
     import kopf
 
     import llmbatch.controller  # noqa: F401  (registers the handlers)
-    from llmbatch.controller.config import OperatorConfig, set_active
+    from llmbatch.controller.config import ConfigError, OperatorConfig, set_active
 
-    config = OperatorConfig.from_env()
+    try:
+        config = OperatorConfig.from_env()
+    except ConfigError as exc:
+        typer.echo(f"llmbatch operator: {exc}", err=True)
+        raise typer.Exit(2) from None
     namespaces = tuple(namespace or ()) or config.namespaces
     if all_namespaces and namespace:
         typer.echo("use either --namespace or --all-namespaces", err=True)

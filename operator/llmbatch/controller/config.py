@@ -6,8 +6,13 @@ and BatchJob always give the same child manifests.
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
+
+from llmbatch.controller.policy.scaling import MIN_RATE_SPAN, ScalingSettings
 
 DEFAULT_RUNNER_IMAGE = "ghcr.io/llmbatch/runner:0.1.0"
 DEFAULT_METRICS_PORT = 9090
@@ -17,14 +22,117 @@ ANNOTATION_PREFIX = "llmbatch.io"
 FINALIZER = "llmbatch.io/kopf-finalizer"
 
 
+class ConfigError(ValueError):
+    """An environment variable of the operator has a value it cannot use; the message names
+    the variable, the value and what is expected (one line per variable)."""
+
+
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name, "").strip()
-    return int(value) if value else default
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"{name}={value!r}: expected a whole number") from None
 
 
 def _env_float(name: str, default: float) -> float:
     value = os.environ.get(name, "").strip()
-    return float(value) if value else default
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number):
+        raise ConfigError(f"{name}={value!r}: expected a number")
+    return number
+
+
+# The scaling policy's settings (docs/scaling.md, "Operator settings"): variable -> field.
+SCALING_ENV = {
+    "LLMBATCH_SCALING_RATE_WINDOW_SECONDS": "rate_window",
+    "LLMBATCH_SCALING_INTERVAL_SECONDS": "interval",
+    "LLMBATCH_SCALING_MARGIN_SHARE": "margin_share",
+    "LLMBATCH_SCALING_MARGIN_MIN_SECONDS": "margin_min",
+    "LLMBATCH_SCALING_MARGIN_MAX_SECONDS": "margin_max",
+    "LLMBATCH_SCALING_HYSTERESIS": "hysteresis",
+}
+
+
+def scaling_from_env(env: Mapping[str, str]) -> ScalingSettings:
+    """The scaling settings from LLMBATCH_SCALING_*; unset variables keep the defaults. Raises
+    ConfigError naming every variable whose value cannot work."""
+    base = ScalingSettings()
+    problems: list[str] = []
+    numbers: dict[str, float] = {}
+    for name, attr in SCALING_ENV.items():
+        raw = env.get(name, "").strip()
+        default = getattr(base, attr)
+        if not raw:
+            numbers[attr] = (
+                default.total_seconds() if isinstance(default, timedelta) else float(default)
+            )
+            continue
+        try:
+            number = float(raw)
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number):
+            problems.append(f"{name}={raw!r}: expected a number")
+        numbers[attr] = number
+    if not problems:
+        problems = _scaling_problems(numbers)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return ScalingSettings(
+        rate_window=timedelta(seconds=numbers["rate_window"]),
+        interval=timedelta(seconds=numbers["interval"]),
+        margin_share=numbers["margin_share"],
+        margin_min=timedelta(seconds=numbers["margin_min"]),
+        margin_max=timedelta(seconds=numbers["margin_max"]),
+        hysteresis=numbers["hysteresis"],
+    )
+
+
+def _scaling_problems(numbers: Mapping[str, float]) -> list[str]:
+    """What is wrong with parsed scaling numbers, each naming its variable and the rule."""
+    env = {attr: name for name, attr in SCALING_ENV.items()}
+
+    def bad(attr: str, rule: str) -> str:
+        return f"{env[attr]}={numbers[attr]:g}: {rule}"
+
+    problems = []
+    span = MIN_RATE_SPAN.total_seconds()
+    if numbers["rate_window"] <= span:
+        problems.append(
+            bad(
+                "rate_window",
+                f"must be more than {span:g} (a shard's rate counts once it spans {span:g} s)",
+            )
+        )
+    if numbers["interval"] <= 0:
+        problems.append(bad("interval", "must be more than 0 seconds"))
+    if not 0 < numbers["margin_share"] < 1:
+        problems.append(bad("margin_share", "must be between 0 and 1 (0.1 is 10% of the window)"))
+    if numbers["margin_min"] < 0:
+        problems.append(bad("margin_min", "must be 0 or more seconds"))
+    if numbers["margin_max"] <= 0:
+        problems.append(bad("margin_max", "must be more than 0 seconds"))
+    elif numbers["margin_max"] < numbers["margin_min"]:
+        problems.append(
+            bad("margin_max", f"must be at least {env['margin_min']} ({numbers['margin_min']:g})")
+        )
+    if numbers["hysteresis"] <= 1:
+        problems.append(
+            bad(
+                "hysteresis",
+                "must be more than 1 (at 1 a shard just added to meet the deadline could be "
+                "removed by the next reading of the rate)",
+            )
+        )
+    return problems
 
 
 @dataclass(frozen=True)
@@ -62,9 +170,12 @@ class OperatorConfig:
     runner_env: tuple[tuple[str, str], ...] = field(default_factory=tuple)
     # spec.notify webhooks may target loopback, link-local and private addresses.
     webhooks_allow_private_targets: bool = False
+    # The elastic-shards policy (spec.maxParallelism): rate window, interval, margin, hysteresis.
+    scaling: ScalingSettings = field(default_factory=ScalingSettings)
 
     @classmethod
     def from_env(cls) -> OperatorConfig:
+        """The configuration from LLMBATCH_* variables; raises ConfigError on a bad value."""
         base = cls()
         extra = tuple(
             sorted(
@@ -101,6 +212,7 @@ class OperatorConfig:
                 "LLMBATCH_WEBHOOKS_ALLOW_PRIVATE_TARGETS", ""
             ).lower()
             in ("1", "true", "yes"),
+            scaling=scaling_from_env(os.environ),
         )
 
 

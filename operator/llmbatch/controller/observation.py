@@ -21,6 +21,7 @@ from llmbatch.controller.aggregate import Aggregate, aggregate
 from llmbatch.controller.jobview import JobView
 from llmbatch.controller.names import finalize_job_name, plan_job_name, run_job_name
 from llmbatch.controller.policy.deadline import deadline_of
+from llmbatch.controller.policy.scaling import ScalingSettings
 from llmbatch.controller.status import parse_status
 from llmbatch.controller.validation import ValidationResult, check_spec
 
@@ -45,6 +46,10 @@ class Observation:
     plan_step: JobView = field(default_factory=JobView)
     # The extra shards' Jobs (spec.maxParallelism): item n-1 is <name>-run-<n>.
     extra_runs: tuple[JobView, ...] = ()
+    # The numbers n of those marked for deletion (they stay until their pod is gone).
+    extra_deleting: frozenset[int] = frozenset()
+    # The operator's scaling settings (handle_scaling.read_extra_runs brings them in).
+    scaling: ScalingSettings = field(default_factory=ScalingSettings)
     # Requests/s of one producing shard over the recent window (scaling_state.RateWindow).
     shard_rate: float | None = None
     # <output>/plan/plan.json once the plan step wrote it (immutable: read once per daemon).

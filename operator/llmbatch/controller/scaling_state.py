@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 
 from llmbatch.api.documents import ShardProgress
 from llmbatch.api.timefmt import parse_time
+from llmbatch.controller.policy.scaling import MIN_RATE_SPAN, RATE_WINDOW
 
-# How far back the rate looks: long enough to smooth a chunk boundary, short enough to follow
-# a real change within a scaling interval.
-DEFAULT_WINDOW_SECONDS = 90.0
+# How far back the rate looks (LLMBATCH_SCALING_RATE_WINDOW_SECONDS sets it per operator).
+DEFAULT_WINDOW_SECONDS = RATE_WINDOW.total_seconds()
 # A shard's rate counts once its samples span at least this long.
-MIN_SPAN_SECONDS = 15.0
+MIN_SPAN_SECONDS = MIN_RATE_SPAN.total_seconds()
 
 
 @dataclass

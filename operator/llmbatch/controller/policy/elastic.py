@@ -7,13 +7,19 @@ admits it on its own; its shard claims chunks of the same plan. While Running th
 policy sets the count; in any other phase the extra shards go (deleted: the pod gets SIGTERM,
 commits what it finished and releases its chunk) except those still running that stop by
 themselves: once the run Job completed (every chunk is done), and in the grace after the
-deadline. Finalize waits for them.
+deadline. Finalize waits for them. Finished extra Jobs are left for ``kubectl logs`` (the
+TTL deletes them with the others).
+
+An extra shard whose Job failed, or was deleted by someone, is lost (``extra_shards.py``): while
+Running, the pass that sees it records the lower count (reason ShardLost, a Warning event) and
+changes nothing else; the scaling policy decides again from the next pass, after its interval.
 
 Every pass also brings status.gpuSeconds (and costUsd) up to date.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -22,14 +28,23 @@ from llmbatch.api.batchjob import MAX_SHARD_HISTORY, BatchJobStatus, Condition, 
 from llmbatch.api.conditions import ConditionType, Reason
 from llmbatch.api.durations import parse_duration
 from llmbatch.api.phases import Phase
+from llmbatch.api.timefmt import format_time
 from llmbatch.controller.actions import Action, CreateExtraRunJob, DeleteExtraRunJob, EventSpec
 from llmbatch.controller.gpu_time import cost_usd, seconds_since
 from llmbatch.controller.jobview import JobView
+from llmbatch.controller.names import extra_run_job_name
+from llmbatch.controller.policy.extra_shards import (
+    ExtraJobs,
+    Placement,
+    failure_text,
+    lost_count,
+    place,
+    sort_extras,
+)
 from llmbatch.controller.policy.scaling import (
     ScalingDecision,
     ScalingInputs,
     decide_scaling,
-    safety_margin,
 )
 from llmbatch.controller.policy.verdict import Verdict
 from llmbatch.controller.status_conditions import ConditionUpdate, find_condition
@@ -46,6 +61,7 @@ _ACTIVE = frozenset(
         Reason.AT_MAX_PARALLELISM,
         Reason.SCALE_COOLDOWN,
         Reason.MAX_PARALLELISM_LOWERED,
+        Reason.SHARD_LOST,
     }
 )
 # Decisions that get an Event (a change, or a change wanted and blocked: a Warning).
@@ -57,9 +73,10 @@ _EVENTS = frozenset(
         Reason.SHARDS_STOPPED,
         Reason.WAITING_FOR_CAPACITY,
         Reason.AT_MAX_PARALLELISM,
+        Reason.SHARD_LOST,
     }
 )
-_BLOCKED = frozenset({Reason.WAITING_FOR_CAPACITY, Reason.AT_MAX_PARALLELISM})
+_WARNINGS = frozenset({Reason.WAITING_FOR_CAPACITY, Reason.AT_MAX_PARALLELISM, Reason.SHARD_LOST})
 
 
 def steer(obs: Observation, status: BatchJobStatus, verdict: Verdict) -> Verdict:
@@ -69,14 +86,16 @@ def steer(obs: Observation, status: BatchJobStatus, verdict: Verdict) -> Verdict
     spec = obs.checked_spec
     floor = spec.parallelism
     current = status.shard_count if status.shard_count is not None else floor
+    extras = sort_extras(obs.extra_runs, obs.extra_deleting)
     if verdict.phase == Phase.RUNNING:
-        decision = _running_decision(obs, status, current)
-        wanted = set(range(1, decision.target - floor + 1))
+        decision, placement = _running(obs, status, current, extras)
+        numbers = placement.numbers
+        actions = _placement_actions(placement)
     else:
-        wanted = _finishing_by_themselves(obs, verdict)
-        decision = _stopped(current, floor + len(wanted), verdict.phase)
-    actions = _actions(obs.extra_runs, wanted)
-    target = floor + len(wanted)
+        numbers = tuple(sorted(_finishing_by_themselves(obs, verdict)))
+        decision = _stopped(current, floor + len(numbers), verdict.phase)
+        actions = _stop_actions(obs.extra_runs, set(numbers))
+    target = floor + len(numbers)
     if target != current and status.shard_count is not None:
         _record_change(status, obs.now, current, target, decision.reason)
     status.shard_count = target
@@ -91,7 +110,54 @@ def steer(obs: Observation, status: BatchJobStatus, verdict: Verdict) -> Verdict
 _SCALING = ConditionType.SCALING
 
 
-def _running_decision(obs: Observation, status: BatchJobStatus, current: int) -> ScalingDecision:
+def _running(
+    obs: Observation, status: BatchJobStatus, current: int, extras: ExtraJobs
+) -> tuple[ScalingDecision, Placement]:
+    """While Running: record lost shards first (nothing else moves in that pass), else let the
+    scaling policy decide on the shards held and place its target."""
+    floor = obs.checked_spec.parallelism
+    held = floor + len(extras.held)
+    if status.shard_count is not None and lost_count(current - floor, extras):
+        return _lost(obs, current, held, extras), Placement(keep=extras.held)
+    # More Jobs than counted: a removal whose delete call did not go through; the count stands
+    # and the placement deletes them again.
+    decision = _running_decision(obs, status, min(held, current), extras)
+    placement = place(extras, decision.target - floor, obs.checked_spec.shard_ceiling - floor)
+    if placement.short:
+        decision = replace(
+            decision,
+            message=f"{decision.message}; {placement.short} more once the Job of a lost shard "
+            "is deleted (a new shard takes its number)",
+        )
+    return decision, placement
+
+
+def _lost(obs: Observation, current: int, held: int, extras: ExtraJobs) -> ScalingDecision:
+    """The lost shards, named (a failed Job and why; a Job gone), and what happens next."""
+    floor = obs.checked_spec.parallelism
+    previous = {shard.index: shard.state for shard in obs.status.shards}
+    failed = [
+        f"Job {extra_run_job_name(obs.name, n)} failed ({failure_text(obs.extra_runs[n - 1])})"
+        for n in extras.failed
+        if previous.get(floor + n - 1) != "Failed"
+    ]
+    gone = (current - held) - len(failed)
+    what = failed[: current - held]
+    if gone > 0:
+        what.append(f"{gone} extra shard Job(s) gone (deleted, or never created)")
+    interval = obs.scaling.interval.total_seconds()
+    message = (
+        f"extra shard(s) lost: {'; '.join(what)}. No line is lost: the chunk a lost shard held "
+        f"goes to another shard when its lease expires. Shards {current} -> {held} (min "
+        f"{floor}, max {obs.checked_spec.shard_ceiling}) at {format_time(obs.now)}; the "
+        f"scaling policy decides again in {interval:.0f}s"
+    )
+    return ScalingDecision(held, Reason.SHARD_LOST, message)
+
+
+def _running_decision(
+    obs: Observation, status: BatchJobStatus, current: int, extras: ExtraJobs
+) -> ScalingDecision:
     spec = obs.checked_spec
     if not spec.elastic:
         reason = (
@@ -103,6 +169,8 @@ def _running_decision(obs: Observation, status: BatchJobStatus, current: int) ->
         )
     remaining = _remaining(obs)
     window = parse_duration(spec.completion_window)
+    settings = obs.scaling
+    held = [obs.extra_runs[n - 1] for n in extras.held]
     inputs = ScalingInputs(
         now=obs.now,
         deadline=obs.due,
@@ -111,12 +179,12 @@ def _running_decision(obs: Observation, status: BatchJobStatus, current: int) ->
         shards=current,
         floor=spec.parallelism,
         ceiling=spec.shard_ceiling,
-        pending=pending_shards(obs, current - spec.parallelism),
-        pending_reason=next(
-            (v.unschedulable for v in (obs.run, *obs.extra_runs) if v.unschedulable), ""
-        ),
+        pending=pending_shards(obs.run, held),
+        pending_reason=next((v.unschedulable for v in (obs.run, *held) if v.unschedulable), ""),
         last_change=status.shard_history[-1].time if status.shard_history else None,
-        margin=safety_margin(window),
+        margin=settings.margin(window),
+        interval=settings.interval,
+        hysteresis=settings.hysteresis,
     )
     return decide_scaling(inputs)
 
@@ -130,13 +198,13 @@ def _remaining(obs: Observation) -> int | None:
     return max(0, total - (agg.done if agg is not None else 0))
 
 
-def pending_shards(obs: Observation, extras: int) -> int:
-    """Shards that wait for capacity: pods not running yet, and of the first ``extras`` extra
-    Jobs (the others are being removed) those Kueue has not admitted (suspended) or whose pod
-    does not run yet."""
-    pending = max(0, obs.run.live_pods - obs.run.running_pods)
-    for view in obs.extra_runs[:extras]:
-        if not view.exists or view.finished:
+def pending_shards(run: JobView, extras: Sequence[JobView]) -> int:
+    """Shards that wait for capacity: the run Job's pods not running yet, and of the extra
+    Jobs that hold a shard those Kueue has not admitted (suspended) or whose pod does not run
+    yet."""
+    pending = max(0, run.live_pods - run.running_pods)
+    for view in extras:
+        if view.finished:
             continue
         if view.suspended or not view.live_pods:
             pending += 1
@@ -169,18 +237,23 @@ def _stopped(current: int, target: int, phase: Phase) -> ScalingDecision:
     )
 
 
-def _actions(extras: tuple[JobView, ...], wanted: set[int]) -> tuple[Action, ...]:
-    """Create the wanted extra Jobs that do not exist, delete the others that do (level-based:
-    re-issued until the Jobs say so; 409 and 404 count as done)."""
-    actions: list[Action] = []
-    for number in sorted(wanted):
-        exists = number <= len(extras) and extras[number - 1].exists
-        if not exists:
-            actions.append(CreateExtraRunJob(number))
-    for number, view in enumerate(extras, 1):
-        if view.exists and number not in wanted:
-            actions.append(DeleteExtraRunJob(number))
-    return tuple(actions)
+def _placement_actions(placement: Placement) -> tuple[Action, ...]:
+    """Create the new shards' Jobs, delete the removed ones (level-based: re-issued until the
+    Jobs say so; 409 and 404 count as done)."""
+    return (
+        *(CreateExtraRunJob(n) for n in placement.create),
+        *(DeleteExtraRunJob(n) for n in placement.delete),
+    )
+
+
+def _stop_actions(extras: Sequence[JobView], wanted: set[int]) -> tuple[Action, ...]:
+    """Outside Running: delete the extra Jobs still at work but those left to stop by
+    themselves; finished ones stay (their pods' logs), for the TTL."""
+    return tuple(
+        DeleteExtraRunJob(number)
+        for number, view in enumerate(extras, 1)
+        if view.exists and not view.finished and number not in wanted
+    )
 
 
 def _record_change(
@@ -210,7 +283,7 @@ def scaling_event(before: list[Condition], after: BatchJobStatus) -> EventSpec |
     if old is not None and (old.reason, old.message) == (new.reason, new.message):
         return None
     return EventSpec(
-        "Warning" if new.reason in _BLOCKED else "Normal", str(new.reason), new.message
+        "Warning" if new.reason in _WARNINGS else "Normal", str(new.reason), new.message
     )
 
 

@@ -3,10 +3,14 @@
 The ETA at ``n`` shards is the requests still to answer over ``n`` times the measured
 per-shard rate. Shards are added while the ETA at the current count passes the deadline minus
 a safety margin (straight to the fewest shards whose ETA clears it, at most the ceiling); one
-is removed once the ETA with one shard fewer stays before the deadline minus twice the margin.
-The gap between the two thresholds is the hysteresis: a count that was just raised is not
-lowered by the next noisy reading. A change happens at most once per ``interval``; none while
-shards added earlier still wait for a GPU (or for Kueue), and none downwards near the deadline.
+is removed once the ETA with one shard fewer stays before the deadline minus ``hysteresis``
+times the margin (twice, by default). The gap between the two thresholds is the hysteresis: a
+count that was just raised is not lowered by the next noisy reading. A change happens at most
+once per ``interval``; none while shards added earlier still wait for a GPU (or for Kueue), and
+none downwards near the deadline.
+
+The numbers are the operator's to tune (``ScalingSettings``, read by ``config.py`` from the
+environment); the defaults are the ones docs/scaling.md explains.
 """
 
 from __future__ import annotations
@@ -24,11 +28,37 @@ DEFAULT_INTERVAL = timedelta(minutes=1)
 MARGIN_SHARE = 0.1
 MIN_MARGIN = timedelta(seconds=15)
 MAX_MARGIN = timedelta(minutes=30)
+# A shard is removed only when one fewer would still finish this many margins early.
+HYSTERESIS = 2.0
+# How far back the per-shard rate looks: long enough to smooth a chunk boundary, short enough
+# to follow a real change within a scaling interval.
+RATE_WINDOW = timedelta(seconds=90)
+# A shard's rate counts once its samples span at least this long (so the window must be longer).
+MIN_RATE_SPAN = timedelta(seconds=15)
 
 
-def safety_margin(window: timedelta) -> timedelta:
-    """10% of the completion window, at least 15 s and at most 30 min."""
-    return min(MAX_MARGIN, max(MIN_MARGIN, window * MARGIN_SHARE))
+@dataclass(frozen=True)
+class ScalingSettings:
+    """The operator's settings of the scaling policy (LLMBATCH_SCALING_* in config.py)."""
+
+    rate_window: timedelta = RATE_WINDOW
+    interval: timedelta = DEFAULT_INTERVAL
+    margin_share: float = MARGIN_SHARE
+    margin_min: timedelta = MIN_MARGIN
+    margin_max: timedelta = MAX_MARGIN
+    hysteresis: float = HYSTERESIS
+
+    def margin(self, window: timedelta) -> timedelta:
+        return safety_margin(window, self)
+
+
+DEFAULT_SETTINGS = ScalingSettings()
+
+
+def safety_margin(window: timedelta, settings: ScalingSettings = DEFAULT_SETTINGS) -> timedelta:
+    """A share of the completion window (10%), within bounds (at least 15 s, at most 30 min)."""
+    share = window * settings.margin_share
+    return min(settings.margin_max, max(settings.margin_min, share))
 
 
 @dataclass(frozen=True)
@@ -51,11 +81,14 @@ class ScalingInputs:
     interval: timedelta = DEFAULT_INTERVAL
     # Why the pending shards wait, as the scheduler says it (PodScheduled=False message).
     pending_reason: str = ""
+    # Remove a shard only when one fewer still finishes this many margins before the deadline.
+    hysteresis: float = HYSTERESIS
 
     @property
     def near_deadline(self) -> timedelta:
-        """Closer to the deadline than this, shards are never removed."""
-        return 3 * self.margin
+        """Closer to the deadline than this (one margin beyond the removal threshold: three
+        margins by default), shards are never removed."""
+        return (self.hysteresis + 1) * self.margin
 
 
 @dataclass(frozen=True)
@@ -97,7 +130,7 @@ def decide_scaling(inputs: ScalingInputs) -> ScalingDecision:
         return _behind(inputs, rate, left - margin)
     if (
         shards > inputs.floor
-        and eta_seconds(inputs.remaining, rate, shards - 1) < left - 2 * margin
+        and eta_seconds(inputs.remaining, rate, shards - 1) < left - inputs.hysteresis * margin
     ):
         return _ahead(inputs, left)
     return _decision(inputs, shards, Reason.SCALE_STEADY, "on time")
