@@ -4,7 +4,9 @@ vLLM, to Succeeded with every line once; a shard SIGKILLed after its first chunk
 loses nothing, and the next attempt finishes the rest.
 
 The cluster form (``ray.workers``, a KubeRay RayJob) cannot run here: the sandbox has no
-KubeRay. Its builder is tested against KubeRay's schema in tests/controller/test_build_rayjob.py.
+KubeRay. Its builder is tested against KubeRay's schema in tests/controller/test_build_rayjob.py,
+and the operator's side of it on the sandbox, with the test playing KubeRay, in
+test_rayjob_form.py.
 
 The module runs its own operator in its own namespace with small chunks and short leases, so
 a batch of a dozen lines has several chunks and a killed shard's chunk is taken over soon."""

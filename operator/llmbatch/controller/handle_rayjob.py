@@ -1,6 +1,6 @@
 """The I/O side of the KubeRay form (spec.ray.workers): check at validation that the cluster
 serves RayJobs, read the batch's RayJob and its pods for a pass, and carry out the run actions
-on it (create, suspend or resume, delete) as the policies decided for the run Job.
+on it (create, suspend or resume) as the policies decided for the run Job.
 
 The daemon reads the RayJob every pass (every few seconds while the batch runs) rather than
 watching RayJobs, so the operator needs no list or watch on them and starts without KubeRay.
@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from llmbatch.controller.actions import Action, CreateRunJob, DeleteJobs, SetRunJobSuspended
+from llmbatch.controller.actions import Action, CreateRunJob, SetRunJobSuspended
 from llmbatch.controller.build_rayjob import build_rayjob
 from llmbatch.controller.config import OperatorConfig
 from llmbatch.controller.kube import KubeApi
@@ -54,8 +54,8 @@ async def read_rayjob(
 async def run_action(
     api: KubeApi, batch: Mapping[str, Any], action: Action, config: OperatorConfig, now: datetime
 ) -> bool:
-    """Carry out ``action`` on the RayJob if it is a run action; False otherwise (the caller
-    then carries it out as for the run Job: the plan and finalize Jobs are Jobs in both forms)."""
+    """Carry out ``action`` on the RayJob if it is a run action; False otherwise (the plan and
+    finalize Jobs are Jobs in both forms)."""
     meta = batch["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     if isinstance(action, CreateRunJob):
@@ -66,7 +66,4 @@ async def run_action(
         # KubeRay deletes the Ray cluster of a suspended RayJob and makes a new one on resume.
         await api.patch_rayjob(namespace, rayjob_name(name), {"spec": {"suspend": action.suspend}})
         return True
-    if isinstance(action, DeleteJobs):
-        await api.delete_rayjob(namespace, rayjob_name(name))
-        return False  # the plan and finalize Jobs go too
     return False

@@ -39,6 +39,7 @@ from llmbatch.controller.decide import Decision, decide
 from llmbatch.controller.handle_validate import load_secret, validate
 from llmbatch.controller.jobview import view_job
 from llmbatch.controller.kube import KubeError
+from llmbatch.controller.kuberay import rayjob_name
 from llmbatch.controller.names import finalize_job_name, plan_job_name, run_job_name
 from llmbatch.controller.objects import (
     ProgressReader,
@@ -282,6 +283,9 @@ async def run_actions(
                 namespace, build_finalize_job(batch, runtime.config, action.reason)
             )
         elif isinstance(action, DeleteJobs):
+            if rayjob:
+                # Its cluster and submitter Job go with it (KubeRay owns them).
+                await runtime.api.delete_rayjob(namespace, rayjob_name(name))
             for job_name in (
                 run_job_name(name),
                 finalize_job_name(name),
