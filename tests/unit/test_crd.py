@@ -324,6 +324,59 @@ def test_metadata_key_length_rule() -> None:
     assert "spec.metadata" in rule["message"]
 
 
+def spec_rule_failures(spec: dict[str, Any]) -> list[str]:
+    """Messages of the spec-level CEL rules that refuse ``spec`` (as the API server answers a
+    create; none of these rules is a transition rule)."""
+    rules = openapi_schema()["properties"]["spec"]["x-kubernetes-validations"]
+    env = celpy.Environment()
+    failures = []
+    for rule in rules:
+        assert "oldSelf" not in rule["rule"]
+        program = env.program(env.compile(rule["rule"]))
+        if not program.evaluate({"self": celpy.json_to_cel(spec)}):
+            failures.append(rule["message"])
+    return failures
+
+
+RAY_WORKERS = {"backend": "ray", "ray": {"workers": 2}}
+
+
+@pytest.mark.parametrize(
+    "patch",
+    [
+        {},
+        {"parallelism": 2, "maxParallelism": 4},
+        {"backend": "ray"},
+        {"backend": "ray", "parallelism": 3, "maxParallelism": 6, "ray": {}},
+        RAY_WORKERS,
+        RAY_WORKERS | {"parallelism": 1},
+    ],
+)
+def test_spec_rules_accept(patch: dict[str, Any]) -> None:
+    assert spec_rule_failures(minimal_batchjob()["spec"] | patch) == []
+
+
+@pytest.mark.parametrize(
+    ("patch", "words"),
+    [
+        ({"parallelism": 3, "maxParallelism": 2}, ["spec.maxParallelism must be at least"]),
+        ({"ray": {"workers": 2}}, ["spec.ray requires spec.backend: ray"]),
+        (RAY_WORKERS | {"parallelism": 2}, ["set spec.parallelism to 1"]),
+        # The API server fills parallelism's default (1) before the rules run.
+        (RAY_WORKERS | {"parallelism": 1, "maxParallelism": 1}, ["remove spec.maxParallelism"]),
+        (
+            RAY_WORKERS | {"parallelism": 2, "maxParallelism": 4},
+            ["set spec.parallelism to 1", "remove spec.maxParallelism"],
+        ),
+    ],
+)
+def test_spec_rules_refuse_with_what_to_fix(patch: dict[str, Any], words: list[str]) -> None:
+    failures = spec_rule_failures(minimal_batchjob()["spec"] | patch)
+    assert len(failures) == len(words)
+    for failure, word in zip(failures, words, strict=True):
+        assert word in failure
+
+
 def evaluate_transition(rule: str, old: Any, new: Any) -> bool:
     env = celpy.Environment()
     program = env.program(env.compile(rule))

@@ -223,7 +223,8 @@ class PricingSpec(CamelModel):
 
 
 class BatchJobSpec(CamelModel):
-    # maxParallelism below parallelism is refused at apply time (CEL) and when parsed.
+    # maxParallelism below parallelism is refused at apply time (CEL) and when parsed; shard
+    # counts with ray.workers at apply time (CEL) and by the operator's validation.
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
@@ -239,6 +240,21 @@ class BatchJobSpec(CamelModel):
                     "rule": "!has(self.backend) || self.backend != 'ray'"
                     " || !has(self.endpoint) || self.endpoint == '/v1/chat/completions'",
                     "message": "spec.backend ray serves /v1/chat/completions only",
+                },
+                # The KubeRay form is one RayJob, one shard over the Ray cluster: shard counts
+                # do not apply. The operator's validation says the same for clusters without
+                # CEL (controller/validation.py, check_rayjob_form).
+                {
+                    "rule": "!has(self.ray) || !has(self.ray.workers)"
+                    " || !has(self.parallelism) || self.parallelism == 1",
+                    "message": "spec.ray.workers runs the batch as one KubeRay RayJob: set"
+                    " spec.parallelism to 1 and size the Ray cluster with spec.ray.workers",
+                },
+                {
+                    "rule": "!has(self.ray) || !has(self.ray.workers) || !has(self.maxParallelism)",
+                    "message": "spec.maxParallelism adds Indexed Job shards, which the KubeRay"
+                    " form (spec.ray.workers) does not run: remove spec.maxParallelism, or"
+                    " spec.ray.workers to scale one-pod shards instead",
                 },
             ]
         }

@@ -140,3 +140,29 @@ def test_model_is_immutable_suspend_is_not(
         "llmbatch.io", "v1alpha1", namespace, "batchjobs", "imm", {"spec": {"suspend": True}}
     )
     assert patched["spec"]["suspend"] is True and patched["metadata"]["generation"] == 2
+
+
+def test_ray_workers_with_shard_counts_is_422_saying_what_to_fix(
+    cluster: Cluster, batchjob_crd: JSON, namespace: str
+) -> None:
+    path = f"/apis/llmbatch.io/v1alpha1/namespaces/{namespace}/batchjobs"
+    body = _example()
+    body["metadata"]["name"] = "kuberay"
+    body["spec"].update({"backend": "ray", "ray": {"workers": 2}, "parallelism": 2})
+    body["spec"].pop("maxParallelism", None)
+    status, answer = cluster.raw("POST", path, body)
+    assert status == 422
+    assert "set spec.parallelism to 1" in answer["message"]
+    body["spec"].update({"parallelism": 1, "maxParallelism": 2})
+    status, answer = cluster.raw("POST", path, body)
+    assert status == 422
+    assert "remove spec.maxParallelism" in answer["message"]
+    del body["spec"]["maxParallelism"]
+    status, _ = cluster.raw("POST", path, body)
+    assert status == 201
+    # A maxParallelism added later is refused too (the operator would ignore it).
+    custom = client.CustomObjectsApi(cluster.api)
+    args = ("llmbatch.io", "v1alpha1", namespace, "batchjobs", "kuberay")
+    with pytest.raises(ApiException) as exc:
+        custom.patch_namespaced_custom_object(*args, {"spec": {"maxParallelism": 3}})
+    assert exc.value.status == 422 and "remove spec.maxParallelism" in exc.value.body
