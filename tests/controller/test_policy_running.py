@@ -29,6 +29,20 @@ def test_missing_job_is_created_again_idempotently() -> None:
     assert decision.phase == Phase.QUEUED
 
 
+def test_a_job_deleted_while_running_is_created_again_and_the_batch_stays_running() -> None:
+    decision = decide(observed(batchjob(validated("Running")), at(1), plan=PLAN))
+    assert decision.actions == [CreateRunJob()]
+    assert decision.phase == Phase.RUNNING and decision.rejected is None
+    assert decision.wire["reason"] == "JobRecreated"
+    warnings = [(e.reason, e.message) for e in decision.events if e.type == "Warning"]
+    assert warnings == [("JobRecreated", decision.wire["message"])]
+    assert "demo-run" in decision.wire["message"]
+    # The next pass, the Job still missing (the create failed): created again, no new event.
+    again = decide(observed(batchjob(decision.wire), at(2), plan=PLAN))
+    assert again.actions == [CreateRunJob()]
+    assert [e for e in again.events if e.type == "Warning"] == []
+
+
 def test_pods_pending_stay_queued() -> None:
     decision = decide(
         observed(

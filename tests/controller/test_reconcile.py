@@ -139,6 +139,40 @@ async def test_restart_reads_the_plan_again_and_makes_no_second_job(
     assert api.calls.count("create_job demo-plan") == 1
 
 
+async def test_a_run_job_deleted_while_running_is_created_again_without_leaving_running(
+    world: tuple[FakeApi, Runtime, Callable[..., dict[str, Any]]],
+    s3_server: S3Server,
+    events: list[tuple[str, str, str]],
+) -> None:
+    api, runtime, make = world
+    body = make(parallelism=2)
+    memory = BatchJobMemory()
+    await reconcile_once(body, memory, runtime)
+    finish_plan(api, s3_server, body)
+    await reconcile_once(body, memory, runtime)
+    api.jobs["demo-run"]["status"] = {"active": 2}
+    api.pods["demo-run"] = [{"metadata": {"labels": {}}, "status": {"phase": "Running"}}]
+    await reconcile_once(body, memory, runtime)
+    assert api.batchjobs["demo"]["status"]["phase"] == "Running"
+    # Someone deletes the run Job (its pods go with it): the committed chunks are in the store
+    # and the leases let new pods resume, so the operator makes the Job again and stays Running.
+    del api.jobs["demo-run"], api.pods["demo-run"]
+    events.clear()
+    await reconcile_once(body, memory, runtime)
+    status = api.batchjobs["demo"]["status"]
+    assert status["phase"] == "Running" and status["reason"] == "JobRecreated"
+    assert "demo-run" in status["message"] and "deleted" in status["message"]
+    assert api.calls.count("create_job demo-run") == 2
+    assert [e[:2] for e in events] == [("Warning", "JobRecreated")]
+    assert api.jobs["demo-run"]["spec"]["completions"] == 2
+    # The new Job's pods start: the batch goes on, one event only.
+    await reconcile_once(body, memory, runtime)
+    status = api.batchjobs["demo"]["status"]
+    assert status["phase"] == "Running" and status["reason"] == "PodsPending"
+    assert api.calls.count("create_job demo-run") == 2
+    assert len(events) == 1
+
+
 async def test_a_failed_plan_fails_the_batch_with_what_the_pod_said(
     world: tuple[FakeApi, Runtime, Callable[..., dict[str, Any]]],
     events: list[tuple[str, str, str]],

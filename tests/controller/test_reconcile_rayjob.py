@@ -96,6 +96,31 @@ async def test_the_rayjob_runs_the_batch_from_plan_to_finalize(
     assert "demo-run" not in api.jobs
 
 
+async def test_a_rayjob_deleted_while_running_is_created_again_without_leaving_running(
+    world: World,  # noqa: F811
+    s3_server: S3Server,
+    events: list[tuple[str, str, str]],  # noqa: F811
+) -> None:
+    api, runtime, make = world
+    body = make(**RAY)
+    await planned(api, runtime, s3_server, body)
+    memory = BatchJobMemory()
+    kuberay_says(api, "Running", "RUNNING")
+    api.labelled_pods = [ray_pod("ray-head"), ray_pod(), ray_pod()]
+    await reconcile_once(body, memory, runtime)
+    assert api.batchjobs["demo"]["status"]["phase"] == "Running"
+    del api.rayjobs["demo-ray"]
+    api.labelled_pods = []
+    events.clear()
+    await reconcile_once(body, memory, runtime)
+    status = api.batchjobs["demo"]["status"]
+    assert status["phase"] == "Running" and status["reason"] == "JobRecreated"
+    assert "RayJob demo-ray" in status["message"]
+    assert api.calls.count("create_rayjob demo-ray") == 2
+    assert [e[:2] for e in events] == [("Warning", "JobRecreated")]
+    assert "demo-run" not in api.jobs
+
+
 async def test_without_kuberay_the_batch_fails_validation_saying_what_to_do(
     world: World,  # noqa: F811
 ) -> None:

@@ -32,6 +32,8 @@ class Reason(StrEnum):
     PLANNED = "Planned"
     PLAN_FAILED = "PlanFailed"
     JOB_CREATED = "JobCreated"
+    # The run Job (or RayJob) vanished while the batch ran, and was created again.
+    JOB_RECREATED = "JobRecreated"
     PODS_PENDING = "PodsPending"
     PODS_RUNNING = "PodsRunning"
     SHARDS_COMPLETE = "ShardsComplete"

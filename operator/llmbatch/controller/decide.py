@@ -18,7 +18,12 @@ from llmbatch.api.conditions import ConditionType
 from llmbatch.api.phases import Phase
 from llmbatch.controller.actions import Action, EventSpec
 from llmbatch.controller.backends import run_child_name
-from llmbatch.controller.events import plan_event, sla_event, transition_event
+from llmbatch.controller.events import (
+    plan_event,
+    recreated_event,
+    sla_event,
+    transition_event,
+)
 from llmbatch.controller.names import finalize_job_name, plan_job_name
 from llmbatch.controller.observation import Observation
 from llmbatch.controller.phase_status import phase_conditions, record_phase
@@ -157,6 +162,7 @@ def _conclude(obs: Observation, status: BatchJobStatus, chosen: Verdict) -> Deci
         for e in [
             plan_event(obs.status.conditions, status),
             transition_event(obs.current, status),
+            recreated_event(obs.status, status),
             elastic.scaling_event(obs.status.conditions, status),
         ]
         if e is not None

@@ -1,12 +1,13 @@
 """The Events a pass posts once its status write succeeded: a phase transition, the ETA
-crossing the deadline either way, and the plan step starting and finishing."""
+crossing the deadline either way, the plan step starting and finishing, and a deleted run Job
+being created again."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from llmbatch.api.batchjob import BatchJobStatus, Condition
-from llmbatch.api.conditions import ConditionType
+from llmbatch.api.conditions import ConditionType, Reason
 from llmbatch.api.phases import Phase
 from llmbatch.api.timefmt import format_time
 from llmbatch.controller.actions import EventSpec
@@ -27,6 +28,14 @@ def transition_event(before: Phase | None, status: BatchJobStatus) -> EventSpec 
         status.reason or phase,
         f"{phase.value}: {status.message}",
     )
+
+
+def recreated_event(before: BatchJobStatus, after: BatchJobStatus) -> EventSpec | None:
+    """A Warning when the run Job (or RayJob) was found deleted under a running batch: once, on
+    the pass that creates it again (the phase stays Running, so no transition says so)."""
+    if after.reason != Reason.JOB_RECREATED or before.reason == Reason.JOB_RECREATED:
+        return None
+    return EventSpec("Warning", Reason.JOB_RECREATED, after.message or "")
 
 
 def sla_event(at_risk: bool, status: BatchJobStatus) -> EventSpec:

@@ -20,6 +20,7 @@ from llmbatch.api.exitcodes import ExitCode
 from llmbatch.api.phases import Phase
 from llmbatch.controller.actions import Action, CreateRunJob, SetRunJobSuspended
 from llmbatch.controller.backends import runs_rayjob, uses_rayjob
+from llmbatch.controller.policy.recreate import recreated
 from llmbatch.controller.policy.verdict import Verdict
 
 if TYPE_CHECKING:
@@ -58,8 +59,11 @@ def form_lost(obs: Observation) -> Verdict | None:
 def run(obs: Observation) -> Verdict:
     """Create the RayJob, let KubeRay (or Kueue) start it, and say what KubeRay says."""
     spec, job, name = obs.checked_spec, obs.run, obs.run_job
+    workers = spec.ray.workers if spec.ray is not None else None
+    lost = recreated(obs, f"the RayJob {name} (a Ray head and {workers} GPU worker pod(s))")
+    if lost is not None:
+        return lost
     if not job.exists:
-        workers = spec.ray.workers if spec.ray is not None else None
         resumed = obs.phase == Phase.SUSPENDED
         return Verdict(
             Phase.QUEUED,

@@ -1,5 +1,6 @@
 """Running: validated, not stopping, not suspended. Create the Job, let it be admitted (or
-resume it), and say what its pods are doing."""
+resume it), and say what its pods are doing. A Job deleted by someone while the batch runs is
+created again, the batch staying Running (JobRecreated, with a Warning event)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from llmbatch.api.phases import Phase
 from llmbatch.controller.actions import CreateRunJob, SetRunJobSuspended
 from llmbatch.controller.backends import runs_rayjob
 from llmbatch.controller.policy import rayjob
+from llmbatch.controller.policy.recreate import recreated
 from llmbatch.controller.policy.verdict import Verdict
 
 if TYPE_CHECKING:
@@ -20,6 +22,9 @@ def run(obs: Observation) -> Verdict:
     if runs_rayjob(obs):
         return rayjob.run(obs)
     spec, job = obs.checked_spec, obs.run
+    lost = recreated(obs, f"the Job {obs.run_job} ({spec.parallelism} shard(s))")
+    if lost is not None:
+        return lost
     if not job.exists:
         resumed = obs.phase == Phase.SUSPENDED
         return Verdict(
