@@ -49,7 +49,10 @@ def test_permanent_error_from_exit_code_42() -> None:
     assert decision.wire["reason"] == "PermanentError"
 
 
-def test_permanent_error_from_progress_state_when_pods_are_gone() -> None:
+def test_a_failed_progress_document_is_not_a_permanent_error() -> None:
+    # The runner writes state "failed" on any exception, retryable ones too: only the exit
+    # code 42 in a pod's terminated state says permanent. With the pods gone, the Job's own
+    # words stand (out of retries).
     failed = job(failed_reason="FailedIndexes", failed_indexes="0")
     decision = decide(
         observed(
@@ -59,7 +62,25 @@ def test_permanent_error_from_progress_state_when_pods_are_gone() -> None:
             progress=[progress(0, state="failed")],
         )
     )
-    assert decision.wire["reason"] == "PermanentError"
+    assert decision.phase == Phase.FAILED
+    assert decision.wire["reason"] == "BackoffLimitExceeded"
+
+
+def test_retryable_failures_out_of_retries_are_not_permanent_whatever_progress_says() -> None:
+    # Shard 1 spent its retries (exit 1, each attempt wrote "failed"); an extra shard's
+    # document (shard 2) says "failed" too: still BackoffLimitExceeded.
+    failed = job(failed_reason="FailedIndexes", failed_indexes="1", completed_indexes="0")
+    decision = decide(
+        observed(
+            batchjob(validated("Running"), parallelism=2, maxParallelism=4),
+            at(5),
+            job=failed,
+            pods=[pod(1, "Failed", exit_code=1)] * 4,
+            progress=[progress(i, state="failed" if i else "done") for i in range(3)],
+        )
+    )
+    assert decision.wire["reason"] == "BackoffLimitExceeded"
+    assert "shard(s) 1" in decision.wire["message"]
 
 
 def test_finalize_failure() -> None:

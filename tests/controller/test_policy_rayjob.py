@@ -30,6 +30,7 @@ from tests.controller.factories import (
     condition,
     finalize_job,
     observed,
+    progress,
     validated,
 )
 from tests.controller.test_kuberay import LOG, ray_pod, rayjob
@@ -194,6 +195,19 @@ def test_a_failed_rayjob_fails_the_batch_with_kuberays_message() -> None:
     assert [e.reason for e in warnings] == ["BackoffLimitExceeded"]
     assert text in warnings[0].message
     assert failed.actions == []  # KubeRay gave up: nothing runs any more
+
+
+def test_a_failed_progress_document_does_not_make_a_rayjob_failure_permanent() -> None:
+    # The runner writes state "failed" on any exception: only the entrypoint's exit code 42
+    # (in KubeRay's message) says permanent.
+    message = LOG.format(code=1) + "ConnectionError: lost the object store\n"
+    failed = decided(
+        started("Running"),
+        5,
+        rayjob("Failed", "FAILED", reason="AppFailed", message=message),
+        progress=[progress(0, state="failed")],
+    )
+    assert failed.phase == Phase.FAILED and failed.wire["reason"] == "BackoffLimitExceeded"
 
 
 def test_a_permanent_error_stops_kuberays_retries() -> None:

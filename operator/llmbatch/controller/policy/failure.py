@@ -1,7 +1,7 @@
 """Failure and retries: the Job retries a shard up to spec.maxRetries times
 (backoffLimitPerIndex); a shard out of retries, or one that exited with the permanent-error
-code, fails the batch. So does an extra shard with the permanent-error code, and a failed
-finalize Job."""
+code (read from its pod's terminated state, the one place that says it), fails the batch. So
+does an extra shard with the permanent-error code, and a failed finalize Job."""
 
 from __future__ import annotations
 
@@ -38,8 +38,9 @@ def shard_failure(obs: Observation) -> Verdict | None:
     if job.exists and not job.finished and not job.suspended:
         # Stop the shards still running: the batch cannot succeed any more.
         actions = (SetRunJobSuspended(True),)
-    states = obs.aggregate.states.values() if obs.aggregate else ()
-    if job.permanent_error or "failed" in states:
+    # Only the exit code says permanent: the runner's progress document says "failed" after
+    # any exception, retryable ones too (and extra shards' documents are among them).
+    if job.permanent_error:
         return Verdict(
             Phase.FAILED,
             Reason.PERMANENT_ERROR,

@@ -118,8 +118,9 @@ def failure(obs: Observation) -> Verdict | None:
     if job.exists and not job.finished and not job.suspended:
         actions = (SetRunJobSuspended(True),)
     said = f"; the log ends: {job.termination_message}" if job.termination_message else ""
-    states = obs.aggregate.states.values() if obs.aggregate else ()
-    if job.permanent_error or "failed" in states:
+    # The entrypoint's exit code in KubeRay's message, not the progress document's "failed"
+    # (written after any exception, retryable ones too).
+    if job.permanent_error:
         return Verdict(
             Phase.FAILED,
             Reason.PERMANENT_ERROR,
