@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 
-from llmbatch.controller.build_jobs import build_finalize_job, build_plan_job, build_runner_job
+from llmbatch.controller.build_jobs import (
+    build_extra_run_job,
+    build_finalize_job,
+    build_plan_job,
+    build_runner_job,
+)
 from llmbatch.controller.config import OperatorConfig
 from llmbatch.controller.names import child_name, finalize_job_name, plan_job_name, run_job_name
 from tests.controller.factories import at, batchjob
@@ -172,6 +177,28 @@ def test_plan_job_is_one_cpu_pod_that_fails_at_once_on_a_bad_input() -> None:
     plan_env, finalize_env = env_of(job), env_of(finalize)
     assert plan_env.pop("LLMBATCH_CHAT_TEMPLATE")["value"] == "{{ messages }}"
     assert plan_env == finalize_env
+
+
+def test_every_runner_container_ends_with_its_log_tail_as_termination_message() -> None:
+    # The runner writes no /dev/termination-log: without the fallback a failed pod's
+    # termination message is empty, and the operator's failure messages quote nothing.
+    body = batchjob(parallelism=2, maxParallelism=4)
+    jobs = [
+        build_runner_job(body, CONFIG, at(0)),
+        build_extra_run_job(body, CONFIG, at(0), 1),
+        build_plan_job(body, CONFIG, at(0)),
+        build_finalize_job(body, CONFIG, "none"),
+    ]
+    policies = {
+        job["metadata"]["name"]: [
+            c.get("terminationMessagePolicy") for c in job["spec"]["template"]["spec"]["containers"]
+        ]
+        for job in jobs
+    }
+    assert policies == {
+        name: ["FallbackToLogsOnError"]
+        for name in ("demo-run", "demo-run-1", "demo-plan", "demo-finalize")
+    }
 
 
 def test_names_are_deterministic_and_fit_a_dns_label() -> None:

@@ -112,6 +112,15 @@ def test_head_runs_the_runner_entrypoint_and_workers_hold_the_gpus() -> None:
     assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "llmbatch-s3"
 
 
+def test_head_and_workers_end_with_their_log_tail_as_termination_message() -> None:
+    spec = build_rayjob(_ray_batch(), CONFIG, at(1))["spec"]["rayClusterSpec"]
+    templates = [spec["headGroupSpec"]["template"]]
+    templates += [group["template"] for group in spec["workerGroupSpecs"]]
+    containers = [c for t in templates for c in t["spec"]["containers"]]
+    assert len(containers) == 2
+    assert {c["terminationMessagePolicy"] for c in containers} == {"FallbackToLogsOnError"}
+
+
 def test_a_dollar_in_the_input_reaches_the_runner_unexpanded() -> None:
     rayjob = build_rayjob(_ray_batch(input="s3://llmbatch/in/$(HOME) x.jsonl"), CONFIG, at(1))
     args = shlex.split(rayjob["spec"]["entrypoint"])

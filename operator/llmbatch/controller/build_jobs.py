@@ -38,6 +38,11 @@ KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 
 
+# The runner writes no /dev/termination-log: a failed container's last log lines become its
+# termination message, the "last words" the operator quotes in status, conditions and events.
+TERMINATION_MESSAGE_POLICY = "FallbackToLogsOnError"
+
+
 def literal(value: str) -> str:
     """A user string for a container command or env value, kept literal: the kubelet expands
     ``$(VAR)`` there (a URI naming ``$(AWS_SECRET_ACCESS_KEY)`` would receive the secret) and
@@ -155,6 +160,7 @@ def _runner_container(
         "image": spec.runner_image or config.runner_image,
         "command": command,
         "env": env,
+        "terminationMessagePolicy": TERMINATION_MESSAGE_POLICY,
     }
     resources = _resources(spec)
     if resources:
@@ -286,6 +292,7 @@ def _step_job(
         "image": spec.runner_image or config.runner_image,
         "command": command,
         "env": [{"name": "LLMBATCH_BATCHJOB", "value": owner}, *storage_env(spec, config)],
+        "terminationMessagePolicy": TERMINATION_MESSAGE_POLICY,
     }
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
@@ -318,8 +325,8 @@ def build_plan_job(
     """One CPU pod that reads the input once and writes the plan under <output>/plan/.
 
     Exit 42 (the input cannot be used) fails the Job at once; other failures (storage
-    unreachable) are retried a few times. Its log tail becomes the termination message, so
-    the operator can quote why it failed."""
+    unreachable) are retried a few times. Its log tail becomes the termination message (as
+    every runner container's), so the operator can quote why it failed."""
     spec = BatchJobSpec.model_validate(batchjob.get("spec") or {})
     name = plan_job_name(batchjob["metadata"]["name"])
     job = _step_job(batchjob, config, "plan", name, _batch_args(spec, "plan"))
@@ -329,7 +336,6 @@ def build_plan_job(
         container["env"].append(
             {"name": "LLMBATCH_CHAT_TEMPLATE", "value": literal(spec.model.chat_template)}
         )
-    container["terminationMessagePolicy"] = "FallbackToLogsOnError"
     container["resources"] = {
         "requests": {"cpu": config.plan_cpu, "memory": config.plan_memory},
         "limits": {"memory": config.plan_memory},

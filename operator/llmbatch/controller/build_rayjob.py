@@ -26,6 +26,7 @@ from llmbatch.api.timefmt import format_time
 from llmbatch.controller.backends import uses_rayjob
 from llmbatch.controller.build_jobs import (
     KUEUE_QUEUE_LABEL,
+    TERMINATION_MESSAGE_POLICY,
     _labels,
     active_deadline_seconds,
     literal,
@@ -98,7 +99,12 @@ def _entrypoint(spec: BatchJobSpec, owner: str, deadline: datetime, gpus: int) -
 def _container(
     name: str, image: str, env: list[dict[str, Any]], resources: ResourcesSpec
 ) -> dict[str, Any]:
-    container: dict[str, Any] = {"name": name, "image": image, "env": env}
+    container: dict[str, Any] = {
+        "name": name,
+        "image": image,
+        "env": env,
+        "terminationMessagePolicy": TERMINATION_MESSAGE_POLICY,
+    }
     amounts = _resources(resources)
     if amounts:
         container["resources"] = amounts
