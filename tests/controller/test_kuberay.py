@@ -40,13 +40,22 @@ def rayjob(
 
 
 def ray_pod(
-    container: str = "ray-worker", phase: str = "Running", started: float = 1.0
+    container: str = "ray-worker",
+    phase: str = "Running",
+    started: float = 1.0,
+    limits: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """A head or worker pod; ``limits``: its container's resource limits (None: the pod as
+    the tests' API gives it, without a spec)."""
     state = {"running": {"startedAt": format_time(at(started))}} if phase == "Running" else {}
-    return {
+    pod: dict[str, Any] = {
         "metadata": {"name": f"demo-{container}", "labels": pod_labels("demo")},
         "status": {"phase": phase, "containerStatuses": [{"name": container, "state": state}]},
     }
+    if limits is not None:
+        resources = {"limits": limits} if limits else {}
+        pod["spec"] = {"containers": [{"name": container, "resources": resources}]}
+    return pod
 
 
 @pytest.mark.parametrize(
@@ -101,9 +110,12 @@ def test_a_running_rayjob_is_shard_0_running_with_its_pods() -> None:
     assert view.exists and not view.suspended and not view.finished
     assert view.running_indexes == {0} and view.running_pods == 3 and view.active == 1
     assert view.state == "Running, Ray job RUNNING"
-    # GPU time is the workers' (the head runs the driver, no engine).
-    assert len(view.pod_spans) == 2
-    assert {span.start for span in view.pod_spans} == {at(1.0), at(2.0)}
+    # Every Ray pod's running time, with its role: the GPUs each holds are counted per pod.
+    assert sorted((span.container, span.start) for span in view.pod_spans) == [
+        ("ray-head", at(1.0)),
+        ("ray-worker", at(1.0)),
+        ("ray-worker", at(2.0)),
+    ]
 
 
 def test_the_cluster_counts_as_active_until_kuberay_says_suspended() -> None:

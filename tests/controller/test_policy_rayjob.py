@@ -218,6 +218,43 @@ def test_a_permanent_error_stops_kuberays_retries() -> None:
     assert failed.actions == [SetRunJobSuspended(True)]
 
 
+# --- GPU-seconds ---------------------------------------------------------------------------
+
+
+HEAD_GPU = {"headResources": {"gpu": 1, "cpu": "4", "memory": "16Gi"}}
+
+
+@pytest.mark.parametrize(
+    ("spec_ray", "pods", "gpu_seconds"),
+    [
+        # spec.resources.gpu is 1; the workers hold workerResources.gpu = 2 each, the head
+        # none (its default): 2 workers x 2 GPUs x 120 s.
+        ({"workers": 2, "workerResources": {"gpu": 2}}, None, 2 * 2 * 120),
+        # A head with a GPU counts it.
+        ({"workers": 2, "workerResources": {"gpu": 2}, **HEAD_GPU}, None, (2 * 2 + 1) * 120),
+        # Without workerResources the workers hold spec.resources.gpu.
+        ({"workers": 2}, None, 2 * 1 * 120),
+        # What each pod's own limits say comes first (here 4 GPUs, the spec says 2).
+        (
+            {"workers": 2, "workerResources": {"gpu": 2}},
+            [
+                ray_pod("ray-head", limits={"cpu": "2"}),
+                ray_pod(limits={"nvidia.com/gpu": "4"}),
+                ray_pod(limits={"nvidia.com/gpu": "4"}),
+            ],
+            2 * 4 * 120,
+        ),
+    ],
+)
+def test_gpu_seconds_count_each_ray_pods_own_gpus(
+    spec_ray: dict[str, Any], pods: list[dict[str, Any]] | None, gpu_seconds: int
+) -> None:
+    pods = pods or [ray_pod("ray-head"), ray_pod(), ray_pod()]
+    body = ray_batch(started("Running"), ray=spec_ray)
+    running = decide(observe(body, 3, rayjob("Running", "RUNNING"), pods))
+    assert running.wire["gpuSeconds"] == gpu_seconds
+
+
 # --- cancel, suspend, deadline -------------------------------------------------------------
 
 

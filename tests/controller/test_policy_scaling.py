@@ -458,6 +458,22 @@ def test_pod_spans_and_seconds_since() -> None:
     assert seconds_since(spans, at(2), at(3)) == 60
 
 
+def test_gpu_seconds_count_each_pods_own_gpu_limit_before_the_spec() -> None:
+    # An extra shard made after spec.resources.gpu changed holds what its pod says; a pod
+    # that says nothing (no resources in its spec) holds the spec's value.
+    own = started_pod(at(1))
+    own["spec"] = {"containers": [{"name": "runner", "resources": {"limits": {"x.io/gpu": "4"}}}]}
+    obs = running_obs(
+        at(3),
+        rate=None,
+        main_pods=[started_pod(at(1))],
+        extras=(job(active=1),),
+        extra_pods=([own],),
+        resources={"gpu": 2, "gpuResourceName": "x.io/gpu"},
+    )
+    assert decide(obs).wire["gpuSeconds"] == 2 * 120 + 4 * 120
+
+
 def test_gpu_seconds_accumulate_across_passes_and_price() -> None:
     obs = running_obs(
         at(3),

@@ -545,7 +545,12 @@ class BatchJobStatus(CamelModel):
         description="The latest changes of the shard count.",
     )
     gpu_seconds: float | None = Field(
-        default=None, ge=0, description="GPU-seconds the shard pods have run so far."
+        default=None,
+        ge=0,
+        description=(
+            "GPU-seconds the batch's pods have run so far (each pod's running time times the"
+            " GPUs it holds)."
+        ),
     )
     gpu_seconds_at: Time | None = Field(
         default=None, description="When gpuSeconds was last brought up to date."

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from llmbatch.api.batchjob import BatchJobSpec
-from llmbatch.controller.kuberay import rayjob_name
+from llmbatch.api.batchjob import BatchJobSpec, ResourcesSpec
+from llmbatch.controller.kuberay import HEAD_CONTAINER, WORKER_CONTAINER, rayjob_name
 from llmbatch.controller.names import run_job_name
 
 if TYPE_CHECKING:
@@ -23,6 +23,28 @@ if TYPE_CHECKING:
 def uses_rayjob(spec: BatchJobSpec) -> bool:
     """backend ray with workers: a KubeRay RayJob runs the batch instead of the run Job."""
     return spec.backend == "ray" and spec.ray is not None and spec.ray.workers is not None
+
+
+# The Ray head runs the driver and no engine: 2 CPUs, 8Gi and no GPU unless headResources says.
+RAY_HEAD_DEFAULT = ResourcesSpec(gpu=0, cpu="2", memory="8Gi")
+
+
+def ray_head_resources(spec: BatchJobSpec) -> ResourcesSpec:
+    return (spec.ray.head_resources if spec.ray else None) or RAY_HEAD_DEFAULT
+
+
+def ray_worker_resources(spec: BatchJobSpec) -> ResourcesSpec:
+    return (spec.ray.worker_resources if spec.ray else None) or spec.resources
+
+
+def container_resources(spec: BatchJobSpec, container: str) -> ResourcesSpec:
+    """The resources the spec gives the pods of ``container``'s role: a RayJob's head or
+    workers, else a shard (spec.resources)."""
+    if container == HEAD_CONTAINER:
+        return ray_head_resources(spec)
+    if container == WORKER_CONTAINER:
+        return ray_worker_resources(spec)
+    return spec.resources
 
 
 def run_child_name(spec: BatchJobSpec, owner: str) -> str:

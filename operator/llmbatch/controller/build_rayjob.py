@@ -23,7 +23,7 @@ from typing import Any
 
 from llmbatch.api.batchjob import BatchJobSpec, ResourcesSpec
 from llmbatch.api.timefmt import format_time
-from llmbatch.controller.backends import uses_rayjob
+from llmbatch.controller.backends import ray_head_resources, ray_worker_resources, uses_rayjob
 from llmbatch.controller.build_jobs import (
     KUEUE_QUEUE_LABEL,
     TERMINATION_MESSAGE_POLICY,
@@ -48,7 +48,6 @@ from llmbatch.controller.policy.deadline import deadline_of
 # submitter's command.
 RAY_VERSION = "2.60.0"
 WORKER_GROUP = "gpu"
-_HEAD_DEFAULT = ResourcesSpec(gpu=0, cpu="2", memory="8Gi")
 # Ports the head serves: GCS, dashboard (job submission), Ray client.
 _HEAD_PORTS = (("gcs", 6379), ("dashboard", 8265), ("client", 10001))
 # How long KubeRay keeps the finished cluster (its pods, for a look at their logs): the batch's
@@ -148,8 +147,8 @@ def build_rayjob(
     if spec.model.chat_template:
         env.append({"name": "LLMBATCH_CHAT_TEMPLATE", "value": literal(spec.model.chat_template)})
     workers = spec.ray.workers
-    worker_resources = spec.ray.worker_resources or spec.resources
-    head_resources = spec.ray.head_resources or _HEAD_DEFAULT
+    worker_resources = ray_worker_resources(spec)
+    head_resources = ray_head_resources(spec)
     image = spec.runner_image or config.runner_image
     gpus = max(workers * worker_resources.gpu, 1)
     head = _container(HEAD_CONTAINER, image, env, head_resources)

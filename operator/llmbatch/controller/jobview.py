@@ -73,11 +73,24 @@ def pod_termination_message(pod: Mapping[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class PodSpan:
-    """When a pod's runner container ran (for GPU-seconds)."""
+    """When a pod's container ran, which container it was (its role) and the resource limits
+    it held, for GPU-seconds."""
 
     start: datetime
     # None while the container runs.
     end: datetime | None = None
+    container: str = RUNNER_CONTAINER
+    # The container's resources.limits as the pod says them; None when the pod does not list
+    # the container (then the spec's value for its role counts).
+    limits: tuple[tuple[str, str], ...] | None = None
+
+
+def _container_limits(pod: Mapping[str, Any], container: str) -> tuple[tuple[str, str], ...] | None:
+    for item in (pod.get("spec") or {}).get("containers") or []:
+        if item.get("name") == container:
+            limits = (item.get("resources") or {}).get("limits") or {}
+            return tuple(sorted((str(k), str(v)) for k, v in limits.items()))
+    return None
 
 
 def pod_span(pod: Mapping[str, Any], container: str = RUNNER_CONTAINER) -> PodSpan | None:
@@ -87,16 +100,17 @@ def pod_span(pod: Mapping[str, Any], container: str = RUNNER_CONTAINER) -> PodSp
             continue
         state = status.get("state") or {}
         running, terminated = state.get("running"), state.get("terminated")
+        limits = _container_limits(pod, container)
         if running:
             start = parse_time(running.get("startedAt"))
-            return PodSpan(start) if start else None
+            return PodSpan(start, None, container, limits) if start else None
         if terminated:
             start = parse_time(terminated.get("startedAt"))
             end = parse_time(terminated.get("finishedAt"))
             # A container that never started reports the epoch (or nothing) as its start.
             if start is None or end is None or start.year < 2000:
                 return None
-            return PodSpan(start, end)
+            return PodSpan(start, end, container, limits)
     return None
 
 
@@ -170,9 +184,12 @@ class PodFacts:
     spans: tuple[PodSpan, ...] = ()
 
 
-def pod_facts(pods: Sequence[Mapping[str, Any]], container: str = RUNNER_CONTAINER) -> PodFacts:
+def pod_facts(
+    pods: Sequence[Mapping[str, Any]], containers: Sequence[str] = (RUNNER_CONTAINER,)
+) -> PodFacts:
     """Live and running pods, why one is not scheduled, failed pods' exit codes and last words
-    (per completion index), and when each pod's ``container`` ran."""
+    (per completion index), and when each pod's container (the first of ``containers`` it
+    has) ran."""
     exit_codes: set[int] = set()
     restarts: dict[int, int] = {}
     running: set[int] = set()
@@ -198,7 +215,10 @@ def pod_facts(pods: Sequence[Mapping[str, Any]], container: str = RUNNER_CONTAIN
             last_words = pod_termination_message(pod) or last_words
             if index is not None:
                 restarts[index] = restarts.get(index, 0) + 1
-    spans = (pod_span(pod, container) for pod in pods)
+    spans = (
+        next((span for c in containers if (span := pod_span(pod, c)) is not None), None)
+        for pod in pods
+    )
     return PodFacts(
         live=live,
         running=running_pods,

@@ -117,8 +117,8 @@ def view_rayjob(
     code = entrypoint_exit_code(message)
     failed = outcome.state == "Failed"
     complete = outcome.state == "Succeeded"
-    # Only the workers hold GPUs: their running time is the batch's GPU time.
-    facts = pod_facts(pods, WORKER_CONTAINER)
+    # Head and workers: each pod's GPUs are counted by its role (head none by default).
+    facts = pod_facts(pods, (HEAD_CONTAINER, WORKER_CONTAINER))
     logs = message.strip().split("\n", 1)[1] if "\n" in message.strip() else ""
     return JobView(
         exists=True,

@@ -30,7 +30,8 @@ from llmbatch.api.durations import parse_duration
 from llmbatch.api.phases import Phase
 from llmbatch.api.timefmt import format_time
 from llmbatch.controller.actions import Action, CreateExtraRunJob, DeleteExtraRunJob, EventSpec
-from llmbatch.controller.gpu_time import cost_usd, seconds_since
+from llmbatch.controller.backends import container_resources
+from llmbatch.controller.gpu_time import cost_usd, gpu_seconds_since
 from llmbatch.controller.jobview import JobView
 from llmbatch.controller.names import extra_run_job_name
 from llmbatch.controller.policy.extra_shards import (
@@ -288,14 +289,17 @@ def scaling_event(before: list[Condition], after: BatchJobStatus) -> EventSpec |
 
 
 def account_gpu(status: BatchJobStatus, obs: Observation) -> None:
-    """Add the shard pods' GPU time since status.gpuSecondsAt (whole seconds: the time is
-    stored so) and the cost at spec.pricing."""
+    """Add the pods' GPU time since status.gpuSecondsAt (whole seconds: the time is stored
+    so), each pod counted with its own GPUs (a RayJob's head and workers by theirs), and the
+    cost at spec.pricing."""
     spec = obs.checked_spec
     spans = [*obs.run.pod_spans, *(span for view in obs.extra_runs for span in view.pod_spans)]
     if status.gpu_seconds is None and not spans:
         return
     until = obs.now.replace(microsecond=0)
-    gained = seconds_since(spans, status.gpu_seconds_at, until) * spec.resources.gpu
+    gained = gpu_seconds_since(
+        spans, status.gpu_seconds_at, until, lambda span: container_resources(spec, span.container)
+    )
     status.gpu_seconds = round((status.gpu_seconds or 0.0) + gained, 1)
     status.gpu_seconds_at = until
     price = spec.pricing.gpu_hour_usd if spec.pricing is not None else None
