@@ -692,6 +692,25 @@ def _previous_section(text: str) -> tuple[list[tuple[str, str, str]], list[str]]
     return rows, runs
 
 
+def _previous_notes(text: str, generated: list[str]) -> list[str]:
+    """Hand-written notes of the runner section (bullets, wrapped or not) that this script
+    does not write itself: a re-run of one section must not drop what was said about others."""
+    if BEGIN not in text or END not in text:
+        return []
+    body = text.split(BEGIN, 1)[1].split(END, 1)[0]
+    blocks: list[list[str]] = []
+    for line in body.splitlines():
+        if line.startswith("- "):
+            blocks.append([line.rstrip()])
+        elif line.startswith("  ") and blocks and line.strip():
+            blocks[-1].append(line.rstrip())
+        elif not line.strip() and blocks:
+            blocks.append([])
+    # A one-line bullet is the script's own (this text or an earlier wording of it).
+    own = {f"- {note}"[:40] for note in generated}
+    return ["\n".join(b) for b in blocks if b and not (len(b) == 1 and b[0][:40] in own)]
+
+
 def write_results(report: Report, args: argparse.Namespace, load_before: str) -> None:
     """Replace the runner section of RESULTS.md. Rows of sections not run this time are kept
     (with the line describing their run), so one section can be re-measured on its own."""
@@ -701,8 +720,13 @@ def write_results(report: Report, args: argparse.Namespace, load_before: str) ->
     new_names = {row[0] for row in report.rows}
     kept = [row for row in old_rows if row[0] not in new_names]
     merged = Report(rows=kept + report.rows, notes=report.notes)
+    notes = _previous_notes(text, report.notes)
+    sections = set(args.sections.split(","))
+    what = (
+        f"{args.real_requests} questions" if sections == {"real"} else f"{args.requests} requests"
+    )
     run_line = (
-        f"Run {stamp} (sections {args.sections}): {args.requests} requests, max_tokens "
+        f"Run {stamp} (sections {args.sections}): {what}, max_tokens "
         f"{args.max_tokens}, {args.repeats} alternating rounds; machine {load_before} at the "
         f"start, {machine_load()} at the end (shared with other work)."
     )
@@ -719,6 +743,7 @@ def write_results(report: Report, args: argparse.Namespace, load_before: str) ->
             "",
             merged.table(),
             "",
+            *notes,
             *[f"- {note}" for note in report.notes],
             END,
         ]
