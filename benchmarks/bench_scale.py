@@ -34,7 +34,7 @@ from typing import Any
 from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_runner import ENGINE_ARGS, Report, machine_load
+from bench_runner import ENGINE_ARGS, Report, machine_load, measured, peak_rss_of
 from llmbatch.api.layout import OutputLayout
 from llmbatch.storage import ObjectStore, StorageSettings, get_store
 from llmbatch_sandbox.s3 import SandboxS3
@@ -99,22 +99,25 @@ def write_input(path: Path, lines: int, seed: int = 11) -> int:
 
 
 def run_processes(commands: list[list[str]], env: dict[str, str], what: str) -> Step:
-    """Start the commands at once; wait for all; the largest peak RSS of them."""
+    """Start the commands at once; wait for all; the largest peak RSS of them (each measured
+    through bench_runner's launcher: this process holds the S3 server's data, and a child
+    spawned from it would report this process's size as its own peak)."""
     started = time.perf_counter()
+    scratch = Path(tempfile.mkdtemp(prefix="llmbatch-rss-"))
+    reports = [scratch / f"maxrss-{i}" for i in range(len(commands))]
     procs = [
-        subprocess.Popen(c, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        for c in commands
+        subprocess.Popen(
+            measured(c, report), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        for c, report in zip(commands, reports, strict=True)
     ]
-    peaks: list[float] = []
     failures: list[str] = []
     for proc in procs:
-        assert proc.stderr is not None
-        err = proc.stderr.read()
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        peaks.append(usage.ru_maxrss / 1024)
+        _, err = proc.communicate()
         if proc.returncode != 0:
             failures.append(f"exit {proc.returncode}: {err.decode(errors='replace')[-3000:]}")
+    peaks = [peak_rss_of(report) for report in reports]
+    shutil.rmtree(scratch, ignore_errors=True)
     if failures:
         raise SystemExit(f"{what} failed:\n" + "\n".join(failures))
     return Step(time.perf_counter() - started, max(peaks))
@@ -275,7 +278,9 @@ def write_results(report: Report, args: Any, load_before: str) -> None:
                 "",
                 "- The plan, shard and finalize commands of the operator's pods, run as processes "
                 "against the sandbox's S3 (moto) through a byte-counting proxy; shards at once.",
-                "- Peak RSS is ru_maxrss of each process (the shards load the engine in-process).",
+                "- Peak RSS is ru_maxrss of each process, taken by a small launcher process (a "
+                "child of the benchmark process would report the benchmark's own size); the "
+                "shards load the engine in-process.",
                 "- Input bytes read: GET answer bodies for the input object (plan: the whole "
                 "file; shards: their chunks' ranges, nearby ranges coalesced).",
             ]
