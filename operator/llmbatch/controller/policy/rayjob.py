@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING
 from llmbatch.api.conditions import Reason
 from llmbatch.api.exitcodes import ExitCode
 from llmbatch.api.phases import Phase
-from llmbatch.controller.actions import Action, CreateRunJob, SetRunJobSuspended
+from llmbatch.controller.actions import Action, SetRunJobSuspended
 from llmbatch.controller.backends import runs_rayjob, uses_rayjob
-from llmbatch.controller.policy.recreate import recreated
+from llmbatch.controller.policy.starting import StartWords, starting
 from llmbatch.controller.policy.verdict import Verdict
 
 if TYPE_CHECKING:
@@ -60,30 +60,16 @@ def run(obs: Observation) -> Verdict:
     """Create the RayJob, let KubeRay (or Kueue) start it, and say what KubeRay says."""
     spec, job, name = obs.checked_spec, obs.run, obs.run_job
     workers = spec.ray.workers if spec.ray is not None else None
-    lost = recreated(obs, f"the RayJob {name} (a Ray head and {workers} GPU worker pod(s))")
-    if lost is not None:
-        return lost
-    if not job.exists:
-        resumed = obs.phase == Phase.SUSPENDED
-        return Verdict(
-            Phase.QUEUED,
-            Reason.RESUMED if resumed else Reason.JOB_CREATED,
-            f"creating the RayJob {name}: a Ray head and {workers} GPU worker pod(s)",
-            (CreateRunJob(),),
-        )
-    if job.suspended:
-        if spec.queue_name:
-            return Verdict(
-                Phase.QUEUED,
-                Reason.PODS_PENDING,
-                f"waiting for Kueue to admit the RayJob {name} (queue {spec.queue_name})",
-            )
-        return Verdict(
-            Phase.QUEUED,
-            Reason.RESUMED,
-            f"resuming the RayJob {name}",
-            (SetRunJobSuspended(False),),
-        )
+    what = f"a Ray head and {workers} GPU worker pod(s)"
+    words = StartWords(
+        deleted=f"the RayJob {name} ({what})",
+        creating=f"creating the RayJob {name}: {what}",
+        admitted=f"the RayJob {name}",
+        resuming=f"resuming the RayJob {name}",
+    )
+    start = starting(obs, words)
+    if start is not None:
+        return start
     if 0 in job.running_indexes:
         return Verdict(
             Phase.RUNNING,

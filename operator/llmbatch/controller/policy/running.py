@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING
 
 from llmbatch.api.conditions import Reason
 from llmbatch.api.phases import Phase
-from llmbatch.controller.actions import CreateRunJob, SetRunJobSuspended
 from llmbatch.controller.backends import runs_rayjob
 from llmbatch.controller.policy import rayjob
-from llmbatch.controller.policy.recreate import recreated
+from llmbatch.controller.policy.starting import StartWords, starting
 from llmbatch.controller.policy.verdict import Verdict
 
 if TYPE_CHECKING:
@@ -22,28 +21,15 @@ def run(obs: Observation) -> Verdict:
     if runs_rayjob(obs):
         return rayjob.run(obs)
     spec, job = obs.checked_spec, obs.run
-    lost = recreated(obs, f"the Job {obs.run_job} ({spec.parallelism} shard(s))")
-    if lost is not None:
-        return lost
-    if not job.exists:
-        resumed = obs.phase == Phase.SUSPENDED
-        return Verdict(
-            Phase.QUEUED,
-            Reason.RESUMED if resumed else Reason.JOB_CREATED,
-            f"creating the Job with {spec.parallelism} shard(s)",
-            (CreateRunJob(),),
-        )
-    if job.suspended:
-        if spec.queue_name:
-            # Kueue admits a Job by unsuspending it: not ours to do.
-            return Verdict(
-                Phase.QUEUED,
-                Reason.PODS_PENDING,
-                f"waiting for Kueue to admit the Job (queue {spec.queue_name})",
-            )
-        return Verdict(
-            Phase.QUEUED, Reason.RESUMED, "resuming the shards", (SetRunJobSuspended(False),)
-        )
+    words = StartWords(
+        deleted=f"the Job {obs.run_job} ({spec.parallelism} shard(s))",
+        creating=f"creating the Job with {spec.parallelism} shard(s)",
+        admitted="the Job",
+        resuming="resuming the shards",
+    )
+    start = starting(obs, words)
+    if start is not None:
+        return start
     if job.running_pods > 0:
         return Verdict(
             Phase.RUNNING,
