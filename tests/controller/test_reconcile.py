@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -12,14 +13,16 @@ from typing import Any
 import kopf
 import pytest
 
+from llmbatch.api.documents import Counts, Manifest
 from llmbatch.api.layout import OutputLayout
 from llmbatch.api.plan import PlanSummary
+from llmbatch.api.timefmt import rfc3339
 from llmbatch.controller import handle_reconcile
 from llmbatch.controller.config import OperatorConfig
 from llmbatch.controller.handle_reconcile import BatchJobMemory, reconcile_once
 from llmbatch.controller.runtime import Runtime
 from llmbatch.storage import get_store
-from tests.controller.factories import PLAN, batchjob, plan_job, plan_pod
+from tests.controller.factories import PLAN, batchjob, finalize_job, job, plan_job, plan_pod
 from tests.controller.fakeapi import FakeApi
 from tests.fixtures.s3 import S3Server
 
@@ -325,3 +328,95 @@ def test_next_delay_per_phase_and_ttl() -> None:
     assert next_delay(config, obs, decide(obs)) == pytest.approx(60.5)
     obs = observed(with_ttl, at(13))
     assert next_delay(config, obs, decide(obs)) is None
+
+
+def _stop(api: FakeApi, body: dict[str, Any], mode: str) -> None:
+    """Make the running batch stop the ``mode`` way: every shard done, a cancel, or the
+    deadline passed (creation moved back beyond the one-hour window)."""
+    if mode == "none":
+        api.jobs["demo-run"]["status"] = job(complete=True, completed_indexes="0-1")["status"]
+        api.pods["demo-run"] = []
+    elif mode == "cancelled":
+        body["spec"]["cancel"] = True
+        body["metadata"]["generation"] = 2
+    else:
+        body["metadata"]["creationTimestamp"] = rfc3339(time.time() - 7200)
+
+
+async def _until_finalize_job(
+    api: FakeApi, body: dict[str, Any], memory: BatchJobMemory, runtime: Runtime
+) -> None:
+    """Passes until the finalize Job exists; the shard pods stop once asked to."""
+    for _ in range(4):
+        await reconcile_once(body, memory, runtime)
+        if "demo-finalize" in api.jobs:
+            return
+        api.pods["demo-run"] = []
+        api.jobs["demo-run"]["status"]["active"] = 0
+    raise AssertionError(f"no finalize Job; status {api.batchjobs['demo']['status']}")
+
+
+def _write_manifest(s3_server: S3Server, body: dict[str, Any], manifest: Manifest) -> None:
+    """What the finalize pod leaves behind: manifest.json under the output."""
+    uri = OutputLayout(body["spec"]["output"]).manifest
+    get_store(uri, s3_server.settings()).write_bytes(uri, manifest.to_json(indent=2))
+
+
+@pytest.mark.parametrize(
+    ("mode", "stopping", "reason", "unanswered", "final"),
+    [
+        ("none", "Finalizing", "ShardsComplete", 0, "Succeeded"),
+        ("cancelled", "Cancelling", "CancelRequested", 5, "Cancelled"),
+        ("expired", "Finalizing", "DeadlineExceeded", 5, "Expired"),
+    ],
+)
+async def test_a_finalize_job_deleted_while_stopping_is_created_again_and_the_batch_ends(
+    world: tuple[FakeApi, Runtime, Callable[..., dict[str, Any]]],
+    s3_server: S3Server,
+    mode: str,
+    stopping: str,
+    reason: str,
+    unanswered: int,
+    final: str,
+) -> None:
+    api, runtime, make = world
+    body = make(parallelism=2)
+    memory = BatchJobMemory()
+    await reconcile_once(body, memory, runtime)
+    finish_plan(api, s3_server, body)
+    await reconcile_once(body, memory, runtime)
+    api.jobs["demo-run"]["status"] = {"active": 2}
+    api.pods["demo-run"] = [{"metadata": {"labels": {}}, "status": {"phase": "Running"}}] * 2
+    await reconcile_once(body, memory, runtime)
+    assert api.batchjobs["demo"]["status"]["phase"] == "Running"
+    _stop(api, body, mode)
+    await _until_finalize_job(api, body, memory, runtime)
+    status = api.batchjobs["demo"]["status"]
+    assert (status["phase"], status["reason"]) == (stopping, reason)
+    command = api.jobs["demo-finalize"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[-1] == mode
+    api.jobs["demo-finalize"]["status"] = {"active": 1}
+    await reconcile_once(body, memory, runtime)
+    # Someone deletes the finalize Job while its pod merges: the stop goes on, and the next
+    # pass creates it again under the same name and with the same reason (finalize is
+    # idempotent: a pod that finds the manifest written answers with it).
+    del api.jobs["demo-finalize"]
+    await reconcile_once(body, memory, runtime)
+    status = api.batchjobs["demo"]["status"]
+    assert (status["phase"], status["reason"]) == (stopping, reason)
+    assert api.calls.count("create_job demo-finalize") == 2
+    command = api.jobs["demo-finalize"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[-1] == mode
+    assert api.jobs["demo-finalize"]["metadata"]["annotations"] == {
+        "llmbatch.io/finalize-reason": mode
+    }
+    # The new pod finalizes: the batch ends, and no third Job is made.
+    counts = Counts(total=20, completed=20 - 2 - unanswered, failed=2 + unanswered)
+    _write_manifest(s3_server, body, Manifest(reason=mode, request_counts=counts))  # type: ignore[arg-type]
+    api.jobs["demo-finalize"]["status"] = finalize_job(complete=True)["status"]
+    delay = await reconcile_once(body, memory, runtime)
+    status = api.batchjobs["demo"]["status"]
+    assert status["phase"] == final
+    assert status["requestCounts"] == counts.to_dict()
+    assert api.calls.count("create_job demo-finalize") == 2
+    assert delay is None
