@@ -6,6 +6,7 @@ import pytest
 
 from llmbatch.api.documents import Manifest
 from llmbatch.api.phases import Phase
+from llmbatch.api.timefmt import format_time
 from llmbatch.controller.actions import (
     CreateFinalizeJob,
     SetRunJobSuspended,
@@ -15,12 +16,14 @@ from llmbatch.controller.policy import stopping
 from llmbatch.controller.policy.verdict import Stop, Verdict
 from tests.controller.factories import (
     MANIFEST,
+    PLAN,
     at,
     batchjob,
     condition,
     finalize_job,
     job,
     observed,
+    plan_job,
     pod,
     validated,
 )
@@ -65,6 +68,51 @@ def test_complete_job_finalizes_then_succeeds_with_manifest_counts() -> None:
     assert "throughput" not in status  # it never ran (no startTime): no average to show
     assert condition(status, "Complete")["status"] == "True"
     assert "eta" not in status
+
+
+@pytest.mark.parametrize(
+    ("phase", "reason", "mode", "spec"),
+    [
+        ("Finalizing", "ShardsComplete", "none", {}),
+        ("Finalizing", "DeadlineExceeded", "expired", {}),
+        ("Cancelling", "CancelRequested", "cancelled", {"cancel": True}),
+    ],
+)
+def test_a_deleted_finalize_job_is_created_again_with_the_stop_s_reason(
+    phase: str, reason: str, mode: str, spec: dict[str, bool]
+) -> None:
+    # The finalize Job ran (the message no longer waits for shards), then someone deleted it:
+    # the same pass that would have created it first creates it again. Nothing refuses it
+    # (the phase stays) and the reason, which chose the finalize mode, is kept.
+    status = validated(phase, reason=reason, message="merging", startTime=format_time(at(1)))
+    decision = decide(observed(batchjob(status, **spec), at(70), job=job(suspend=True)))
+    assert decision.rejected is None
+    assert (decision.phase, decision.wire["reason"]) == (Phase(phase), reason)
+    assert decision.actions == [CreateFinalizeJob(mode)]  # type: ignore[arg-type]
+    assert decision.events == []
+
+
+def test_a_cancelling_batch_whose_jobs_were_deleted_still_finalizes_what_ran() -> None:
+    # Shards ran (startTime), then the run Job and the finalize Job were deleted together:
+    # their committed chunks are in the store, so finalize runs rather than "no request ran".
+    status = validated("Cancelling", reason="CancelRequested", startTime=format_time(at(1)))
+    body = batchjob(status, cancel=True)
+    step = plan_job(complete=True)
+    again = decide(observed(body, at(5), plan=PLAN, plan_step=step))
+    assert again.phase == Phase.CANCELLING
+    assert again.actions == [CreateFinalizeJob("cancelled")]
+    done = decide(
+        observed(
+            batchjob(again.wire, cancel=True),
+            at(6),
+            plan=PLAN,
+            plan_step=step,
+            finalize=finalize_job(complete=True),
+            manifest=MANIFEST,
+        )
+    )
+    assert done.phase == Phase.CANCELLED
+    assert done.wire["message"] == "cancelled; 18 of 20 requests completed, 2 failed"
 
 
 # --- The policy alone ---------------------------------------------------------------------------

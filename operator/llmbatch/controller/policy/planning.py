@@ -117,6 +117,8 @@ def cancel_before_run(obs: Observation) -> Verdict | None:
         return None
     if obs.phase == Phase.FINALIZING:
         return None  # the deadline passed first: finalize records the lines as expired
+    if obs.status.start_time is not None:
+        return None  # shards ran and their Job was deleted since: finalize keeps their work
     step = obs.plan_step
     live = step.exists and not step.finished
     if obs.phase != Phase.CANCELLING or live:
