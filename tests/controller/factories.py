@@ -11,6 +11,7 @@ from typing import Any
 from llmbatch.api.documents import Manifest, ShardProgress
 from llmbatch.api.plan import PlanSummary
 from llmbatch.api.timefmt import format_time
+from llmbatch.controller.actions import EventSpec
 from llmbatch.controller.jobview import view_job
 from llmbatch.controller.observation import Observation, read_batchjob, shard_aggregate
 from llmbatch.controller.validation import ValidationResult
@@ -52,6 +53,7 @@ def at(minutes: float) -> datetime:
 
 def job(
     *,
+    name: str = "demo-run",
     suspend: bool = False,
     active: int = 0,
     complete: bool = False,
@@ -73,7 +75,7 @@ def job(
     }
     if failed_indexes is not None:
         status["failedIndexes"] = failed_indexes
-    return {"metadata": {"name": "demo-run"}, "spec": {"suspend": suspend}, "status": status}
+    return {"metadata": {"name": name}, "spec": {"suspend": suspend}, "status": status}
 
 
 def pod(
@@ -230,6 +232,75 @@ def observed(
         manifest=manifest,
     )
     return replace(obs, aggregate=shard_aggregate(obs, progress, estimated_total))
+
+
+def elastic_body(status: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
+    """demo with shards to add: parallelism 1, maxParallelism 3, in Kueue's queue team-a."""
+    fields: dict[str, Any] = {"parallelism": 1, "maxParallelism": 3, "queueName": "team-a"}
+    fields.update(spec)
+    return batchjob(status, **fields)
+
+
+def running_obs(
+    now: datetime,
+    status_extra: dict[str, Any] | None = None,
+    *,
+    rate: float | None = 0.01,
+    done: int = 0,
+    extras: tuple[dict[str, Any] | None, ...] = (),
+    extra_pods: tuple[list[dict[str, Any]], ...] = (),
+    main_pods: list[dict[str, Any]] | None = None,
+    **spec: Any,
+) -> Observation:
+    """A pass over the running elastic batch: the run Job with shard 0's pod and progress, the
+    extra Jobs (None where one is missing) with their pods, ``rate`` requests/s a shard."""
+    status = validated("Running", **{"shardCount": 1, **(status_extra or {})})
+    body = elastic_body(status, **spec)
+    obs = observed(
+        body,
+        now,
+        job=job(active=1),
+        pods=main_pods if main_pods is not None else [pod(0)],
+        validation=OK,
+        plan=PLAN,
+        progress=[progress(0, completed=done, updated=9)],
+    )
+    views = tuple(
+        view_job(extra, extra_pods[i] if i < len(extra_pods) else [])
+        for i, extra in enumerate(extras)
+    )
+    return replace(obs, shard_rate=rate, extra_runs=views)
+
+
+def two_shards(
+    now: datetime,
+    *,
+    scaled_up_at: datetime | None = None,
+    rate: float | None = 0.01,
+    extra_pod: dict[str, Any] | None = None,
+    **spec: Any,
+) -> Observation:
+    """``running_obs`` at two shards, the second in its extra Job demo-run-1 with one pod
+    (running unless ``extra_pod`` is given); the shard history says 1 -> 2 at ``scaled_up_at``
+    when given."""
+    status: dict[str, Any] = {"shardCount": 2}
+    if scaled_up_at is not None:
+        status["shardHistory"] = [
+            {"time": format_time(scaled_up_at), "from": 1, "to": 2, "reason": "ScaledUp"}
+        ]
+    return running_obs(
+        now,
+        status,
+        rate=rate,
+        extras=(job(name="demo-run-1", active=1),),
+        extra_pods=([extra_pod or pod(0)],),
+        **spec,
+    )
+
+
+def scaling_events(events: list[EventSpec]) -> list[EventSpec]:
+    """The pass's events but the plan's (the observed plan is new to the status)."""
+    return [e for e in events if e.reason not in ("Planned", "PlanStarted")]
 
 
 def condition(status: Mapping[str, Any], ctype: str) -> dict[str, Any]:

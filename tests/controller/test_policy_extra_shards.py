@@ -22,25 +22,34 @@ from llmbatch.controller.jobview import view_job
 from llmbatch.controller.observation import Observation
 from llmbatch.controller.policy.extra_shards import ExtraJobs, Placement, place, sort_extras
 from llmbatch.controller.policy.scaling import ScalingSettings
-from tests.controller.factories import at, condition, job, pod, validated
-from tests.controller.test_policy_scaling import elastic_body, running_obs, scaling_events
+from tests.controller.factories import (
+    at,
+    condition,
+    elastic_body,
+    job,
+    pod,
+    running_obs,
+    scaling_events,
+    two_shards,
+    validated,
+)
 
 HISTORY = [{"time": "2026-01-01T12:01:00Z", "from": 1, "to": 3, "reason": "ScaledUp"}]
 
 
 def running() -> dict[str, Any]:
-    return {**job(active=1), "metadata": {"name": "extra"}}
+    return job(name="extra", active=1)
 
 
 def failed(exit_code: int, words: str = "") -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """An extra Job whose one index failed (the Job controller's FailedIndexes), and its pods:
     the last one exited with ``exit_code``."""
-    body = job(failed_reason="FailedIndexes", failed_indexes="0")
+    body = job(name="extra", failed_reason="FailedIndexes", failed_indexes="0")
     body["status"]["conditions"][0]["message"] = "Job has failed indexes"
     last = pod(0, phase="Failed", exit_code=exit_code)
     if words:
         last["status"]["containerStatuses"][0]["state"]["terminated"]["message"] = words
-    return {**body, "metadata": {"name": "extra"}}, [pod(0, phase="Failed", exit_code=1), last]
+    return body, [pod(0, phase="Failed", exit_code=1), last]
 
 
 def three_shards(now: datetime, *extras: Any, rate: float = 0.01, **status: Any) -> Observation:
@@ -198,15 +207,8 @@ def test_an_extra_shard_with_the_permanent_error_fails_the_batch() -> None:
 
 def test_the_operator_settings_steer_the_decision() -> None:
     """The interval and hysteresis come from the operator's settings (config.py)."""
-    history = [{"time": "2026-01-01T12:09:40Z", "from": 1, "to": 2, "reason": "ScaledUp"}]
-    extra = {**job(active=1), "metadata": {"name": "demo-run-1"}}
-    obs = running_obs(
-        at(10),
-        {"shardCount": 2, "shardHistory": history},
-        rate=0.001,
-        extras=(extra,),
-        extra_pods=([pod(0)],),
-    )
+    # Scaled up 20 s ago: within the default interval (a minute), past the configured one.
+    obs = two_shards(at(10), scaled_up_at=at(10) - timedelta(seconds=20), rate=0.001)
     assert condition(decide(obs).wire, "Scaling")["reason"] == "Cooldown"
     quick = replace(obs, scaling=ScalingSettings(interval=timedelta(seconds=10)))
     assert condition(decide(quick).wire, "Scaling")["reason"] == "ScaledUp"

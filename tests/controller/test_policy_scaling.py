@@ -18,13 +18,11 @@ from llmbatch.controller.actions import (
     CreateExtraRunJob,
     CreateFinalizeJob,
     DeleteExtraRunJob,
-    EventSpec,
 )
 from llmbatch.controller.build_jobs import build_extra_run_job, build_runner_job
 from llmbatch.controller.decide import decide
 from llmbatch.controller.gpu_time import seconds_since
 from llmbatch.controller.jobview import PodSpan, pod_span, view_job
-from llmbatch.controller.observation import Observation
 from llmbatch.controller.policy.scaling import (
     ScalingInputs,
     ScalingSettings,
@@ -40,9 +38,13 @@ from tests.controller.factories import (
     at,
     batchjob,
     condition,
+    elastic_body,
     job,
     observed,
     pod,
+    running_obs,
+    scaling_events,
+    two_shards,
     validated,
 )
 from tests.controller.test_build_jobs import CONFIG
@@ -242,12 +244,6 @@ def test_rate_forgets_restarted_and_silent_shards() -> None:
 # -- the extra Jobs -------------------------------------------------------------------------
 
 
-def elastic_body(status: dict[str, Any] | None = None, **spec: Any) -> dict[str, Any]:
-    fields: dict[str, Any] = {"parallelism": 1, "maxParallelism": 3, "queueName": "team-a"}
-    fields.update(spec)
-    return batchjob(status, **fields)
-
-
 def test_extra_job_is_a_one_shard_indexed_job_with_the_queue_label() -> None:
     body = elastic_body()
     main = build_runner_job(body, CONFIG, at(0))
@@ -283,42 +279,6 @@ def test_max_parallelism_below_parallelism_is_refused() -> None:
     assert not off.elastic
 
 
-def running_obs(
-    now: datetime,
-    status_extra: dict[str, Any] | None = None,
-    *,
-    rate: float | None = 0.01,
-    done: int = 0,
-    extras: tuple[dict[str, Any] | None, ...] = (),
-    extra_pods: tuple[list[dict[str, Any]], ...] = (),
-    main_pods: list[dict[str, Any]] | None = None,
-    **spec: Any,
-) -> Observation:
-    status = validated("Running", **{"shardCount": 1, **(status_extra or {})})
-    body = elastic_body(status, **spec)
-    from tests.controller.factories import progress as progress_doc
-
-    obs = observed(
-        body,
-        now,
-        job=job(active=1),
-        pods=main_pods if main_pods is not None else [pod(0)],
-        validation=OK,
-        plan=PLAN,
-        progress=[progress_doc(0, completed=done, updated=9)],
-    )
-    views = tuple(
-        view_job(extra, extra_pods[i] if i < len(extra_pods) else [])
-        for i, extra in enumerate(extras)
-    )
-    return replace(obs, shard_rate=rate, extra_runs=views)
-
-
-def scaling_events(events: list[EventSpec]) -> list[EventSpec]:
-    """The pass's events but the plan's (the observed plan is new to the status)."""
-    return [e for e in events if e.reason not in ("Planned", "PlanStarted")]
-
-
 def test_a_pass_behind_the_deadline_creates_an_extra_job_and_records_it() -> None:
     # PLAN: 18 runnable requests; 0.005 req/s per shard: 3600 s for one, 2640 s left before
     # the margin (6 min of the 1 h window); two shards make it.
@@ -335,38 +295,19 @@ def test_a_pass_behind_the_deadline_creates_an_extra_job_and_records_it() -> Non
 
 
 def test_a_pass_ahead_deletes_the_last_extra_job() -> None:
-    history = [{"time": format_time(at(1)), "from": 1, "to": 2, "reason": "ScaledUp"}]
-    extra = {**job(active=1), "metadata": {"name": "demo-run-1"}}
-    obs = running_obs(
-        at(10),
-        {"shardCount": 2, "shardHistory": history},
-        rate=1.0,
-        extras=(extra,),
-        extra_pods=([pod(0)],),
-    )
-    decision = decide(obs)
+    decision = decide(two_shards(at(10), scaled_up_at=at(1), rate=1.0))
     assert DeleteExtraRunJob(1) in decision.actions
     assert decision.wire["shardCount"] == 1
     assert condition(decision.wire, "Scaling")["reason"] == "ScaledDown"
 
 
 def test_extra_shards_are_listed_in_the_shard_summary() -> None:
-    extra = {**job(active=1), "metadata": {"name": "demo-run-1"}}
-    obs = running_obs(at(10), {"shardCount": 2}, extras=(extra,), extra_pods=([pod(0)],))
-    shards = decide(obs).wire["shards"]
+    shards = decide(two_shards(at(10))).wire["shards"]
     assert [(s["index"], s["state"]) for s in shards] == [(0, "Running"), (1, "Running")]
 
 
 def test_pending_extra_shard_blocks_further_scaling() -> None:
-    history = [{"time": format_time(at(1)), "from": 1, "to": 2, "reason": "ScaledUp"}]
-    extra = {**job(active=1), "metadata": {"name": "demo-run-1"}}
-    obs = running_obs(
-        at(10),
-        {"shardCount": 2, "shardHistory": history},
-        rate=0.001,
-        extras=(extra,),
-        extra_pods=([pod(0, phase="Pending")],),
-    )
+    obs = two_shards(at(10), scaled_up_at=at(1), rate=0.001, extra_pod=pod(0, phase="Pending"))
     decision = decide(obs)
     assert not [a for a in decision.actions if isinstance(a, CreateExtraRunJob | DeleteExtraRunJob)]
     scaling = condition(decision.wire, "Scaling")
@@ -375,11 +316,7 @@ def test_pending_extra_shard_blocks_further_scaling() -> None:
 
 
 def test_suspending_the_batch_removes_the_extra_shards() -> None:
-    extra = {**job(active=1), "metadata": {"name": "demo-run-1"}}
-    obs = running_obs(
-        at(10), {"shardCount": 2}, extras=(extra,), extra_pods=([pod(0)],), suspend=True
-    )
-    decision = decide(obs)
+    decision = decide(two_shards(at(10), suspend=True))
     assert DeleteExtraRunJob(1) in decision.actions
     assert decision.wire["shardCount"] == 1
 
@@ -389,12 +326,12 @@ def test_finalize_waits_for_every_run_job() -> None:
     exit by itself and finalize is not created until it has."""
     status = validated("Running", shardCount=2)
     body = elastic_body(status)
-    extra = {**job(active=1), "metadata": {"name": "demo-run-1"}}
+    extra = job(name="demo-run-1", active=1)
     obs = observed(body, at(10), job=job(complete=True, completed_indexes="0"), plan=PLAN)
     waiting = decide(replace(obs, extra_runs=(view_job(extra, [pod(0)]),)))
     assert not [a for a in waiting.actions if isinstance(a, CreateFinalizeJob | DeleteExtraRunJob)]
     assert "waiting for 1 extra shard pod(s)" in (waiting.status.message or "")
-    done = {**job(complete=True, completed_indexes="0"), "metadata": {"name": "demo-run-1"}}
+    done = job(name="demo-run-1", complete=True, completed_indexes="0")
     finished = decide(replace(obs, extra_runs=(view_job(done),)))
     assert any(isinstance(a, CreateFinalizeJob) for a in finished.actions)
 
@@ -403,12 +340,9 @@ def test_at_the_deadline_running_extra_shards_stop_by_themselves() -> None:
     """Within the stop grace after the deadline the extra shard is left to stop at it (and
     answer its requests in flight); after the grace it is deleted like the run Job is
     suspended."""
-    extra = {**job(active=1), "metadata": {"name": "demo-run-1"}}
 
     def at_deadline(seconds: float) -> Any:
-        due = at(60) + timedelta(seconds=seconds)
-        obs = running_obs(due, {"shardCount": 2}, extras=(extra,), extra_pods=([pod(0)],))
-        return decide(obs)
+        return decide(two_shards(at(60) + timedelta(seconds=seconds)))
 
     within = at_deadline(10)
     assert within.phase.value == "Finalizing"
