@@ -31,14 +31,28 @@ def kuberay_says(api: FakeApi, deployment: str, job: str = "", **status: Any) ->
 
 
 async def planned(
-    api: FakeApi, runtime: Runtime, s3_server: S3Server, body: dict[str, Any]
-) -> None:
-    """Validate, plan, and create the RayJob (three passes)."""
+    fakes: World, s3_server: S3Server, **spec: Any
+) -> tuple[FakeApi, Runtime, dict[str, Any], BatchJobMemory]:
+    """A KubeRay-form batch (``RAY`` and ``spec``) validated, planned and its RayJob created
+    (two passes). The body carries the status they wrote; the memory returned for the passes
+    after is a new one, as after an operator restart."""
+    api, runtime, make = fakes
+    body = make(**RAY, **spec)
     memory = BatchJobMemory()
     await reconcile_once(body, memory, runtime)
     finish_plan(api, s3_server, body)
     await reconcile_once(body, memory, runtime)
     body["status"] = dict(api.batchjobs["demo"]["status"])
+    return api, runtime, body, BatchJobMemory()
+
+
+async def kuberay_runs(
+    api: FakeApi, runtime: Runtime, body: dict[str, Any], memory: BatchJobMemory, workers: int
+) -> None:
+    """KubeRay says the RayJob runs, its head and ``workers`` worker pods up; a pass reads it."""
+    kuberay_says(api, "Running", "RUNNING")
+    api.labelled_pods = [ray_pod("ray-head"), *(ray_pod() for _ in range(workers))]
+    await reconcile_once(body, memory, runtime)
 
 
 async def test_the_rayjob_runs_the_batch_from_plan_to_finalize(
@@ -74,9 +88,7 @@ async def test_the_rayjob_runs_the_batch_from_plan_to_finalize(
     kuberay_says(api, "Initializing")
     await reconcile_once(body, memory, runtime)
     assert "Initializing" in api.batchjobs["demo"]["status"]["message"]
-    kuberay_says(api, "Running", "RUNNING")
-    api.labelled_pods = [ray_pod("ray-head"), ray_pod(), ray_pod()]
-    await reconcile_once(body, memory, runtime)
+    await kuberay_runs(api, runtime, body, memory, workers=2)
     status = api.batchjobs["demo"]["status"]
     assert status["phase"] == "Running" and status["reason"] == "PodsRunning"
     assert "list_labelled_pods {'llmbatch.io/batchjob': 'demo', 'llmbatch.io/role': 'ray'}" in (
@@ -101,13 +113,8 @@ async def test_a_rayjob_deleted_while_running_is_created_again_without_leaving_r
     s3_server: S3Server,
     events: list[tuple[str, str, str]],  # noqa: F811
 ) -> None:
-    api, runtime, make = world
-    body = make(**RAY)
-    await planned(api, runtime, s3_server, body)
-    memory = BatchJobMemory()
-    kuberay_says(api, "Running", "RUNNING")
-    api.labelled_pods = [ray_pod("ray-head"), ray_pod(), ray_pod()]
-    await reconcile_once(body, memory, runtime)
+    api, runtime, body, memory = await planned(world, s3_server)
+    await kuberay_runs(api, runtime, body, memory, workers=2)
     assert api.batchjobs["demo"]["status"]["phase"] == "Running"
     del api.rayjobs["demo-ray"]
     api.labelled_pods = []
@@ -144,13 +151,11 @@ async def test_a_failed_rayjob_fails_the_batch_with_its_message_in_status_and_ev
     s3_server: S3Server,
     events: list[tuple[str, str, str]],  # noqa: F811
 ) -> None:
-    api, runtime, make = world
-    body = make(**RAY)
-    await planned(api, runtime, s3_server, body)
+    api, runtime, body, memory = await planned(world, s3_server)
     kuberay_says(
         api, "Failed", "FAILED", reason="AppFailed", message=LOG.format(code=1) + "OOM killed\n"
     )
-    delay = await reconcile_once(body, BatchJobMemory(), runtime)
+    delay = await reconcile_once(body, memory, runtime)
     status = api.batchjobs["demo"]["status"]
     assert status["phase"] == "Failed" and status["reason"] == "BackoffLimitExceeded"
     assert "AppFailed" in status["message"] and "OOM killed" in status["message"]
@@ -164,13 +169,8 @@ async def test_cancel_suspends_the_rayjob_and_finalizes_once_kuberay_removed_the
     world: World,  # noqa: F811
     s3_server: S3Server,
 ) -> None:
-    api, runtime, make = world
-    body = make(**RAY)
-    await planned(api, runtime, s3_server, body)
-    kuberay_says(api, "Running", "RUNNING")
-    api.labelled_pods = [ray_pod("ray-head"), ray_pod()]
-    memory = BatchJobMemory()
-    await reconcile_once(body, memory, runtime)
+    api, runtime, body, memory = await planned(world, s3_server)
+    await kuberay_runs(api, runtime, body, memory, workers=1)
     body["spec"]["cancel"] = True
     body["metadata"]["generation"] = 2
     await reconcile_once(body, memory, runtime)
@@ -192,11 +192,8 @@ async def test_the_ttl_deletes_the_rayjob_with_the_jobs(
     world: World,  # noqa: F811
     s3_server: S3Server,
 ) -> None:
-    api, runtime, make = world
-    body = make(ttlSecondsAfterFinished=0, **RAY)
-    await planned(api, runtime, s3_server, body)
+    api, runtime, body, memory = await planned(world, s3_server, ttlSecondsAfterFinished=0)
     kuberay_says(api, "Complete", "SUCCEEDED")
-    memory = BatchJobMemory()
     await reconcile_once(body, memory, runtime)
     api.jobs["demo-finalize"]["status"] = finalize_job(complete=True)["status"]
     await reconcile_once(body, memory, runtime)
