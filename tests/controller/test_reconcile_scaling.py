@@ -21,6 +21,8 @@ from tests.controller.fakeapi import FakeApi
 from tests.controller.test_reconcile import events, finish_plan, world  # noqa: F401
 from tests.fixtures.s3 import S3Server
 
+World = tuple[FakeApi, Runtime, Callable[..., dict[str, Any]]]
+
 
 def answered(done: int, seconds_ago: float) -> ShardProgress:
     """Shard 0's progress document as it was ``seconds_ago``."""
@@ -29,9 +31,10 @@ def answered(done: int, seconds_ago: float) -> ShardProgress:
 
 
 async def scaled_up(
-    api: FakeApi, runtime: Runtime, make: Callable[..., dict[str, Any]], s3_server: S3Server
-) -> tuple[dict[str, Any], BatchJobMemory]:
+    fakes: World, s3_server: S3Server
+) -> tuple[FakeApi, Runtime, dict[str, Any], BatchJobMemory]:
     """A late batch (parallelism 1, maxParallelism 2) after the pass that added its shard."""
+    api, runtime, make = fakes
     body = make(parallelism=1, maxParallelism=2, completionWindow="10m")
     body["metadata"]["creationTimestamp"] = format_time(datetime.now(UTC) - timedelta(minutes=5))
     memory = BatchJobMemory()
@@ -43,16 +46,15 @@ async def scaled_up(
     # One request a minute: the plan's 18 take 18 minutes, 5 are left.
     memory.rates.observe([answered(0, 121), answered(1, 120), answered(3, 1)])
     await reconcile_once(body, memory, runtime)
-    return body, memory
+    return api, runtime, body, memory
 
 
 async def test_a_late_batch_gets_an_extra_job_and_suspend_deletes_it(
-    world: tuple[FakeApi, Runtime, Callable[..., dict[str, Any]]],  # noqa: F811
+    world: World,  # noqa: F811
     s3_server: S3Server,
     events: list[tuple[str, str, str]],  # noqa: F811
 ) -> None:
-    api, runtime, make = world
-    body, memory = await scaled_up(api, runtime, make, s3_server)
+    api, runtime, body, memory = await scaled_up(world, s3_server)
     status = api.batchjobs["demo"]["status"]
     assert status["shardCount"] == 2
     assert [(c["from"], c["to"], c["reason"]) for c in status["shardHistory"]] == [
@@ -74,12 +76,11 @@ async def test_a_late_batch_gets_an_extra_job_and_suspend_deletes_it(
 
 
 async def test_a_failed_extra_job_is_a_lost_shard_and_the_batch_runs_on(
-    world: tuple[FakeApi, Runtime, Callable[..., dict[str, Any]]],  # noqa: F811
+    world: World,  # noqa: F811
     s3_server: S3Server,
     events: list[tuple[str, str, str]],  # noqa: F811
 ) -> None:
-    api, runtime, make = world
-    body, memory = await scaled_up(api, runtime, make, s3_server)
+    api, runtime, body, memory = await scaled_up(world, s3_server)
     assert api.batchjobs["demo"]["status"]["shardCount"] == 2
     # The extra shard spent its retries (what the Job controller writes then).
     api.jobs["demo-run-1"]["status"] = {
@@ -101,11 +102,10 @@ async def test_a_failed_extra_job_is_a_lost_shard_and_the_batch_runs_on(
 
 
 async def test_a_pass_reads_extra_jobs_being_deleted_and_the_operator_settings(
-    world: tuple[FakeApi, Runtime, Callable[..., dict[str, Any]]],  # noqa: F811
+    world: World,  # noqa: F811
     s3_server: S3Server,
 ) -> None:
-    api, runtime, make = world
-    body, _ = await scaled_up(api, runtime, make, s3_server)
+    api, runtime, body, _ = await scaled_up(world, s3_server)
     api.jobs["demo-run-1"]["metadata"]["deletionTimestamp"] = format_time(datetime.now(UTC))
     settings = ScalingSettings(interval=timedelta(seconds=5))
     runtime = replace(runtime, config=replace(runtime.config, scaling=settings))
