@@ -86,9 +86,16 @@ def rayjob_operator(
         proc.stop()
 
 
-def submit(
-    kubectl: Kubectl, sandbox: SandboxInfo, store: ObjectStore, model_uri: str, served: str
+@pytest.fixture
+def submitted(
+    rayjob_operator: OperatorProcess,
+    ray_kubectl: Kubectl,
+    sandbox: SandboxInfo,
+    store: ObjectStore,
+    model_uri: str,
+    tiny_served_name: str,
 ) -> str:
+    """A KubeRay-form batch of ``REQUESTS`` lines, applied with the operator running: its name."""
     name = f"rayform-{uuid.uuid4().hex[:6]}"
     base = f"s3://{sandbox.bucket}/e2e-rayjob/{name}"
     body = {
@@ -96,7 +103,7 @@ def submit(
         "kind": "BatchJob",
         "metadata": {"name": name, "namespace": NAMESPACE},
         "spec": {
-            "model": {"name": served, "source": model_uri},
+            "model": {"name": tiny_served_name, "source": model_uri},
             "input": f"{base}/input.jsonl",
             "output": f"{base}/out/",
             "backend": "ray",
@@ -105,8 +112,9 @@ def submit(
             "storage": {"secretRef": {"name": SECRET}},
         },
     }
-    store.write_bytes(body["spec"]["input"], requests_jsonl(REQUESTS, served, prefix=name))
-    result = kubectl.apply(body)
+    lines = requests_jsonl(REQUESTS, tiny_served_name, prefix=name)
+    store.write_bytes(body["spec"]["input"], lines)
+    result = ray_kubectl.apply(body)
     assert result.returncode == 0, result.stderr
     return name
 
@@ -122,15 +130,16 @@ def kuberay_says(kubectl: Kubectl, name: str, **status: Any) -> None:
     )
 
 
+def kuberay_runs(kubectl: Kubectl, name: str) -> None:
+    """KubeRay says the RayJob runs; the operator maps that onto the BatchJob."""
+    kuberay_says(kubectl, name, jobDeploymentStatus="Running", jobStatus="RUNNING")
+    kubectl.wait_phase(name, "Running", timeout=60)
+
+
 def test_the_operator_creates_the_rayjob_and_maps_kuberays_status(
-    rayjob_operator: OperatorProcess,
-    ray_kubectl: Kubectl,
-    sandbox: SandboxInfo,
-    store: ObjectStore,
-    model_uri: str,
-    tiny_served_name: str,
+    ray_kubectl: Kubectl, submitted: str
 ) -> None:
-    name = submit(ray_kubectl, sandbox, store, model_uri, tiny_served_name)
+    name = submitted
     rayjob = wait_rayjob(ray_kubectl, name)
     owner = rayjob["metadata"]["ownerReferences"][0]
     assert (owner["kind"], owner["name"]) == ("BatchJob", name)
@@ -143,8 +152,7 @@ def test_the_operator_creates_the_rayjob_and_maps_kuberays_status(
     assert status["requestCounts"]["total"] == REQUESTS
     assert ray_kubectl.get("job", f"{name}-run") is None
 
-    kuberay_says(ray_kubectl, name, jobDeploymentStatus="Running", jobStatus="RUNNING")
-    ray_kubectl.wait_phase(name, "Running", timeout=60)
+    kuberay_runs(ray_kubectl, name)
     message = "Job entrypoint command failed with exit code 1, last available logs:\nboom\n"
     kuberay_says(
         ray_kubectl,
@@ -172,17 +180,11 @@ def test_the_operator_creates_the_rayjob_and_maps_kuberays_status(
 
 
 def test_cancel_suspends_the_rayjob_then_finalize_records_every_line(
-    rayjob_operator: OperatorProcess,
-    ray_kubectl: Kubectl,
-    sandbox: SandboxInfo,
-    store: ObjectStore,
-    model_uri: str,
-    tiny_served_name: str,
+    ray_kubectl: Kubectl, submitted: str
 ) -> None:
-    name = submit(ray_kubectl, sandbox, store, model_uri, tiny_served_name)
+    name = submitted
     wait_rayjob(ray_kubectl, name)
-    kuberay_says(ray_kubectl, name, jobDeploymentStatus="Running", jobStatus="RUNNING")
-    ray_kubectl.wait_phase(name, "Running", timeout=60)
+    kuberay_runs(ray_kubectl, name)
     ray_kubectl.patch_spec(name, {"cancel": True})
     wait_for(
         "the RayJob to be suspended",
