@@ -69,6 +69,7 @@ def test_finalize_merges_dedups_and_is_idempotent(tmp_path: Path) -> None:
     config = FinalizeConfig(str(source), str(out))
     manifest = finalize(config)
     assert manifest["requestCounts"] == {"total": 4, "completed": 3, "failed": 1}
+    assert manifest["unanswered"] == 0
     assert manifest["usage"] == {"promptTokens": 4, "completionTokens": 5}
     output = read_jsonl((out / "output.jsonl").read_bytes())
     assert sorted(r["custom_id"] for r in output) == ["req-0", "req-1", "req-2"]
@@ -107,6 +108,23 @@ def test_finalize_records_unfinished_lines_by_reason(
         (None, ErrorCode.INVALID_REQUEST.value, 4),
     ]
     assert manifest["requestCounts"] == {"total": 3, "completed": 1, "failed": 2}
+    assert (manifest["reason"], manifest["unanswered"]) == (reason, 1)
+
+
+def test_a_late_finalize_that_finds_every_line_answered_counts_none_unanswered(
+    tmp_path: Path,
+) -> None:
+    # The deadline passed after the shards answered every line: finalize as expired records
+    # nothing as batch_expired, and the manifest says so (the operator then says Succeeded).
+    source = write_lines(tmp_path / "in.jsonl", chat_batch(2))
+    out = tmp_path / "out"
+    write_plan(str(source), str(out))
+    answers = [records.success_record("b", n, f"req-{n - 1}", {}, 1, 1) for n in (1, 2)]
+    _write_part(out, 0, 0, answers)
+    manifest = finalize(FinalizeConfig(str(source), str(out), reason="expired"))
+    assert (manifest["reason"], manifest["unanswered"]) == ("expired", 0)
+    assert manifest["requestCounts"] == {"total": 2, "completed": 2, "failed": 0}
+    assert (out / "errors.jsonl").read_bytes() == b""
 
 
 def test_cli_parsers() -> None:
@@ -322,9 +340,10 @@ def test_progress_checkpoint_and_manifest_keep_their_keys(tmp_path: Path) -> Non
     assert _document(out / "manifest.json") == manifest
     assert set(manifest) == {
         "batch", "input", "outputFile", "errorFile", "endpoint", "model", "engineArgs",
-        "shardCount", "reason", "requestCounts", "usage", "sha256", "inputLines", "timing",
-        "runnerVersion", "engineVersion",
+        "shardCount", "reason", "requestCounts", "unanswered", "usage", "sha256", "inputLines",
+        "timing", "runnerVersion", "engineVersion",
     }  # fmt: skip
+    assert manifest["unanswered"] == 0
     assert set(manifest["timing"]) == {"startedAt", "runFinishedAt", "finalizedAt"}
     assert manifest["timing"]["startedAt"] == progress["startedAt"]
     assert set(manifest["sha256"]) == {"input", "output", "errors"}

@@ -26,3 +26,25 @@ def test_readers_ignore_fields_of_a_newer_writer() -> None:
     checkpoint = ShardCheckpoint.model_validate_json(data)
     assert (checkpoint.shard, checkpoint.attempt, checkpoint.state) == (3, 2, "done")
     assert "somethingNew" not in checkpoint.to_dict()
+
+
+def test_the_manifest_counts_unanswered_lines_and_reads_old_manifests_without_them() -> None:
+    manifest = Manifest(reason="expired", request_counts=Counts(total=2, completed=2))
+    # Sorted keys, "unanswered" among them: a new manifest always says how many lines
+    # finalize recorded as batch_expired / batch_cancelled.
+    wire = manifest.model_copy(update={"unanswered": 0}).to_json()
+    assert wire == (
+        b'{"batch": null, "endpoint": null, "engineArgs": null, "engineVersion": null, '
+        b'"errorFile": null, "input": null, "inputLines": null, "model": null, '
+        b'"outputFile": null, "reason": "expired", "requestCounts": {"completed": 2, '
+        b'"failed": 0, "total": 2}, "runnerVersion": null, "sha256": {"errors": null, '
+        b'"input": null, "output": null}, "shardCount": 1, "timing": {"finalizedAt": null, '
+        b'"runFinishedAt": null, "startedAt": null}, "unanswered": 0, "usage": '
+        b'{"completionTokens": 0, "promptTokens": 0}}'
+    )
+    assert Manifest.model_validate_json(wire).unanswered == 0
+    # A manifest written before the field: it does not say (None, not 0), so a late batch
+    # stays Expired (policy/deadline.py).
+    old = json.loads(wire)
+    del old["unanswered"]
+    assert Manifest.model_validate(old).unanswered is None

@@ -122,6 +122,11 @@ class Manifest(Document):
     shard_count: int = Field(default=1, ge=1)
     reason: FinalizeReason = "none"
     request_counts: Counts = Field(default_factory=Counts)
+    # The runnable lines no shard answered, which finalize recorded as batch_expired or
+    # batch_cancelled (``reason`` says which); 0 when every line had its result. None in a
+    # manifest of a runner before this field: it does not say, so a batch finalized after
+    # its deadline stays Expired (policy/deadline.py).
+    unanswered: int | None = Field(default=None, ge=0)
     usage: TokenUsage = Field(default_factory=TokenUsage)
     sha256: FileHashes = Field(default_factory=FileHashes)
     input_lines: int | None = Field(default=None, ge=0)

@@ -279,6 +279,7 @@ def _build_manifest(ctx: _Context, plan: PlanSummary, merged: _Merged) -> Manife
         shard_count=config.shard_count or max([c.shard_count for c in checkpoints] or [1]),
         reason=config.reason,
         request_counts=Counts(total=plan.total, completed=tally.completed, failed=tally.failed),
+        unanswered=ctx.unanswered,
         usage=TokenUsage(
             prompt_tokens=tally.prompt_tokens, completion_tokens=tally.completion_tokens
         ),
