@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from llmbatch.api.documents import Manifest
 from llmbatch.api.phases import Phase
 from llmbatch.controller.actions import (
     CreateFinalizeJob,
@@ -13,6 +14,7 @@ from llmbatch.controller.decide import decide
 from llmbatch.controller.policy import deadline
 from tests.controller.factories import (
     MANIFEST,
+    MANIFEST_COUNTS,
     OK,
     at,
     batchjob,
@@ -89,6 +91,51 @@ def test_all_shards_done_before_the_operator_saw_the_deadline_still_succeeds() -
     )
     assert decision.phase == Phase.FINALIZING
     assert decision.actions == [CreateFinalizeJob("none")]
+
+
+@pytest.mark.parametrize(
+    ("unanswered", "phase", "reason", "condition_type"),
+    [
+        # finalize recorded no batch_expired line: every request has its result.
+        (0, Phase.SUCCEEDED, "Finalized", "Complete"),
+        (3, Phase.EXPIRED, "DeadlineExceeded", "Expired"),
+        # A manifest of a runner that did not count them: the old outcome.
+        (None, Phase.EXPIRED, "DeadlineExceeded", "Expired"),
+    ],
+)
+def test_a_late_batch_is_expired_only_if_finalize_recorded_an_expired_line(
+    unanswered: int | None, phase: Phase, reason: str, condition_type: str
+) -> None:
+    status = validated("Finalizing", reason="DeadlineExceeded", message="stopping")
+    manifest = MANIFEST.model_copy(update={"reason": "expired", "unanswered": unanswered})
+    done = decide(
+        observed(
+            batchjob(status),
+            at(63),
+            job=job(suspend=True),
+            finalize=finalize_job(complete=True),
+            manifest=manifest,
+        )
+    )
+    assert (done.phase, done.wire["reason"]) == (phase, reason)
+    assert condition(done.wire, condition_type)["status"] == "True"
+    assert done.wire["requestCounts"] == MANIFEST_COUNTS
+    assert done.wire["message"].endswith("18 of 20 requests completed, 2 failed")
+    if phase == Phase.SUCCEEDED:
+        assert done.wire["message"].startswith("every request has its result (the deadline")
+        assert done.wire["timestamps"]["completedAt"]
+        assert "expiredAt" not in done.wire["timestamps"]
+        assert done.events[0].type == "Normal"
+    else:
+        assert done.wire["message"].startswith("the deadline passed; ")
+        assert done.wire["timestamps"]["expiredAt"]
+
+
+def test_finalized_late_reads_only_the_unanswered_count() -> None:
+    assert deadline.finalized_late(None, "finalized").phase == Phase.EXPIRED
+    answered = Manifest(reason="expired", unanswered=0)
+    assert deadline.finalized_late(answered, "x").phase == Phase.SUCCEEDED
+    assert deadline.finalized_late(Manifest(unanswered=1), "x").phase == Phase.EXPIRED
 
 
 def test_at_the_deadline_shards_get_a_grace_to_stop_by_themselves() -> None:

@@ -156,6 +156,18 @@ def test_proceed_waits_then_finalizes_then_concludes() -> None:
     assert outcome.message == "18 of 20 requests completed, 2 failed"
 
 
+def test_a_cancel_stays_cancelled_even_with_nothing_left_to_cancel() -> None:
+    # Unlike a late batch: the user asked for the cancel, so finding every request answered
+    # does not turn it into a success.
+    stop = Stop("cancelled", Verdict(Phase.CANCELLING, "CancelRequested", "stopping"))
+    nothing_cancelled = MANIFEST.model_copy(update={"reason": "cancelled", "unanswered": 0})
+    assert stopping.outcome(stop, nothing_cancelled).phase == Phase.CANCELLED
+    assert stopping.outcome(stop, None).phase == Phase.CANCELLED
+    # Shards that finished everything end Succeeded whatever the count says.
+    done = Stop("none", Verdict(Phase.FINALIZING, "ShardsComplete", "merging"))
+    assert stopping.outcome(done, MANIFEST).phase == Phase.SUCCEEDED
+
+
 def test_summary_without_counts_says_finalized() -> None:
     assert stopping.summary(None) == "finalized"
     assert stopping.summary(Manifest()) == "finalized"

@@ -367,7 +367,10 @@ def _write_manifest(s3_server: S3Server, body: dict[str, Any], manifest: Manifes
     [
         ("none", "Finalizing", "ShardsComplete", 0, "Succeeded"),
         ("cancelled", "Cancelling", "CancelRequested", 5, "Cancelled"),
+        ("cancelled", "Cancelling", "CancelRequested", 0, "Cancelled"),
         ("expired", "Finalizing", "DeadlineExceeded", 5, "Expired"),
+        # Every line answered, the deadline passed before the operator saw the shards done.
+        ("expired", "Finalizing", "DeadlineExceeded", 0, "Succeeded"),
     ],
 )
 async def test_a_finalize_job_deleted_while_stopping_is_created_again_and_the_batch_ends(
@@ -412,7 +415,8 @@ async def test_a_finalize_job_deleted_while_stopping_is_created_again_and_the_ba
     }
     # The new pod finalizes: the batch ends, and no third Job is made.
     counts = Counts(total=20, completed=20 - 2 - unanswered, failed=2 + unanswered)
-    _write_manifest(s3_server, body, Manifest(reason=mode, request_counts=counts))  # type: ignore[arg-type]
+    manifest = Manifest(reason=mode, request_counts=counts, unanswered=unanswered)  # type: ignore[arg-type]
+    _write_manifest(s3_server, body, manifest)
     api.jobs["demo-finalize"]["status"] = finalize_job(complete=True)["status"]
     delay = await reconcile_once(body, memory, runtime)
     status = api.batchjobs["demo"]["status"]

@@ -1,7 +1,8 @@
 """Deadline and expiry: when the batch's completion window ends, and what happens then.
 
 The deadline is creationTimestamp + spec.completionWindow. Past it (or when a shard says it
-stopped at it), the shards stop and finalize records every unfinished line as batch_expired.
+stopped at it), the shards stop and finalize records every unfinished line as batch_expired:
+the batch ends Expired, or Succeeded when finalize found no unfinished line.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmbatch.api.batchjob import BatchJobSpec
 from llmbatch.api.conditions import Reason
-from llmbatch.api.documents import FinalizeReason
+from llmbatch.api.documents import FinalizeReason, Manifest
 from llmbatch.api.durations import parse_duration
 from llmbatch.api.phases import Phase
 from llmbatch.api.timefmt import format_time, parse_time
@@ -58,8 +59,18 @@ def shards_stop_themselves(obs: Observation, mode: FinalizeReason) -> bool:
     )
 
 
-def expired(summary: str) -> Verdict:
-    """Finalize ran after the deadline."""
+def finalized_late(manifest: Manifest | None, summary: str) -> Verdict:
+    """Finalize ran after the deadline. Expired when it recorded requests as batch_expired.
+    When it found every request answered (the last answers came in before the shards
+    stopped: the deadline passed before the operator saw them finish), nothing expired:
+    Succeeded. A manifest that does not count the unanswered lines (an older runner's) keeps
+    the old outcome, Expired."""
+    if manifest is not None and manifest.unanswered == 0:
+        return Verdict(
+            Phase.SUCCEEDED,
+            Reason.FINALIZED,
+            f"every request has its result (the deadline passed before finalize); {summary}",
+        )
     return Verdict(Phase.EXPIRED, Reason.DEADLINE_EXCEEDED, f"the deadline passed; {summary}")
 
 

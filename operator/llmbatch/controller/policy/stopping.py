@@ -70,7 +70,7 @@ def proceed(obs: Observation, stop: Stop) -> Verdict:
     if obs.finalize.failed:
         return failure.finalize_failed(obs)
     if obs.finalize.complete:
-        return outcome(stop, summary(obs.manifest))
+        return outcome(stop, obs.manifest)
     return verdict
 
 
@@ -82,9 +82,13 @@ def summary(manifest: Manifest | None) -> str:
     return f"{counts.completed} of {counts.total or 0} requests completed, {counts.failed} failed"
 
 
-def outcome(stop: Stop, text: str) -> Verdict:
+def outcome(stop: Stop, manifest: Manifest | None) -> Verdict:
+    """How the batch ends once finalize is done. A cancel stays Cancelled even when nothing
+    was left to cancel (the user asked for it); a late batch is Expired only when finalize
+    recorded a request as batch_expired (``deadline.finalized_late``)."""
+    text = summary(manifest)
     if stop.mode == "expired":
-        return deadline.expired(text)
+        return deadline.finalized_late(manifest, text)
     if stop.mode == "cancelled":
         return cancel_suspend.cancelled(text)
     return Verdict(Phase.SUCCEEDED, Reason.FINALIZED, text)
