@@ -98,7 +98,7 @@ def submitted(
     """A KubeRay-form batch of ``REQUESTS`` lines, applied with the operator running: its name."""
     name = f"rayform-{uuid.uuid4().hex[:6]}"
     base = f"s3://{sandbox.bucket}/e2e-rayjob/{name}"
-    body = {
+    body: dict[str, Any] = {
         "apiVersion": "llmbatch.io/v1alpha1",
         "kind": "BatchJob",
         "metadata": {"name": name, "namespace": NAMESPACE},
