@@ -25,6 +25,9 @@ from llmbatch.runner.sampling import RequestError, build_sampling_params
 
 log = logging.getLogger(__name__)
 
+# Kernels oneDNN keeps compiled on the CPU (its default is 1,024); see engine_defaults.
+ONEDNN_KERNEL_CACHE = "128"
+
 
 @dataclass(frozen=True)
 class Finished:
@@ -73,6 +76,12 @@ def engine_defaults(endpoint: Endpoint) -> dict[str, Any]:
         # Without an explicit KV cache size the CPU backend claims most of the node's memory
         # and refuses to start when other processes hold some; a pod sets its own size.
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+        # oneDNN, torch's CPU kernel library, keeps every kernel it compiles for a new tensor
+        # shape, up to 1,024 by default. A shard meets a new batch shape for many thousands of
+        # lines, so its resident size rose by about 350 MB over the first 100,000 lines before
+        # that cache was full. A smaller cache keeps the shard flat from the first chunk at the
+        # same speed (docs/data-plane.md, benchmarks/RESULTS.md). Read at the first kernel.
+        os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", ONEDNN_KERNEL_CACHE)
         # CUDA graphs and torch.compile do not pay off on the CPU backend and slow the start.
         defaults.update(enforce_eager=True, dtype="float32")
     if endpoint == Endpoint.EMBEDDINGS:
