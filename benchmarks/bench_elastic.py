@@ -333,4 +333,7 @@ Target (the elastic batch meets the deadline with fewer GPU-seconds than fixed 2
 
 
 if __name__ == "__main__":
+    from children import end_children_with_this_process
+
+    end_children_with_this_process()
     main()

@@ -135,4 +135,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    from children import end_children_with_this_process
+
+    end_children_with_this_process()
     main()

@@ -865,4 +865,7 @@ if __name__ == "__main__":
     if sys.argv[1:2] == [IDEAL_WORKER]:  # the ideal of section_real, as its own process
         ideal_worker(sys.argv[2:])
     else:
+        from children import end_children_with_this_process
+
+        end_children_with_this_process()
         main()

@@ -289,4 +289,7 @@ def write_results(report: Report, args: Any, load_before: str) -> None:
 
 
 if __name__ == "__main__":
+    from children import end_children_with_this_process
+
+    end_children_with_this_process()
     main()
