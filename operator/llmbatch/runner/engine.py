@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from llmbatch.api import responses_api as responses_request
 from llmbatch.api.lines import Endpoint
 from llmbatch.runner import responses, responses_api
+from llmbatch.runner.heap import keep_large_blocks_mapped
 from llmbatch.runner.sampling import RequestError, build_sampling_params
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,9 @@ def load_engine(
         # On the CPU the engine core in a second process only competes with this one for the
         # same cores, and costs ~20 s of start-up; in-process it starts in seconds.
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        # The engine's tensors of a few MB are freed every step: mapped, they go back to the
+        # system at once instead of swelling the heap until the next trim (heap.py).
+        keep_large_blocks_mapped()
     args = {**engine_defaults(endpoint), **dict(engine_args or {})}
     args.pop("model", None)
     args.pop("served_model_name", None)
