@@ -88,12 +88,14 @@ bench-gateway: $(STAMP) ## 200 MB upload through the gateway vs boto3; GET laten
 	$(PY) benchmarks/bench_gateway.py
 bench-soak: $(STAMP) ## 50 BatchJobs with runner kills and S3 faults: lost, duplicated, recomputed
 	$(PY) benchmarks/bench_soak.py
-.PHONY: bench-scale bench-prefix
-bench: bench-scale bench-prefix
+.PHONY: bench-scale bench-prefix bench-kill
+bench: bench-scale bench-prefix bench-kill
 bench-scale: $(STAMP) ## Plan + run + finalize of 100,000 and 1,000,000 lines: RSS per step, S3 bytes read / input
 	$(PY) benchmarks/bench_scale.py
 bench-prefix: $(STAMP) ## Prefix-grouped plan: llmbatch run vs vLLM run_batch on shuffled documents x questions
 	$(PY) benchmarks/bench_prefix.py
+bench-kill: $(STAMP) ## Two shards SIGKILLed mid-chunk on the sandbox: lines recomputed per kill, every line once
+	$(PY) benchmarks/bench_kill.py
 
 .PHONY: images
 images: ## Build the container images (needs Docker)
