@@ -93,9 +93,10 @@ class Run:
         return ", ".join(f"{count} from {at:.0f}s" for at, count in self.samples)
 
 
-def upload_model(sandbox: SandboxInfo, store: ObjectStore) -> str:
+def upload_model(sandbox: SandboxInfo, store: ObjectStore, folder: str = "bench-elastic") -> str:
+    """The tiny model into the sandbox's bucket under ``folder``; its URI for spec.model."""
     model = ensure_model("tiny")
-    prefix = f"s3://{sandbox.bucket}/bench-elastic/models/tiny-qwen/"
+    prefix = f"s3://{sandbox.bucket}/{folder}/models/tiny-qwen/"
     for path in sorted(p for p in model.rglob("*") if p.is_file()):
         store.upload_file(path, prefix + path.relative_to(model).as_posix())
     return prefix

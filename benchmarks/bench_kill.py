@@ -26,7 +26,6 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -41,16 +40,17 @@ from tests.e2e.test_data_plane import (  # noqa: E402
     batchjob,
     chunk_writers,
     progress_of,
+    shards_mid_chunk,
     upload,
 )
 from tests.e2e.test_lifecycle import assert_exactly_once  # noqa: E402
 from tests.fixtures.sandbox import SandboxInfo, start_sandbox, stop_sandbox  # noqa: E402
 
+from bench_elastic import upload_model  # noqa: E402
 from bench_runner import Report, machine_load  # noqa: E402
 from llmbatch.api.layout import OutputLayout  # noqa: E402
-from llmbatch.controller.jobview import pod_index  # noqa: E402
 from llmbatch.storage import ObjectStore  # noqa: E402
-from llmbatch_sandbox.models import TINY_SERVED_NAME, ensure_model  # noqa: E402
+from llmbatch_sandbox.models import TINY_SERVED_NAME  # noqa: E402
 from results_section import replace_section  # noqa: E402
 
 ENV = {
@@ -70,14 +70,6 @@ class Round:
     seconds: float
 
 
-def upload_model(sandbox: SandboxInfo, store: ObjectStore) -> str:
-    model = ensure_model("tiny")
-    prefix = f"s3://{sandbox.bucket}/bench-kill/models/tiny-qwen/"
-    for path in sorted(p for p in model.rglob("*") if p.is_file()):
-        store.upload_file(path, prefix + path.relative_to(model).as_posix())
-    return prefix
-
-
 def one_round(
     kubectl: Kubectl, store: ObjectStore, sandbox: SandboxInfo, model: str, requests: int
 ) -> Round:
@@ -88,17 +80,11 @@ def one_round(
     if kubectl.apply(body).returncode != 0:
         raise SystemExit(f"kubectl apply of {name} failed")
 
-    def two_working_shards() -> list[dict[str, Any]] | None:
-        done = progress_of(store, output)
-        pods = [
-            p
-            for p in kubectl.items("pods", f"job-name={name}-run")
-            if p["status"].get("phase") == "Running"
-        ]
-        working = [p for p in pods if done.get(pod_index(p) or 0, 0) % CHUNK_LINES > 50]
-        return working[:KILLS] if len(working) >= KILLS else None
-
-    victims = wait_for("two shards mid-chunk", two_working_shards, timeout=300)
+    victims = wait_for(
+        "two shards mid-chunk",
+        lambda: shards_mid_chunk(kubectl, store, name, output, KILLS),
+        timeout=300,
+    )
     for pod in victims:
         kubectl.run("annotate", "pod", pod["metadata"]["name"], "sandbox.llmbatch.io/kill=SIGKILL")
     status = kubectl.wait_phase(name, "Succeeded", timeout=900)
@@ -127,7 +113,7 @@ def run_rounds(args: argparse.Namespace) -> list[Round]:
         kubectl = Kubectl(sandbox, NAMESPACE)
         kubectl.prepare_namespace(SECRET)
         store = sandbox.store()
-        model = upload_model(sandbox, store)
+        model = upload_model(sandbox, store, "bench-kill")
         runner_env = {
             "LLMBATCH_PROGRESS_SECONDS": "1",
             "LLMBATCH_LEASE_SECONDS": str(LEASE_SECONDS),

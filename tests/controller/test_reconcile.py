@@ -80,6 +80,23 @@ def finish_plan(api: FakeApi, s3_server: S3Server, body: dict[str, Any]) -> Plan
     return plan
 
 
+async def running_batch(
+    world: tuple[FakeApi, Runtime, Callable[..., dict[str, Any]]], s3_server: S3Server, pods: int
+) -> tuple[dict[str, Any], BatchJobMemory]:
+    """A two-shard batch planned and Running, its run Job active with ``pods`` running pods."""
+    api, runtime, make = world
+    body = make(parallelism=2)
+    memory = BatchJobMemory()
+    await reconcile_once(body, memory, runtime)
+    finish_plan(api, s3_server, body)
+    await reconcile_once(body, memory, runtime)
+    api.jobs["demo-run"]["status"] = {"active": 2}
+    api.pods["demo-run"] = [{"metadata": {"labels": {}}, "status": {"phase": "Running"}}] * pods
+    await reconcile_once(body, memory, runtime)
+    assert api.batchjobs["demo"]["status"]["phase"] == "Running"
+    return body, memory
+
+
 async def test_first_pass_writes_names_then_events_then_creates_the_plan_job(
     world: tuple[FakeApi, Runtime, Callable[..., dict[str, Any]]],
     events: list[tuple[str, str, str]],
@@ -147,16 +164,8 @@ async def test_a_run_job_deleted_while_running_is_created_again_without_leaving_
     s3_server: S3Server,
     events: list[tuple[str, str, str]],
 ) -> None:
-    api, runtime, make = world
-    body = make(parallelism=2)
-    memory = BatchJobMemory()
-    await reconcile_once(body, memory, runtime)
-    finish_plan(api, s3_server, body)
-    await reconcile_once(body, memory, runtime)
-    api.jobs["demo-run"]["status"] = {"active": 2}
-    api.pods["demo-run"] = [{"metadata": {"labels": {}}, "status": {"phase": "Running"}}]
-    await reconcile_once(body, memory, runtime)
-    assert api.batchjobs["demo"]["status"]["phase"] == "Running"
+    api, runtime, _ = world
+    body, memory = await running_batch(world, s3_server, pods=1)
     # Someone deletes the run Job (its pods go with it): the committed chunks are in the store
     # and the leases let new pods resume, so the operator makes the Job again and stays Running.
     del api.jobs["demo-run"], api.pods["demo-run"]
@@ -382,16 +391,8 @@ async def test_a_finalize_job_deleted_while_stopping_is_created_again_and_the_ba
     unanswered: int,
     final: str,
 ) -> None:
-    api, runtime, make = world
-    body = make(parallelism=2)
-    memory = BatchJobMemory()
-    await reconcile_once(body, memory, runtime)
-    finish_plan(api, s3_server, body)
-    await reconcile_once(body, memory, runtime)
-    api.jobs["demo-run"]["status"] = {"active": 2}
-    api.pods["demo-run"] = [{"metadata": {"labels": {}}, "status": {"phase": "Running"}}] * 2
-    await reconcile_once(body, memory, runtime)
-    assert api.batchjobs["demo"]["status"]["phase"] == "Running"
+    api, runtime, _ = world
+    body, memory = await running_batch(world, s3_server, pods=2)
     _stop(api, body, mode)
     await _until_finalize_job(api, body, memory, runtime)
     status = api.batchjobs["demo"]["status"]

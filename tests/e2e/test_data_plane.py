@@ -178,6 +178,21 @@ def chunk_writers(store: ObjectStore, output: str) -> dict[int, collections.Coun
     return found
 
 
+def shards_mid_chunk(
+    kubectl: Kubectl, store: ObjectStore, name: str, output: str, count: int
+) -> list[dict[str, Any]] | None:
+    """``count`` running shard pods that are mid-chunk (answered requests, and not a whole
+    number of chunks), or None while fewer are (bench_kill.py uses it too)."""
+    done = progress_of(store, output)
+    pods = [
+        p
+        for p in kubectl.items("pods", f"job-name={name}-run")
+        if p["status"].get("phase") == "Running"
+    ]
+    working = [p for p in pods if done.get(pod_index(p) or 0, 0) % CHUNK_LINES > 50]
+    return working[:count] if len(working) >= count else None
+
+
 def test_two_shards_killed_mid_chunk_lose_nothing_and_recompute_at_most_their_chunks(
     dp_operator: OperatorProcess,
     dp_kubectl: Kubectl,
@@ -193,20 +208,13 @@ def test_two_shards_killed_mid_chunk_lose_nothing_and_recompute_at_most_their_ch
     upload(store, body, requests, tiny_served_name, max_tokens=16)
     name, output = body["metadata"]["name"], body["spec"]["output"]
     assert dp_kubectl.apply(body).returncode == 0
-    # Mid-chunk: the shard has answered requests, and not a whole number of chunks.
     victims: list[str] = []
-
-    def two_working_shards() -> list[dict[str, Any]] | None:
-        done = progress_of(store, output)
-        pods = [
-            p
-            for p in dp_kubectl.items("pods", f"job-name={name}-run")
-            if p["status"].get("phase") == "Running"
-        ]
-        working = [p for p in pods if done.get(pod_index(p) or 0, 0) % CHUNK_LINES > 50]
-        return working[:2] if len(working) >= 2 else None
-
-    for pod in wait_for("two shards mid-chunk", two_working_shards, timeout=300):
+    two = wait_for(
+        "two shards mid-chunk",
+        lambda: shards_mid_chunk(dp_kubectl, store, name, output, 2),
+        timeout=300,
+    )
+    for pod in two:
         victim = pod["metadata"]["name"]
         dp_kubectl.run("annotate", "pod", victim, "sandbox.llmbatch.io/kill=SIGKILL")
         victims.append(victim)
